@@ -1,0 +1,36 @@
+# Two commands for a fresh machine with Python 3.11 and pip:
+#   make demo   set up .venv and run the tutorial training (defaults) into runs/tutorial
+#   make test   set up .venv with TensorFlow and run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# One stamp per set of extras, redone when pyproject.toml changes.
+$(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-all: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[tf,bench,dev]"
+	touch $@ $(VENV)/.stamp-base
+
+demo: $(VENV)/.stamp-base
+	$(BIN)/jax-echo train --out runs/tutorial
+
+test: $(VENV)/.stamp-all
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.stamp-all
+	$(BIN)/python -m benchmarks.run
+
+lint: $(VENV)/.stamp-all
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .benchmarks

@@ -1,0 +1,213 @@
+"""Command line: ``jax-echo train | eval | compare | sweep``.
+
+Every ``EchoConfig`` field is an option (``--state-size``, ``--learning-rate``, ...); the parser
+maps them onto the dataclass, which validates them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from jax_echo.task import EchoConfig, Params, epoch_data, eval_data
+
+DEFAULT_OUT = "runs/tutorial"
+
+
+# --- Shared with tf-echo ---------------------------------------------------------------------
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """One ``--field-name`` option per ``EchoConfig`` field (plus ``--epochs``)."""
+    group = parser.add_argument_group("configuration (tutorial defaults)")
+    for field in dataclasses.fields(EchoConfig):
+        flags = [f"--{field.name.replace('_', '-')}"]
+        if field.name == "num_epochs":
+            flags.insert(0, "--epochs")
+        group.add_argument(
+            *flags,
+            dest=field.name,
+            type=type(field.default),
+            default=field.default,
+            metavar="N" if field.type == "int" else "X",
+            help=f"(default {field.default})",
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> EchoConfig:
+    return EchoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EchoConfig)})
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    add_config_args(parser)
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"output directory (default {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run whose checkpoint is in DIR",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-100-window loss lines")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def write_run(
+    out: str | Path,
+    cfg: EchoConfig,
+    params: Params,
+    history: dict[str, Any],
+    run_info: dict[str, Any],
+    predict_last_window: Callable[[Params, Any], Any],
+) -> None:
+    """Writes ``params.npz``, ``history.json`` and ``echo.png`` (the tutorial's figure) to ``out``.
+
+    ``predict_last_window(params, x_BxL)`` gives the predictions (B, T) of the last window of an
+    epoch's series, state carried; it is the only implementation-specific part.
+    """
+    from jax_echo.plot import echo_figure, save_figure
+    from jax_echo.train import atomic_write, save_params
+
+    out = Path(out)
+    save_params(out / "params.npz", params, cfg)
+    record = {"config": cfg.to_dict(), **run_info, "history": history}
+    atomic_write(out / "history.json", lambda f: json.dump(record, f, indent=1), mode="w")
+
+    last = len(history["loss"]) - 1
+    x, y = epoch_data(cfg, last)
+    T, N = cfg.truncated_backprop_length, cfg.num_batches
+    window = slice((N - 1) * T, N * T)
+    losses = [loss for epoch in history["loss"] for loss in epoch]
+    fig = echo_figure(
+        losses,
+        x[:, window],
+        y[:, window],
+        predict_last_window(params, x),
+        title=f"{run_info.get('implementation', '')}: epoch {last}, last window",
+    )
+    save_figure(fig, out / "echo.png")
+
+
+def summary_line(history: dict[str, Any]) -> str:
+    return (
+        f"Done: {len(history['loss'])} epochs, last epoch accuracy "
+        f"{history['accuracy'][-1]:.4%} ({history['accuracy_after_first'][-1]:.4%} after the "
+        f"first window), {sum(history['epoch_seconds']):.2f} s training"
+    )
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "system": platform.system(),
+    }
+
+
+# --- jax-echo --------------------------------------------------------------------------------
+
+
+def _jax_info() -> dict[str, Any]:
+    import jax
+
+    device = jax.devices()[0]
+    return {
+        "implementation": "jax",
+        "jax_version": jax.__version__,
+        "device": f"{device.platform}: {device.device_kind}",
+        **machine_info(),
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from jax_echo.model import predict_epoch
+    from jax_echo.train import fit
+
+    cfg = config_from_args(args)
+    t0 = time.perf_counter()
+    params, history = fit(
+        cfg, out_dir=args.out, resume=args.resume, quiet=args.quiet, progress=not args.no_progress
+    )
+    info = {**_jax_info(), "wall_seconds": time.perf_counter() - t0}
+    write_run(
+        args.out, cfg, params, history, info, lambda p, x: np.asarray(predict_epoch(p, x, cfg))[-1]
+    )
+    print(summary_line(history))
+    print(f"Wrote {args.out}/params.npz, history.json, echo.png")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from jax_echo.model import window_accuracies
+    from jax_echo.train import load_params
+
+    params, cfg = load_params(args.params)
+    accs = np.stack(
+        [
+            np.asarray(window_accuracies(params, *eval_data(cfg, args.seed, i), cfg))
+            for i in range(args.series)
+        ]
+    )
+    result = {
+        "params": str(args.params),
+        "series": args.series,
+        "seed": args.seed,
+        "accuracy": float(accs.mean()),
+        "accuracy_after_first": float(accs[:, 1:].mean()),
+    }
+    print(
+        f"{args.params}: accuracy {result['accuracy']:.4%} over {args.series} fresh series "
+        f"({result['accuracy_after_first']:.4%} after each series' first window)"
+    )
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jax-echo", description="The echo RNN of the classic TensorFlow tutorial, in JAX."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="the tutorial's training run")
+    add_train_args(train)
+    train.set_defaults(run=cmd_train)
+
+    ev = sub.add_parser("eval", help="accuracy of saved params on fresh data")
+    ev.add_argument("--params", required=True, metavar="FILE", help="a params.npz from train")
+    ev.add_argument("--seed", type=int, default=12345, help="seed of the fresh series")
+    ev.add_argument("--series", type=int, default=1, help="how many fresh series")
+    ev.add_argument("--json", action="store_true", help="also print the result as JSON")
+    ev.set_defaults(run=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    from jax_echo.train import CheckpointError, TrainingDivergedError
+
+    parser = parser or build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (CheckpointError, TrainingDivergedError, ValueError, FileNotFoundError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"{parser.prog}: interrupted; rerun with --resume to continue from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130

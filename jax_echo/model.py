@@ -33,11 +33,14 @@ _FUSED_CONTRACTION_LIMIT = 2048
 _FULL_UNROLL_LIMIT = 32
 
 
-def _matmul(a: jax.Array, w: jax.Array) -> jax.Array:
-    """``a @ w`` for ``a`` of shape (..., K) and ``w`` of shape (K, M)."""
+def _dense(a: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ w + b`` for ``a`` of shape (..., K), ``w`` (K, M) and ``b`` (1, M)."""
+    lead = (1,) * (a.ndim - 1)
     if a.size * w.shape[-1] <= _FUSED_CONTRACTION_LIMIT:
-        return jnp.sum(a[..., :, None] * w, axis=-2)
-    return a @ w
+        out = jnp.sum(a[..., :, None] * w.reshape(lead + w.shape), axis=-2)
+    else:
+        out = a @ w
+    return out + b.reshape(lead + b.shape[-1:])
 
 
 def _states(params: Params, x_BxT: jax.Array, h0_BxS: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -47,7 +50,7 @@ def _states(params: Params, x_BxT: jax.Array, h0_BxS: jax.Array) -> tuple[jax.Ar
     def cell(h_BxS, x_B):
         # The tutorial's step: input first, then state, through one matrix.
         input_and_state = jnp.concatenate([x_B[:, None], h_BxS], axis=1)
-        h_BxS = jnp.tanh(_matmul(input_and_state, params.W) + params.b)
+        h_BxS = jnp.tanh(_dense(input_and_state, params.W, params.b))
         return h_BxS, h_BxS
 
     T = x_TxB.shape[0]
@@ -67,16 +70,16 @@ def forward(params: Params, x_BxT: jax.Array, h0_BxS: jax.Array) -> tuple[jax.Ar
       ``(logits_BxTxC, h_BxS)``: per-step logits and the state after the last step.
     """
     h_TxBxS, h_BxS = _states(params, x_BxT, h0_BxS)
-    logits_TxBxC = _matmul(h_TxBxS, params.W2) + params.b2
+    logits_TxBxC = _dense(h_TxBxS, params.W2, params.b2)
     return jnp.swapaxes(logits_TxBxC, 0, 1), h_BxS
 
 
 def loss_fn(
     params: Params, x_BxT: jax.Array, y_BxT: jax.Array, h0_BxS: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """The tutorial's loss: mean sparse softmax cross-entropy over B*T steps; also the last state."""
+    """The tutorial's loss (mean sparse softmax cross-entropy over B*T steps) and the last state."""
     h_TxBxS, h_BxS = _states(params, x_BxT, h0_BxS)
-    logits_TxBxC = _matmul(h_TxBxS, params.W2) + params.b2
+    logits_TxBxC = _dense(h_TxBxS, params.W2, params.b2)
     log_p = jax.nn.log_softmax(logits_TxBxC)
     y_TxB = jnp.swapaxes(y_BxT, -1, -2)
     nll_TxB = -jnp.take_along_axis(log_p, y_TxB[..., None], axis=-1)[..., 0]
@@ -190,7 +193,7 @@ def train_step(
 
 
 def split_windows(a_BxL: jax.Array, window: int) -> jax.Array:
-    """(B, L) series to (N, B, T) windows; the last ``L % T`` steps are not used (as in the tutorial)."""
+    """(B, L) series to (N, B, T) windows; the last L % T steps go unused, as in the tutorial."""
     B, L = a_BxL.shape
     N = L // window
     return jnp.swapaxes(a_BxL[:, : N * window].reshape(B, N, window), 0, 1)

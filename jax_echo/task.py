@@ -54,8 +54,8 @@ class EchoConfig:
             )
         if self.num_batches < 1:
             raise ValueError(
-                f"EchoConfig.num_batches must be at least 1: a row of {self.row_length} steps "
-                f"holds no window of truncated_backprop_length {self.truncated_backprop_length}"
+                f"EchoConfig.truncated_backprop_length ({self.truncated_backprop_length}) is "
+                f"longer than a row ({self.row_length} steps): num_batches must be at least 1"
             )
         lr = self.learning_rate
         if (
@@ -167,10 +167,15 @@ class Params(NamedTuple):
 
 def check_params(params: Params, cfg: EchoConfig | None = None) -> None:
     """Raises ``ValueError`` naming the array whose shape is not the tutorial's."""
-    if cfg is None:
-        S, C = np.shape(params.W2)[-2:] if np.ndim(params.W2) >= 2 else (0, 0)
-    else:
+    if cfg is not None:
         S, C = cfg.state_size, cfg.num_classes
+    elif np.ndim(params.W2) == 2:
+        S, C = np.shape(params.W2)
+    else:
+        raise ValueError(
+            f"params['W2'] must be a (state_size, num_classes) matrix, "
+            f"got shape {np.shape(params.W2)}"
+        )
     expected = {"W": (S + 1, S), "b": (1, S), "W2": (S, C), "b2": (1, C)}
     for name, shape in expected.items():
         got = np.shape(getattr(params, name))

@@ -1,0 +1,194 @@
+"""The training run: convergence, determinism, checkpoints, resumption, errors and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jax_echo import EchoConfig, Params, init_params
+from jax_echo import train as train_module
+from jax_echo.cli import main
+from jax_echo.train import (
+    CHECKPOINT,
+    CheckpointError,
+    TrainingDivergedError,
+    fit,
+    load_checkpoint,
+    load_params,
+    save_params,
+)
+
+
+def test_tutorial_config_learns_the_echo():
+    # The tutorial's config, shortened to 4 epochs: the echo is learned in the second.
+    cfg = EchoConfig(num_epochs=4)
+    _, history = fit(cfg, quiet=True, progress=False)
+    assert len(history["loss"]) == 4 and all(len(e) == 666 for e in history["loss"])
+    assert history["accuracy_after_first"][-1] >= 0.999
+    assert history["accuracy"][0] < 0.6  # the first epoch starts from chance
+    first, last = np.mean(history["loss"][0][:50]), np.mean(history["loss"][-1][1:])
+    assert first > 0.6 and last < 0.01
+    # The tutorial's spike: the first window of each epoch is the hardest.
+    assert history["loss"][-1][0] > 10 * np.median(history["loss"][-1])
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(small_cfg):
+    p1, h1 = fit(small_cfg, quiet=True, progress=False)
+    p2, h2 = fit(small_cfg, quiet=True, progress=False)
+    _, h3 = fit(
+        EchoConfig(num_epochs=3, total_series_length=7500, seed=1), quiet=True, progress=False
+    )
+    assert h1["loss"] == h2["loss"]
+    for a, b in zip(p1, p2, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert h1["loss"] != h3["loss"]
+
+
+def test_fit_prints_the_tutorials_lines(capsys):
+    _, history = fit(EchoConfig(num_epochs=1, total_series_length=15000), progress=False)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [  # 200 windows: a loss line every 100
+        "New data, epoch 0",
+        f"Step 0 Loss {history['loss'][0][0]:.6f}",
+        f"Step 100 Loss {history['loss'][0][100]:.6f}",
+    ]
+
+
+def test_resume_equals_an_uninterrupted_run(small_cfg, tmp_path):
+    full, full_history = fit(small_cfg, out_dir=tmp_path / "full", quiet=True, progress=False)
+    part = tmp_path / "part"
+    fit(
+        EchoConfig(num_epochs=1, total_series_length=7500), out_dir=part, quiet=True, progress=False
+    )
+    resumed, history = fit(small_cfg, out_dir=part, resume=True, quiet=True, progress=False)
+    for a, b in zip(full, resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert history["loss"] == full_history["loss"]
+
+
+def test_checkpoint_is_never_silently_overwritten(small_cfg, tmp_path):
+    cfg = EchoConfig(num_epochs=1, total_series_length=7500)
+    fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    with pytest.raises(CheckpointError, match="exists: pass resume=True"):
+        fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
+    with pytest.raises(CheckpointError, match="another configuration .*state_size: saved 4, now 8"):
+        fit(
+            EchoConfig(num_epochs=1, total_series_length=7500, state_size=8),
+            out_dir=tmp_path,
+            resume=True,
+            quiet=True,
+            progress=False,
+        )
+    with pytest.raises(CheckpointError, match="cannot resume: no checkpoint"):
+        fit(cfg, out_dir=tmp_path / "empty", resume=True, quiet=True, progress=False)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+
+
+def test_corrupt_checkpoint_is_refused(small_cfg, tmp_path):
+    cfg = EchoConfig(num_epochs=1, total_series_length=7500)
+    fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
+    path = tmp_path / CHECKPOINT
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or not an .npz file"):
+        fit(small_cfg, out_dir=tmp_path, resume=True, quiet=True, progress=False)
+    assert path.read_bytes() == good[: len(good) // 2]  # left for the user to inspect
+    # A well-formed file with the wrong shapes inside.
+    path.write_bytes(good)
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["params/W"] = arrays["params/W"][:2]
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=r"params\['W'\] has shape \(2, 4\), expected"):
+        load_checkpoint(path, small_cfg)
+    del arrays["meta"]
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match="not a valid checkpoint"):
+        load_checkpoint(path, small_cfg)
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(small_cfg, tmp_path, monkeypatch):
+    clean = train_module.epoch_data
+
+    def poisoned(cfg, epoch):
+        x, y = clean(cfg, epoch)
+        if epoch == 1:
+            x[2, 40] = np.nan
+        return x, y
+
+    monkeypatch.setattr(train_module, "epoch_data", poisoned)
+    with pytest.raises(TrainingDivergedError, match="epoch 1, window 2 is nan"):
+        fit(small_cfg, out_dir=tmp_path, quiet=True, progress=False)
+    params, _, history = load_checkpoint(tmp_path / CHECKPOINT, small_cfg)
+    assert len(history["loss"]) == 1
+    assert all(np.isfinite(p).all() for p in params)
+
+
+def test_params_file_round_trip_and_errors(tmp_path):
+    cfg = EchoConfig(state_size=6)
+    params = init_params(cfg)
+    save_params(tmp_path / "p.npz", params, cfg)
+    loaded, loaded_cfg = load_params(tmp_path / "p.npz")
+    assert loaded_cfg == cfg
+    for a, b in zip(params, loaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match="bad.npz is corrupt"):
+        load_params(tmp_path / "bad.npz")
+    np.savez(tmp_path / "noconfig.npz", **params.to_dict())
+    with pytest.raises(CheckpointError, match="noconfig.npz is not a valid params file"):
+        load_params(tmp_path / "noconfig.npz")
+    np.savez(
+        tmp_path / "shape.npz",
+        **{**params.to_dict(), "W2": np.zeros((3, 2))},
+        config=np.array(json.dumps(cfg.to_dict())),
+    )
+    with pytest.raises(CheckpointError, match=r"params\['W2'\] has shape \(3, 2\)"):
+        load_params(tmp_path / "shape.npz")
+
+
+def test_cli_train_writes_its_three_files_and_eval_reads_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--epochs",
+        "2",
+        "--total-series-length",
+        "7500",
+        "--state-size",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["params.npz", "history.json", "echo.png", CHECKPOINT]
+    )
+    record = json.loads((out / "history.json").read_text())
+    assert record["config"] == EchoConfig(num_epochs=2, total_series_length=7500).to_dict()
+    assert len(record["history"]["loss"]) == 2 and len(record["history"]["loss"][0]) == 100
+    assert record["implementation"] == "jax" and record["jax_version"] and record["device"]
+    assert record["wall_seconds"] > 0
+    assert (out / "echo.png").read_bytes()[:4] == b"\x89PNG"
+    params, _ = load_params(out / "params.npz")
+    assert isinstance(params, Params)
+    capsys.readouterr()
+
+    assert main(["eval", "--params", str(out / "params.npz"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert 0 <= result["accuracy"] <= 1
+
+    # Running again into the same directory is refused; --resume with more epochs continues.
+    assert main(args) == 2
+    assert "exists: pass resume=True (--resume)" in capsys.readouterr().err
+    assert main([*args[:2], "3", *args[3:], "--resume"]) == 0
+    record = json.loads((out / "history.json").read_text())
+    assert len(record["history"]["loss"]) == 3
+
+
+def test_cli_rejects_a_bad_config_value(capsys):
+    assert main(["train", "--state-size", "0", "--no-progress"]) == 2
+    assert "EchoConfig.state_size must be positive, got 0" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from jax_echo.compare import add_compare_args, cmd_compare
 from jax_echo.task import EchoConfig, Params, epoch_data, eval_data
 
 DEFAULT_OUT = "runs/tutorial"
@@ -193,6 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--series", type=int, default=1, help="how many fresh series")
     ev.add_argument("--json", action="store_true", help="also print the result as JSON")
     ev.set_defaults(run=cmd_eval)
+
+    cmp = sub.add_parser(
+        "compare",
+        help="train JAX and TensorFlow from the same weights and data, side by side",
+        description="Needs the tf extra (pip install 'jax-echo[tf]'). Times are the mean per "
+        "window over epochs after the first (which includes compilation).",
+    )
+    add_config_args(cmp)
+    add_compare_args(cmp)
+    cmp.set_defaults(run=lambda args: cmd_compare(args, config_from_args(args)), num_epochs=3)
     return parser
 
 
@@ -203,7 +214,7 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (CheckpointError, TrainingDivergedError, ValueError, FileNotFoundError) as e:
+    except (CheckpointError, TrainingDivergedError, ValueError, RuntimeError, OSError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

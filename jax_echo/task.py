@@ -154,7 +154,9 @@ class Params(NamedTuple):
 
     @classmethod
     def from_dict(cls, d: Any, cfg: EchoConfig | None = None) -> Params:
-        """Builds ``Params`` from a mapping (or ``np.load`` result), checking names and shapes."""
+        """Builds ``Params`` from a mapping, ``np.load`` result or ``Params``, checking shapes."""
+        if isinstance(d, Params):
+            d = d._asdict()
         missing = [name for name in cls._fields if name not in d]
         if missing:
             raise ValueError(

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -70,7 +69,7 @@ def print_losses(epoch: int, losses: Any, write: Callable[[str], None]) -> None:
 def fit(
     cfg: EchoConfig,
     *,
-    params: Params | None = None,
+    params: Params | dict | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     quiet: bool = False,
@@ -80,7 +79,7 @@ def fit(
 
     Args:
       cfg: the configuration; ``cfg.seed`` seeds the initial weights and every epoch's data.
-      params: initial weights (default ``init_params(cfg)``).
+      params: initial weights, ``Params`` or a dict of arrays (default ``init_params(cfg)``).
       out_dir: if given, a checkpoint is written there after every epoch (atomically).
       resume: continue from the checkpoint in ``out_dir``; the result equals an uninterrupted run.
       quiet: do not print the tutorial's loss lines.
@@ -88,11 +87,37 @@ def fit(
 
     Returns:
       ``(params, history)``: the final weights (NumPy) and ``history`` with, per epoch, the window
-      losses, accuracy overall and after the first window (final params of the epoch on its data,
-      state carried) and seconds.
+      losses, the accuracy overall and after the first window (the epoch's final params on its
+      series, state carried) and the seconds it took.
 
     >>> params, history = fit(EchoConfig(num_epochs=2, total_series_length=5000), quiet=True)
     """
+    return run_epochs(
+        cfg,
+        lambda params: make_optimizer(cfg).init(params),
+        lambda params, opt_state, x, y: train_epoch(params, opt_state, x, y, cfg),
+        lambda params, x, y: window_accuracies(params, x, y, cfg),
+        params=params,
+        out_dir=out_dir,
+        resume=resume,
+        quiet=quiet,
+        progress=progress,
+    )
+
+
+def run_epochs(
+    cfg: EchoConfig,
+    init_opt_state: Callable[[Params], AdagradState],
+    train_epoch: Callable[[Params, AdagradState, Any, Any], tuple[Params, AdagradState, Any]],
+    window_accuracies: Callable[[Params, Any, Any], Any],
+    *,
+    params: Params | dict | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    progress: bool = True,
+) -> tuple[Params, dict[str, Any]]:
+    """``fit`` for any implementation, given its three functional verbs (see ``fit``)."""
     checkpoint = Path(out_dir, CHECKPOINT) if out_dir is not None else None
     if resume:
         if params is not None:
@@ -110,13 +135,13 @@ def fit(
                 f"{checkpoint} exists: pass resume=True (--resume) to continue that run, "
                 "or choose another output directory"
             )
-        params = init_params(cfg) if params is None else Params.from_dict(params._asdict(), cfg)
-        opt_state = make_optimizer(cfg).init(params)
+        params = init_params(cfg) if params is None else Params.from_dict(params, cfg)
+        opt_state = init_opt_state(params)
         history = new_history()
 
     write = tqdm.write if progress else print
     start = len(history["loss"])
-    for epoch in tqdm(
+    epochs = tqdm(
         range(start, cfg.num_epochs),
         initial=start,
         total=cfg.num_epochs,
@@ -124,14 +149,15 @@ def fit(
         unit="epoch",
         disable=not progress,
         file=sys.stderr,
-    ):
+    )
+    for epoch in epochs:
         x, y = epoch_data(cfg, epoch)
         t0 = time.perf_counter()
-        params, opt_state, losses = train_epoch(params, opt_state, x, y, cfg)
-        losses = np.asarray(jax.block_until_ready(losses))
+        params, opt_state, losses = train_epoch(params, opt_state, x, y)
+        losses = np.asarray(losses)  # waits for the computation
         seconds = time.perf_counter() - t0
         check_finite(losses, epoch)
-        epoch_record(history, losses, window_accuracies(params, x, y, cfg), seconds)
+        epoch_record(history, losses, window_accuracies(params, x, y), seconds)
         if not quiet:
             print_losses(epoch, losses, write)
         if checkpoint is not None:

@@ -1,0 +1,82 @@
+"""tf-echo: the TensorFlow reference for jax-echo.
+
+``GraphTrainer`` is the tutorial's own TF1 program (``tf.compat.v1`` graph and session);
+``FunctionTrainer`` is modern TF2 (``tf.function``, optionally XLA). Both start from given
+weights and share one interface with the JAX adapters in ``jax_echo.compare``:
+``train_step(h, x, y) -> (h, loss)``, ``train_epoch(x, y) -> losses``, ``params``,
+``forward``, ``loss_and_gradients``, ``predict_epoch``, ``get_state``/``set_state``.
+TensorFlow does the computing; ``jax_echo`` only supplies the task (config, data, weights).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from jax_echo.task import EchoConfig, Params, init_params
+from jax_echo.train import run_epochs
+from tf_echo.function import FunctionTrainer
+from tf_echo.graph import GraphTrainer
+
+IMPLEMENTATIONS = ("graph", "function", "function-xla", "function-epoch", "function-epoch-xla")
+
+
+def make_trainer(impl: str, cfg: EchoConfig, params: Params | dict, dtype=np.float32):
+    """A trainer for one of ``IMPLEMENTATIONS`` from the given weights."""
+    if impl == "graph":
+        return GraphTrainer(cfg, params, dtype)
+    if impl in IMPLEMENTATIONS:
+        return FunctionTrainer(
+            cfg, params, dtype, jit_compile=impl.endswith("-xla"), per_epoch="-epoch" in impl
+        )
+    raise ValueError(f"unknown TensorFlow implementation {impl!r}; choose from {IMPLEMENTATIONS}")
+
+
+def fit(
+    cfg: EchoConfig,
+    impl: str = "graph",
+    *,
+    params: Params | dict | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    progress: bool = True,
+) -> tuple[Params, dict[str, Any]]:
+    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints and history."""
+    start = init_params(cfg) if params is None else Params.from_dict(params, cfg)
+    trainer = make_trainer(impl, cfg, start)
+
+    def init_opt_state(params):
+        trainer.set_state(params, trainer.get_state()[1])  # fresh accumulators, given weights
+        return trainer.get_state()[1]
+
+    def train_epoch(params, opt_state, x, y):
+        trainer.set_state(params, opt_state)
+        losses = trainer.train_epoch(x, y)
+        return (*trainer.get_state(), losses)
+
+    def window_accuracies(params, x, y):
+        pred_NxBxT = trainer.predict_epoch(x)
+        T, N = cfg.truncated_backprop_length, cfg.num_batches
+        y_NxBxT = y[:, : N * T].reshape(cfg.batch_size, N, T).swapaxes(0, 1)
+        return (pred_NxBxT == y_NxBxT).mean(axis=(1, 2))
+
+    try:
+        return run_epochs(
+            cfg,
+            init_opt_state,
+            train_epoch,
+            window_accuracies,
+            params=None if resume else start,
+            out_dir=out_dir,
+            resume=resume,
+            quiet=quiet,
+            progress=progress,
+        )
+    finally:
+        trainer.close()
+
+
+__all__ = ["IMPLEMENTATIONS", "FunctionTrainer", "GraphTrainer", "fit", "make_trainer"]

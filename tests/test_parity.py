@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from jax_echo import EchoConfig, epoch_data, init_params  # noqa: E402
-from jax_echo.compare import IMPLEMENTATIONS, REFERENCE, block, make_trainer  # noqa: E402
+from jax_echo import EchoConfig, epoch_data, init_params
+from jax_echo.compare import IMPLEMENTATIONS, REFERENCE, block, make_trainer
 
 CFG = EchoConfig()
 

@@ -1,0 +1,5 @@
+import sys
+
+from tf_echo.cli import main
+
+sys.exit(main())

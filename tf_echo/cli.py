@@ -1,0 +1,69 @@
+"""``tf-echo train``: the tutorial run in TensorFlow, with the options and files of ``jax-echo``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+from jax_echo import cli as jax_cli
+
+IMPL_CHOICES = ("graph", "function", "function-xla", "function-epoch", "function-epoch-xla")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import tensorflow as tf
+
+    import tf_echo
+
+    cfg = jax_cli.config_from_args(args)
+    t0 = time.perf_counter()
+    params, history = tf_echo.fit(
+        cfg,
+        args.impl,
+        out_dir=args.out,
+        resume=args.resume,
+        quiet=args.quiet,
+        progress=not args.no_progress,
+    )
+    info = {
+        "implementation": f"tf-{args.impl}",
+        "tensorflow_version": tf.__version__,
+        "device": "cpu" if not tf.config.list_physical_devices("GPU") else "gpu",
+        **jax_cli.machine_info(),
+        "wall_seconds": time.perf_counter() - t0,
+    }
+
+    def predict_last_window(params, x):
+        trainer = tf_echo.make_trainer(args.impl, cfg, params)
+        try:
+            return trainer.predict_epoch(x)[-1]
+        finally:
+            trainer.close()
+
+    jax_cli.write_run(args.out, cfg, params, history, info, predict_last_window)
+    print(jax_cli.summary_line(history))
+    print(f"Wrote {args.out}/params.npz, history.json, echo.png")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tf-echo", description="The echo RNN of the classic tutorial, in TensorFlow."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="the tutorial's training run")
+    jax_cli.add_train_args(train)
+    train.add_argument(
+        "--impl",
+        choices=IMPL_CHOICES,
+        default="graph",
+        help="graph: the tutorial's TF1 session.run loop (default); function[-epoch][-xla]: "
+        "TF2 tf.function per window or per epoch, optionally with XLA",
+    )
+    train.set_defaults(run=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return jax_cli.main(argv, build_parser())

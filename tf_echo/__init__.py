@@ -23,10 +23,15 @@ from tf_echo.graph import GraphTrainer
 IMPLEMENTATIONS = ("graph", "function", "function-xla", "function-epoch", "function-epoch-xla")
 
 
-def make_trainer(impl: str, cfg: EchoConfig, params: Params | dict, dtype=np.float32):
-    """A trainer for one of ``IMPLEMENTATIONS`` from the given weights."""
+def make_trainer(
+    impl: str, cfg: EchoConfig, params: Params | dict, dtype=np.float32, device: str | None = None
+):
+    """A trainer for one of ``IMPLEMENTATIONS`` from the given weights.
+
+    ``device`` places the TF1 graph; TF2 trainers run under the caller's ``tf.device`` scope.
+    """
     if impl == "graph":
-        return GraphTrainer(cfg, params, dtype)
+        return GraphTrainer(cfg, params, dtype, device)
     if impl in IMPLEMENTATIONS:
         return FunctionTrainer(
             cfg, params, dtype, jit_compile=impl.endswith("-xla"), per_epoch="-epoch" in impl

@@ -27,16 +27,19 @@ class GraphTrainer:
       cfg: the configuration (shapes and learning rate).
       params: initial weights (``Params`` or dict of arrays).
       dtype: float32 as in the tutorial; float64 for the high-precision parity checks.
+      device: where to place the graph ("/CPU:0", "/GPU:0"); by default TensorFlow decides.
     """
 
     name = "tf-graph"
 
-    def __init__(self, cfg: EchoConfig, params: Params | dict, dtype=np.float32):
+    def __init__(
+        self, cfg: EchoConfig, params: Params | dict, dtype=np.float32, device: str | None = None
+    ):
         params = Params.from_dict(params, cfg)
         B, T, S = cfg.batch_size, cfg.truncated_backprop_length, cfg.state_size
         self.cfg, self.dtype = cfg, np.dtype(dtype)
         self.graph = tf.Graph()
-        with self.graph.as_default():
+        with self.graph.as_default(), tf.device(device):  # None: TensorFlow's own placement
             tf_dtype = tf.as_dtype(self.dtype)
             self.batchX_placeholder = tf1.placeholder(tf_dtype, [B, T])
             self.batchY_placeholder = tf1.placeholder(tf.int32, [B, T])

@@ -1,0 +1,1 @@
+"""Benchmarks of every implementation, side by side (pytest-benchmark), and their report."""

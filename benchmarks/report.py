@@ -1,0 +1,242 @@
+"""Renders a pytest-benchmark JSON file as markdown tables and PNG plots.
+
+    python -m benchmarks.report benchmarks/results/FILE.json [--readme README.md]
+
+Writes ``FILE.md``, ``FILE-window.png`` and ``FILE-scaling.png`` beside the JSON. Per group and
+device, a table of medians per implementation with ratios to the TF1 reference (``tf-graph``)
+and to the fastest TensorFlow variant; ``x faster`` means that implementation's time divides
+into the other's that many times. With ``--readme``, the block between
+``<!-- bench:DEVICE:start -->`` and ``<!-- bench:DEVICE:end -->`` is replaced with the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+REFERENCE = "tf-graph"
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def per_window_us(bench: dict[str, Any]) -> float:
+    return 1e6 * bench["stats"]["median"] / bench["extra_info"]["windows_per_call"]
+
+
+def by_device(benches: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out = defaultdict(list)
+    for b in benches:
+        out[b["extra_info"]["device"]].append(b)
+    return out
+
+
+def _ratio(num: float | None, den: float) -> str:
+    return "" if num is None else f"{num / den:.1f}x"
+
+
+def speed_table(benches: list[dict[str, Any]], value, unit: str) -> list[str]:
+    """Rows sorted fastest first, with ratios to tf-graph and to the fastest TF variant."""
+    values = {b["extra_info"]["implementation"]: value(b) for b in benches}
+    ref = values.get(REFERENCE)
+    tf_values = [v for k, v in values.items() if k.startswith("tf-")]
+    fastest_tf = min(tf_values) if tf_values else None
+    rows = [
+        f"| implementation | median {unit} | vs TF1 graph | vs fastest TF |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, v in sorted(values.items(), key=lambda kv: kv[1]):
+        rows.append(f"| {name} | {v:,.1f} | {_ratio(ref, v)} | {_ratio(fastest_tf, v)} |")
+    return rows
+
+
+def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
+    impls = sorted({b["extra_info"]["implementation"] for b in benches})
+    cells: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for b in benches:
+        e = b["extra_info"]
+        key = (e["axis"], e["state_size"], e["batch_size"], e["window_length"])
+        cells[key][e["implementation"]] = per_window_us(b)
+    rows = [
+        "| grows | state | batch | window | "
+        + " | ".join(f"{i} us/window" for i in impls)
+        + " | ratio |",
+        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in impls) + " | ---: |",
+    ]
+    for key in sorted(cells):
+        vals = [cells[key].get(i) for i in impls]
+        ratio = (
+            f"{max(vals) / min(vals):.1f}x ({impls[vals.index(min(vals))]} faster)"
+            if None not in vals and len(vals) > 1
+            else ""
+        )
+        shown = " | ".join("" if v is None else f"{v:,.1f}" for v in vals)
+        rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {shown} | {ratio} |")
+    return rows
+
+
+def accuracy_table(benches: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        "| implementation | seconds to 99.9% (from scratch) | epochs | final accuracy after "
+        "window 0 | final accuracy |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for b in sorted(benches, key=lambda b: b["stats"]["median"]):
+        e = b["extra_info"]
+        epochs = e["epochs_to_threshold"] if e["epochs_to_threshold"] is not None else "not reached"
+        rows.append(
+            f"| {e['implementation']} | {b['stats']['median']:.2f} | {epochs} | "
+            f"{e['final_accuracy_after_first']:.4%} | {e['final_accuracy']:.4%} |"
+        )
+    return rows
+
+
+def machine_line(data: dict[str, Any]) -> str:
+    m = data["machine_info"]
+    v = m.get("library_versions", {})
+    libs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
+    cpu = m.get("cpu", {}).get("brand_raw", m.get("processor", ""))
+    return (
+        f"Machine: {cpu}, {m.get('cpu_count')} cores, {m.get('system')} {m.get('release', '')}; "
+        f"JAX devices: {', '.join(m.get('jax_devices', []))}. {libs}. "
+        f"Run {data.get('datetime', '')[:19]}."
+    )
+
+
+def render(data: dict[str, Any], stem: str) -> dict[str, str]:
+    """Markdown per device: every group's table."""
+    groups: dict[str, list] = defaultdict(list)
+    for b in data["benchmarks"]:
+        groups[b["group"]].append(b)
+    docs: dict[str, list[str]] = defaultdict(list)
+    sections = [
+        (
+            "window",
+            "One training window (epoch-level implementations: one epoch / 666)",
+            lambda bs: speed_table(bs, per_window_us, "us / window"),
+        ),
+        (
+            "epoch",
+            "One epoch (666 windows)",
+            lambda bs: speed_table(bs, lambda b: 1e3 * b["stats"]["median"], "ms / epoch"),
+        ),
+        (
+            "compile",
+            "First call: build, trace and compile",
+            lambda bs: speed_table(bs, lambda b: 1e3 * b["stats"]["median"], "ms"),
+        ),
+        (
+            "scaling",
+            "Scaling: one size grown from the tutorial config (us per window)",
+            scaling_table,
+        ),
+        (
+            "accuracy",
+            "Accuracy: the tutorial run, and wall time to 99.9% from scratch",
+            accuracy_table,
+        ),
+    ]
+    for group, title, table in sections:
+        for device, benches in sorted(by_device(groups.get(group, [])).items()):
+            docs[device] += [f"**{title}** ({device})", "", *table(benches), ""]
+    for device, lines in docs.items():
+        lines += [
+            f"![per-window time]({stem}-window.png)",
+            f"![scaling]({stem}-scaling.png)",
+            "",
+            machine_line(data),
+        ]
+    return {device: "\n".join(lines) for device, lines in docs.items()}
+
+
+def plot(data: dict[str, Any], out_prefix: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    window = [b for b in data["benchmarks"] if b["group"] == "window"]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(window), 4) + 1))
+    window.sort(key=per_window_us, reverse=True)
+    labels = [f"{b['extra_info']['implementation']} ({b['extra_info']['device']})" for b in window]
+    values = [per_window_us(b) for b in window]
+    colors = ["tab:orange" if "tf-" in name else "tab:blue" for name in labels]
+    ax.barh(labels, values, color=colors)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:,.1f}", va="center", fontsize=8)
+    ax.set(
+        xscale="log",
+        xlabel="microseconds per training window (median, log scale)",
+        title="Echo RNN, tutorial config: one training window",
+    )
+    fig.tight_layout()
+    fig.savefig(f"{out_prefix}-window.png", dpi=100)
+    plt.close(fig)
+
+    scaling = [b for b in data["benchmarks"] if b["group"] == "scaling"]
+    axes_spec = [("state", "state_size"), ("batch", "batch_size"), ("window", "window_length")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, (axis, field) in zip(axes, axes_spec, strict=True):
+        lines = defaultdict(list)
+        for b in scaling:
+            e = b["extra_info"]
+            # The tutorial point belongs to every curve.
+            if e["axis"] == axis or (e["axis"] == "state" and e["state_size"] == 4):
+                lines[(e["implementation"], e["device"])].append((e[field], per_window_us(b)))
+        for (impl, device), points in sorted(lines.items()):
+            xs, ys = zip(*sorted(points), strict=True)
+            ax.plot(xs, ys, marker="o", label=f"{impl} ({device})")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel=field,
+            ylabel="us per window",
+            title=f"growing {field}",
+        )
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(f"{out_prefix}-scaling.png", dpi=100)
+    plt.close(fig)
+
+
+def update_readme(readme: Path, device: str, markdown: str) -> None:
+    text = readme.read_text()
+    start, end = f"<!-- bench:{device}:start -->", f"<!-- bench:{device}:end -->"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise SystemExit(f"{readme} has no {start} ... {end} block")
+    text = pattern.sub(lambda _: f"{start}\n{markdown}\n{end}", text)
+    readme.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", type=Path, help="a pytest-benchmark JSON file")
+    parser.add_argument("--readme", type=Path, help="update this README's benchmark blocks")
+    args = parser.parse_args(argv)
+    data = load(args.file)
+    prefix = args.file.with_suffix("")
+    plot(data, prefix)
+    docs = render(data, prefix.name)
+    md = "\n\n".join(f"### {device.upper()}\n\n{doc}" for device, doc in docs.items())
+    prefix.with_suffix(".md").write_text(md + "\n")
+    print(md)
+    if args.readme:
+        relative = os.path.relpath(prefix.parent.resolve(), args.readme.resolve().parent)
+        for device, doc in render(data, f"{relative}/{prefix.name}").items():
+            update_readme(args.readme, device, doc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

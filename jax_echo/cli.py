@@ -134,15 +134,34 @@ def _jax_info() -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import jax
+
+    from jax_echo import scale
     from jax_echo.model import predict_epoch
     from jax_echo.train import fit
 
     cfg = config_from_args(args)
+    if args.coordinator:
+        scale.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    mesh = scale.data_parallel_mesh() if args.data_parallel or args.coordinator else None
+    writer = jax.process_index() == 0  # across processes, one writes the files
     t0 = time.perf_counter()
     params, history = fit(
-        cfg, out_dir=args.out, resume=args.resume, quiet=args.quiet, progress=not args.no_progress
+        cfg,
+        out_dir=args.out,
+        resume=args.resume,
+        quiet=args.quiet or not writer,
+        progress=not args.no_progress and writer,
+        mesh=mesh,
     )
-    info = {**_jax_info(), "wall_seconds": time.perf_counter() - t0}
+    if not writer:
+        return 0
+    info = {
+        **_jax_info(),
+        "wall_seconds": time.perf_counter() - t0,
+        "devices": 1 if mesh is None else mesh.size,
+        "processes": jax.process_count(),
+    }
     write_run(
         args.out, cfg, params, history, info, lambda p, x: np.asarray(predict_epoch(p, x, cfg))[-1]
     )
@@ -178,6 +197,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from jax_echo import scale
+    from jax_echo.train import atomic_write
+
+    cfg = config_from_args(args)
+    t0 = time.perf_counter()
+    _, history = scale.fit_population(
+        cfg, args.seeds, args.learning_rates, progress=not args.no_progress
+    )
+    rows = scale.sweep_table(history, cfg.num_batches)
+    table = scale.format_sweep(rows)
+    print(table)
+    out = Path(args.out)
+    record = {
+        "config": cfg.to_dict(),
+        **_jax_info(),
+        "wall_seconds": time.perf_counter() - t0,
+        "table": rows,
+        "history": history,
+    }
+    atomic_write(out / "sweep.json", lambda f: json.dump(record, f), mode="w")
+    atomic_write(out / "sweep.md", lambda f: f.write(table + "\n"), mode="w")
+    scale.plot_sweep(history, out / "sweep.png")
+    print(f"Wrote {out}/sweep.json, sweep.md, sweep.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jax-echo", description="The echo RNN of the classic TensorFlow tutorial, in JAX."
@@ -186,7 +232,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="the tutorial's training run")
     add_train_args(train)
+    scaling = train.add_argument_group("data parallelism (see docs/scaling.md)")
+    scaling.add_argument(
+        "--data-parallel",
+        action="store_true",
+        help="shard the batch over all devices (batch size divisible by their count)",
+    )
+    scaling.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="run as one of several processes (implies --data-parallel)",
+    )
+    scaling.add_argument("--num-processes", type=int, default=1, metavar="N")
+    scaling.add_argument("--process-id", type=int, default=0, metavar="I")
     train.set_defaults(run=cmd_train)
+
+    sweep = sub.add_parser("sweep", help="train a population, one model per (seed, learning rate)")
+    add_config_args(sweep)
+    sweep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], metavar="N")
+    sweep.add_argument(
+        "--learning-rates", type=float, nargs="+", default=[0.03, 0.1, 0.3, 1.0], metavar="X"
+    )
+    sweep.add_argument(
+        "--out",
+        default="runs/sweep",
+        metavar="DIR",
+        help="where sweep.json, sweep.md and sweep.png go (default runs/sweep)",
+    )
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.set_defaults(run=cmd_sweep)
 
     ev = sub.add_parser("eval", help="accuracy of saved params on fresh data")
     ev.add_argument("--params", required=True, metavar="FILE", help="a params.npz from train")

@@ -22,6 +22,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jax_echo import model
@@ -108,3 +110,136 @@ def fit_population(
         history["accuracy"].append(accs.mean(axis=1).tolist())
         history["accuracy_after_first"].append(accs[:, 1:].mean(axis=1).tolist())
     return Params(*(np.asarray(p) for p in params)), history
+
+
+# --- Data parallelism ------------------------------------------------------------------------
+
+
+def data_parallel_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh named ``batch`` over ``devices`` (default: every device of every process)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), ("batch",))
+
+
+def check_data_parallel(cfg: EchoConfig, mesh: Mesh) -> None:
+    if cfg.batch_size % mesh.size:
+        raise ValueError(
+            f"data parallelism splits the batch over devices: EchoConfig.batch_size "
+            f"({cfg.batch_size}) must be divisible by the device count ({mesh.size})"
+        )
+
+
+def place(tree: Any, sharding: NamedSharding) -> Any:
+    """Host arrays (the same on every process) to global arrays laid out by ``sharding``."""
+    return jax.tree.map(
+        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i]),
+        tree,
+    )
+
+
+def to_host(tree: Any) -> Any:
+    """Replicated global arrays to NumPy (works across processes: each holds a full copy)."""
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
+
+
+def data_parallel_verbs(cfg: EchoConfig, mesh: Mesh):
+    """``(init_opt_state, train_epoch, window_accuracies)`` for ``train.run_epochs``.
+
+    The series' rows are sharded over the mesh, params and optimizer state replicated; the
+    compiled epoch is ``model.train_epoch`` itself, partitioned by ``jit``. Results come back
+    replicated, as NumPy.
+    """
+    check_data_parallel(cfg, mesh)
+    rows, replicated = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+    window = cfg.truncated_backprop_length
+    epoch = jax.jit(partial(model._train_epoch, window=window), out_shardings=replicated)
+    accuracies = jax.jit(
+        lambda params, x, y: jnp.mean(
+            model._predict_epoch(params, x, window=window) == model.split_windows(y, window),
+            axis=(-2, -1),
+        ),
+        out_shardings=replicated,
+    )
+
+    def init_opt_state(params):
+        return to_host(model.make_optimizer(cfg).init(place(params, replicated)))
+
+    def train_epoch(params, opt_state, x, y):
+        out = epoch(
+            place(params, replicated), place(opt_state, replicated), place(x, rows), place(y, rows)
+        )
+        return to_host(out)
+
+    def window_accuracies(params, x, y):
+        return to_host(accuracies(place(params, replicated), place(x, rows), place(y, rows)))
+
+    return init_opt_state, train_epoch, window_accuracies
+
+
+def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
+    """``jax.distributed.initialize``, with gloo collectives so that CPU processes can join."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
+
+
+# --- Sweep report ----------------------------------------------------------------------------
+
+
+def sweep_table(history: dict[str, Any], windows_per_epoch: int, threshold: float = 0.999):
+    """Per member: seed, learning rate, final accuracy and windows to reach ``threshold``."""
+    acc = np.asarray(history["accuracy"])  # (epochs, P)
+    after = np.asarray(history["accuracy_after_first"])
+    rows = []
+    for i, member in enumerate(history["members"]):
+        reached = np.flatnonzero(after[:, i] >= threshold)
+        rows.append(
+            {
+                "member": i,
+                **member,
+                "final_accuracy": float(acc[-1, i]),
+                "final_accuracy_after_first": float(after[-1, i]),
+                "windows_to_threshold": int((reached[0] + 1) * windows_per_epoch)
+                if reached.size
+                else None,
+            }
+        )
+    return rows
+
+
+def format_sweep(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| member | seed | learning rate | final accuracy | after window 0 | windows to 99.9% |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        reached = "not reached" if r["windows_to_threshold"] is None else r["windows_to_threshold"]
+        lines.append(
+            f"| {r['member']} | {r['seed']} | {r['learning_rate']:g} | {r['final_accuracy']:.4%} "
+            f"| {r['final_accuracy_after_first']:.4%} | {reached} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_sweep(history: dict[str, Any], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jax_echo.plot import save_figure
+
+    losses = np.concatenate(np.asarray(history["loss"]), axis=-1)  # (P, epochs * N)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for member, curve in zip(history["members"], losses, strict=True):
+        label = f"seed {member['seed']}, lr {member['learning_rate']:g}"
+        ax.plot(curve, linewidth=0.8, alpha=0.8, label=label if len(losses) <= 12 else None)
+    ax.set(
+        xlabel="window",
+        ylabel="loss",
+        yscale="log",
+        title=f"population of {len(losses)}: per-window loss",
+    )
+    if len(losses) <= 12:
+        ax.legend(fontsize=8)
+    save_figure(fig, path)

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from jax_echo.model import AdagradState, make_optimizer, train_epoch, window_accuracies
@@ -74,6 +76,7 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
     progress: bool = True,
+    mesh: Mesh | None = None,
 ) -> tuple[Params, dict[str, Any]]:
     """Trains for ``cfg.num_epochs`` epochs, each on fresh data, as the tutorial does.
 
@@ -84,6 +87,9 @@ def fit(
       resume: continue from the checkpoint in ``out_dir``; the result equals an uninterrupted run.
       quiet: do not print the tutorial's loss lines.
       progress: show a progress bar over epochs.
+      mesh: data parallelism: shard the batch over this 1-D mesh of devices
+        (``scale.data_parallel_mesh()``; across processes after ``jax.distributed.initialize``).
+        ``batch_size`` must be divisible by its size. ``None``: one device, the ordinary path.
 
     Returns:
       ``(params, history)``: the final weights (NumPy) and ``history`` with, per epoch, the window
@@ -92,11 +98,19 @@ def fit(
 
     >>> params, history = fit(EchoConfig(num_epochs=2, total_series_length=5000), quiet=True)
     """
+    if mesh is not None:
+        from jax_echo.scale import data_parallel_verbs
+
+        verbs = data_parallel_verbs(cfg, mesh)
+    else:
+        verbs = (
+            lambda params: make_optimizer(cfg).init(params),
+            lambda params, opt_state, x, y: train_epoch(params, opt_state, x, y, cfg),
+            lambda params, x, y: window_accuracies(params, x, y, cfg),
+        )
     return run_epochs(
         cfg,
-        lambda params: make_optimizer(cfg).init(params),
-        lambda params, opt_state, x, y: train_epoch(params, opt_state, x, y, cfg),
-        lambda params, x, y: window_accuracies(params, x, y, cfg),
+        *verbs,
         params=params,
         out_dir=out_dir,
         resume=resume,
@@ -160,7 +174,7 @@ def run_epochs(
         epoch_record(history, losses, window_accuracies(params, x, y), seconds)
         if not quiet:
             print_losses(epoch, losses, write)
-        if checkpoint is not None:
+        if checkpoint is not None and jax.process_index() == 0:  # one writer across processes
             save_checkpoint(checkpoint, cfg, params, opt_state, history)
     return Params(*(np.asarray(p) for p in params)), history
 

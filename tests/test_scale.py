@@ -1,0 +1,194 @@
+"""Population training (vmap) and data parallelism (several devices, several processes)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jax_echo import EchoConfig
+from jax_echo.cli import main
+from jax_echo.scale import data_parallel_mesh, fit_population, population_configs
+from jax_echo.train import fit, load_params
+
+ROOT = Path(__file__).parent.parent
+# Batch 4 divides over 1, 2 or 4 devices; 100 windows per epoch.
+DP_CFG = EchoConfig(num_epochs=2, batch_size=4, total_series_length=6000)
+
+
+def test_population_members_equal_training_each_alone():
+    cfg = EchoConfig(num_epochs=2, total_series_length=7500)
+    params, history = fit_population(cfg, seeds=[0, 3], learning_rates=[0.1, 0.3], progress=False)
+    members = population_configs(cfg, [0, 3], [0.1, 0.3])
+    assert [(m.seed, m.learning_rate) for m in members] == [(0, 0.1), (0, 0.3), (3, 0.1), (3, 0.3)]
+    assert params.W.shape == (4, 5, 4)
+    assert np.asarray(history["loss"]).shape == (2, 4, 100)
+    for i, member in enumerate(members):
+        alone, alone_history = fit(member, quiet=True, progress=False)
+        for a, b in zip(params, alone, strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(history["loss"])[:, i], alone_history["loss"], rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            np.asarray(history["accuracy"])[:, i], alone_history["accuracy"], rtol=1e-6
+        )
+
+
+def test_population_needs_members():
+    with pytest.raises(ValueError, match="population is empty"):
+        fit_population(EchoConfig(num_epochs=1), seeds=[], progress=False)
+
+
+def test_sweep_cli_prints_and_saves_its_table(tmp_path, capsys):
+    args = [
+        "sweep",
+        "--epochs",
+        "2",
+        "--total-series-length",
+        "1500",
+        "--seeds",
+        "0",
+        "1",
+        "--learning-rates",
+        "0.3",
+        "1.0",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| member | seed | learning rate |" in out
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert [(r["seed"], r["learning_rate"]) for r in record["table"]] == [
+        (0, 0.3),
+        (0, 1.0),
+        (1, 0.3),
+        (1, 1.0),
+    ]
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "sweep.md").read_text().count("\n") == 6
+
+
+def test_one_device_mesh_is_the_ordinary_path():
+    import jax
+
+    plain, plain_history = fit(DP_CFG, quiet=True, progress=False)
+    meshed, history = fit(
+        DP_CFG, quiet=True, progress=False, mesh=data_parallel_mesh(jax.devices()[:1])
+    )
+    for a, b in zip(plain, meshed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert history["loss"] == plain_history["loss"]
+
+
+def run_python(code: str, env: dict | None = None, timeout: int = 240) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_sharded_training_equals_single_device_on_four_cpu_devices():
+    out = run_python(
+        """
+        import json, jax, numpy as np
+        from jax_echo import EchoConfig
+        from jax_echo.scale import data_parallel_mesh
+        from jax_echo.train import fit
+        cfg = EchoConfig(num_epochs=2, batch_size=4, total_series_length=6000)
+        single, h1 = fit(cfg, quiet=True, progress=False)
+        sharded, h2 = fit(cfg, quiet=True, progress=False, mesh=data_parallel_mesh())
+        try:
+            fit(EchoConfig(num_epochs=1), quiet=True, progress=False, mesh=data_parallel_mesh())
+            error = None
+        except ValueError as e:
+            error = str(e)
+        print(json.dumps({
+            "devices": len(jax.devices()),
+            "param_diff": max(float(np.abs(a - b).max()) for a, b in zip(single, sharded)),
+            "loss_diff": float(np.abs(np.subtract(h1["loss"], h2["loss"])).max()),
+            "error": error,
+        }))
+        """,
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+    )
+    result = json.loads(out.splitlines()[-1])
+    assert result["devices"] == 4
+    assert result["param_diff"] < 1e-5 and result["loss_diff"] < 1e-5
+    assert result["error"] == (
+        "data parallelism splits the batch over devices: EchoConfig.batch_size (5) must be "
+        "divisible by the device count (4)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_to_the_params_of_one(tmp_path):
+    common = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--total-series-length",
+        "6000",
+        "--no-progress",
+        "--quiet",
+    ]
+    assert main(["train", *common, "--out", str(tmp_path / "single")]) == 0
+
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jax_echo",
+                "train",
+                *common,
+                "--out",
+                str(tmp_path / "multi"),
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=240)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    record = json.loads((tmp_path / "multi" / "history.json").read_text())
+    assert record["processes"] == 2 and record["devices"] == 2
+    single, _ = load_params(tmp_path / "single" / "params.npz")
+    multi, _ = load_params(tmp_path / "multi" / "params.npz")
+    for a, b in zip(single, multi, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

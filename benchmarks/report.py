@@ -59,17 +59,22 @@ def speed_table(benches: list[dict[str, Any]], value, unit: str) -> list[str]:
 def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
     impls = sorted({b["extra_info"]["implementation"] for b in benches})
     cells: dict[tuple, dict[str, float]] = defaultdict(dict)
+    memory: dict[tuple, float] = {}
     for b in benches:
         e = b["extra_info"]
-        key = (e["axis"], e["state_size"], e["batch_size"], e["window_length"])
+        key = (e["axis"], e["state_size"], e["batch_size"], e["window_length"], e.get("remat"))
         cells[key][e["implementation"]] = per_window_us(b)
+        if e.get("xla_temp_bytes") is not None:
+            memory[key] = e["xla_temp_bytes"] / 2**20
     rows = [
-        "| grows | state | batch | window | "
+        "| grows | state | batch | window | remat | "
         + " | ".join(f"{i} us/window" for i in impls)
-        + " | ratio |",
-        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in impls) + " | ---: |",
+        + " | ratio | JAX XLA temp MiB |",
+        "| --- | ---: | ---: | ---: | --- | "
+        + " | ".join("---:" for _ in impls)
+        + " | ---: | ---: |",
     ]
-    for key in sorted(cells):
+    for key in sorted(cells, key=lambda k: (k[0], k[1], k[2], k[3], bool(k[4]))):
         vals = [cells[key].get(i) for i in impls]
         ratio = (
             f"{max(vals) / min(vals):.1f}x ({impls[vals.index(min(vals))]} faster)"
@@ -77,7 +82,31 @@ def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
             else ""
         )
         shown = " | ".join("" if v is None else f"{v:,.1f}" for v in vals)
-        rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {shown} | {ratio} |")
+        mem = f"{memory[key]:,.2f}" if key in memory else ""
+        remat = "yes" if key[4] else ""
+        rows.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {remat} | {shown} | {ratio} | {mem} |"
+        )
+    return rows
+
+
+def population_table(benches: list[dict[str, Any]]) -> list[str]:
+    cells: dict[int, dict[str, float]] = defaultdict(dict)
+    for b in benches:
+        e = b["extra_info"]
+        mode = e["implementation"].removeprefix("jax-population-")
+        cells[e["population"]][mode] = e["windows_per_call"] / b["stats"]["median"]
+    rows = [
+        "| models | vmap: windows / s | one by one: windows / s | vmap speed-up |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for size in sorted(cells):
+        v, o = cells[size].get("vmap"), cells[size].get("one-by-one")
+        speedup = f"{v / o:.1f}x" if v and o else ""
+        rows.append(
+            f"| {size} | {'' if v is None else f'{v:,.0f}'} | "
+            f"{'' if o is None else f'{o:,.0f}'} | {speedup} |"
+        )
     return rows
 
 
@@ -145,7 +174,7 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
     for group, title, table in sections:
         for device, benches in sorted(by_device(groups.get(group, [])).items()):
             docs[device] += [f"**{title}** ({device})", "", *table(benches), ""]
-    for device, lines in docs.items():
+    for lines in docs.values():
         lines += [
             f"![per-window time]({stem}-window.png)",
             f"![scaling]({stem}-scaling.png)",

@@ -34,7 +34,7 @@ THRESHOLD = 0.999
 @contextlib.contextmanager
 def placed(name: str, device: str):
     """Runs the block on ``device`` for implementation ``name``; skips with the reason if none."""
-    if name.startswith("jax"):
+    if name.startswith("jax"):  # "jax" alone: a JAX-only measurement
         dev = jax_device(device)
         if dev is None:
             pytest.skip(f"JAX sees no {device.upper()}")
@@ -157,29 +157,57 @@ def test_compile(benchmark, quick, name, device):
     assert np.isfinite(out).all()
 
 
+# (axis, change from the tutorial config, windows per timed call, JAX only, remat)
 SCALING = [
-    ("state", {"state_size": 4}),
-    ("state", {"state_size": 32}),
-    ("state", {"state_size": 256}),
-    ("batch", {"batch_size": 64}),
-    ("batch", {"batch_size": 1024}),
-    ("window", {"truncated_backprop_length": 100}),
+    ("state", {"state_size": 4}, 200, False, False),
+    ("state", {"state_size": 32}, 200, False, False),
+    ("state", {"state_size": 256}, 200, False, False),
+    ("batch", {"batch_size": 64}, 200, False, False),
+    ("batch", {"batch_size": 1024}, 200, False, False),
+    ("window", {"truncated_backprop_length": 100}, 200, False, False),
+    # Sizes of real RNNs, JAX only: XLA's temporary memory is recorded with each.
+    ("state", {"state_size": 1024}, 5, True, False),
+    ("batch", {"batch_size": 4096}, 5, True, False),
+    ("window", {"truncated_backprop_length": 1000}, 5, True, False),
+    (
+        "window",
+        {"truncated_backprop_length": 1000, "state_size": 256, "batch_size": 64},
+        5,
+        True,
+        False,
+    ),
+    (
+        "window",
+        {"truncated_backprop_length": 1000, "state_size": 256, "batch_size": 64},
+        5,
+        True,
+        True,
+    ),
 ]
+
+
+def _scaling_id(case):
+    axis, change, _, _, remat = case
+    return "-".join([axis, *(f"{k.split('_')[0]}{v}" for k, v in change.items())]) + (
+        "-remat" if remat else ""
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["jax-epoch", FASTEST_TF])
-@pytest.mark.parametrize(
-    ("axis", "change"), SCALING, ids=[f"{a}-{next(iter(c.values()))}" for a, c in SCALING]
-)
+@pytest.mark.parametrize("case", SCALING, ids=[_scaling_id(c) for c in SCALING])
 @pytest.mark.benchmark(group="scaling")
-def test_scaling(benchmark, quick, name, device, axis, change):
-    """Cost per window as one size grows from the tutorial config (200 windows per call)."""
-    windows = 2 if quick else 200
+def test_scaling(benchmark, quick, name, device, case):
+    """Cost per window as sizes grow from the tutorial config (one call trains some windows)."""
+    axis, change, windows, jax_only, remat = case
+    if jax_only and not name.startswith("jax"):
+        pytest.skip("large configurations are measured on the JAX side only")
     sizes = {**TUTORIAL.to_dict(), **change}
     if quick:  # keep the shapes' character, not their cost
+        windows = 2
         sizes = {
-            k: min(v, 32) if k in ("state_size", "batch_size") else v for k, v in sizes.items()
+            k: min(v, 32) if k in ("state_size", "batch_size", "truncated_backprop_length") else v
+            for k, v in sizes.items()
         }
     sizes["total_series_length"] = (
         sizes["batch_size"] * sizes["truncated_backprop_length"] * windows
@@ -188,12 +216,79 @@ def test_scaling(benchmark, quick, name, device, axis, change):
     params = init_params(cfg)
     params = params._replace(W=params.W / cfg.state_size)  # keep tanh out of saturation
     with placed(name, device):
-        trainer = new_trainer(name, device, cfg, params)
+        if name.startswith("jax"):
+            from jax_echo.compare import JaxTrainer
+
+            trainer = JaxTrainer(cfg, params, remat=remat)
+            memory = trainer.memory_bytes(*epoch_data(cfg, 0))
+        else:
+            trainer, memory = new_trainer(name, device, cfg, params), None
         run = epoch_runner(trainer, cfg)
         run()  # compile and warm up, untimed
         losses = benchmark(run)
-        record(benchmark, name, device, cfg, cfg.num_batches, axis=axis)
+        record(
+            benchmark,
+            name,
+            device,
+            cfg,
+            cfg.num_batches,
+            axis=axis,
+            remat=remat,
+            xla_temp_bytes=memory,
+        )
     assert np.isfinite(losses).all()
+
+
+POPULATIONS = (1, 16, 256, 4096)
+POPULATION_CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # 20 windows per member
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mode", ["vmap", "one-by-one"])
+@pytest.mark.parametrize("size", POPULATIONS)
+@pytest.mark.benchmark(group="population")
+def test_population(benchmark, quick, size, mode, device):
+    """One epoch for every member of a population: one vmapped call, or a loop over members."""
+    from jax_echo import make_optimizer
+    from jax_echo.model import train_epoch
+    from jax_echo.scale import _population_epoch
+
+    size = min(size, 16) if quick else size
+    cfg = POPULATION_CFG
+    with placed("jax", device):
+        members = [init_params(cfg, seed) for seed in range(size)]
+        x, y = epoch_data(cfg, 0)
+        # Inputs are donated, so each call trains on from the previous call's results.
+        if mode == "vmap":
+            params = jax.tree.map(lambda *a: np.stack(a), *members)
+            opt_state = jax.vmap(make_optimizer(cfg).init)(params)
+            xs, ys = np.broadcast_to(x, (size, *x.shape)), np.broadcast_to(y, (size, *y.shape))
+
+            def run():
+                nonlocal params, opt_state
+                params, opt_state, losses, _ = _population_epoch(
+                    params, opt_state, xs, ys, window=cfg.truncated_backprop_length
+                )
+                return block(losses)
+        else:
+            trained = [(p, make_optimizer(cfg).init(p)) for p in members]
+
+            def run():
+                results = [train_epoch(p, s, x, y, cfg) for p, s in trained]
+                trained[:] = [(p, s) for p, s, _ in results]
+                return block([losses for _, _, losses in results])
+
+        run()  # compile and warm up, untimed
+        losses = benchmark.pedantic(run, rounds=1 if quick else 3, iterations=1)
+        record(
+            benchmark,
+            f"jax-population-{mode}",
+            device,
+            cfg,
+            size * cfg.num_batches,
+            population=size,
+        )
+    assert np.shape(losses) == (size, cfg.num_batches)
 
 
 @pytest.mark.parametrize("device", DEVICES)

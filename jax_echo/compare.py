@@ -38,12 +38,18 @@ class JaxTrainer:
 
     ``per_epoch``: ``train_epoch`` is the compiled ``model.train_epoch``; otherwise a Python loop
     over the jitted ``model.train_step`` (the shape of the tutorial's ``session.run`` loop).
+    ``remat``: rematerialise time steps in ``train_epoch``'s backward pass.
     """
 
     def __init__(
-        self, cfg: EchoConfig, params: Params | dict, dtype=np.float32, per_epoch: bool = True
+        self,
+        cfg: EchoConfig,
+        params: Params | dict,
+        dtype=np.float32,
+        per_epoch: bool = True,
+        remat: bool = False,
     ):
-        self.cfg, self.dtype, self.per_epoch = cfg, np.dtype(dtype), per_epoch
+        self.cfg, self.dtype, self.per_epoch, self.remat = cfg, np.dtype(dtype), per_epoch, remat
         self.name = "jax-epoch" if per_epoch else "jax-step"
         params = Params(*(p.astype(self.dtype) for p in Params.from_dict(params, cfg)))
         self._params = jax.device_put(params)
@@ -59,7 +65,12 @@ class JaxTrainer:
         """Per-window losses, not yet waited for (call ``jax.block_until_ready`` to time it)."""
         if self.per_epoch:
             self._params, self._opt_state, losses = model.train_epoch(
-                self._params, self._opt_state, jnp.asarray(x, self.dtype), y, self.cfg
+                self._params,
+                self._opt_state,
+                jnp.asarray(x, self.dtype),
+                y,
+                self.cfg,
+                remat=self.remat,
             )
             return losses
         # Windows are sliced in NumPy: iterating over a jax.Array would dispatch one op a slice.
@@ -70,6 +81,18 @@ class JaxTrainer:
             h_BxS, loss = self.train_step(h_BxS, x_BxT, y_BxT)
             losses.append(loss)
         return jnp.stack(losses)
+
+    def memory_bytes(self, x, y) -> int:
+        """XLA's temporary buffers for one ``train_epoch`` call (its activations and workspace)."""
+        compiled = model._train_epoch.lower(
+            self._params,
+            self._opt_state,
+            jnp.asarray(x, self.dtype),
+            y,
+            window=self.cfg.truncated_backprop_length,
+            remat=self.remat,
+        ).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
 
     def forward(self, x_BxT, h_BxS):
         logits, h = model.forward(self._params, jnp.asarray(x_BxT, self.dtype), h_BxS)

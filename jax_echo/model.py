@@ -43,7 +43,9 @@ def _dense(a: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
     return out + b.reshape(lead + b.shape[-1:])
 
 
-def _states(params: Params, x_BxT: jax.Array, h0_BxS: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _states(
+    params: Params, x_BxT: jax.Array, h0_BxS: jax.Array, remat: bool = False
+) -> tuple[jax.Array, jax.Array]:
     """Runs the cell over the window; returns every state (T, B, S) and the last one."""
     x_TxB = jnp.swapaxes(x_BxT, -1, -2).astype(params.W.dtype)
 
@@ -53,6 +55,8 @@ def _states(params: Params, x_BxT: jax.Array, h0_BxS: jax.Array) -> tuple[jax.Ar
         h_BxS = jnp.tanh(_dense(input_and_state, params.W, params.b))
         return h_BxS, h_BxS
 
+    if remat:  # keep only each step's carry for the backward pass; recompute the rest
+        cell = jax.checkpoint(cell)
     T = x_TxB.shape[0]
     h_BxS, h_TxBxS = lax.scan(cell, h0_BxS, x_TxB, unroll=T if T <= _FULL_UNROLL_LIMIT else 1)
     return h_TxBxS, h_BxS
@@ -75,10 +79,14 @@ def forward(params: Params, x_BxT: jax.Array, h0_BxS: jax.Array) -> tuple[jax.Ar
 
 
 def loss_fn(
-    params: Params, x_BxT: jax.Array, y_BxT: jax.Array, h0_BxS: jax.Array
+    params: Params, x_BxT: jax.Array, y_BxT: jax.Array, h0_BxS: jax.Array, *, remat: bool = False
 ) -> tuple[jax.Array, jax.Array]:
-    """The tutorial's loss (mean sparse softmax cross-entropy over B*T steps) and the last state."""
-    h_TxBxS, h_BxS = _states(params, x_BxT, h0_BxS)
+    """The tutorial's loss (mean sparse softmax cross-entropy over B*T steps) and the last state.
+
+    ``remat=True`` rematerialises each time step in the backward pass (``jax.checkpoint``):
+    less memory for long windows, some more compute.
+    """
+    h_TxBxS, h_BxS = _states(params, x_BxT, h0_BxS, remat)
     logits_TxBxC = _dense(h_TxBxS, params.W2, params.b2)
     log_p = jax.nn.log_softmax(logits_TxBxC)
     y_TxB = jnp.swapaxes(y_BxT, -1, -2)
@@ -150,9 +158,16 @@ def _adagrad_update(
 
 
 def _train_window(
-    params: Params, opt_state: AdagradState, h_BxS: jax.Array, x_BxT: jax.Array, y_BxT: jax.Array
+    params: Params,
+    opt_state: AdagradState,
+    h_BxS: jax.Array,
+    x_BxT: jax.Array,
+    y_BxT: jax.Array,
+    remat: bool = False,
 ) -> tuple[Params, AdagradState, jax.Array, jax.Array]:
-    (loss, h_BxS), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x_BxT, y_BxT, h_BxS)
+    (loss, h_BxS), grads = jax.value_and_grad(partial(loss_fn, remat=remat), has_aux=True)(
+        params, x_BxT, y_BxT, h_BxS
+    )
     updates, opt_state = _adagrad_update(grads, opt_state)
     return optax.apply_updates(params, updates), opt_state, h_BxS, loss
 
@@ -199,13 +214,13 @@ def split_windows(a_BxL: jax.Array, window: int) -> jax.Array:
     return jnp.swapaxes(a_BxL[:, : N * window].reshape(B, N, window), 0, 1)
 
 
-@partial(jax.jit, static_argnames="window", donate_argnums=(0, 1))
-def _train_epoch(params, opt_state, x_BxL, y_BxL, window):
+@partial(jax.jit, static_argnames=("window", "remat"), donate_argnums=(0, 1))
+def _train_epoch(params, opt_state, x_BxL, y_BxL, window, remat=False):
     _check_shapes(params, x_BxL, y_BxL)
 
     def step(carry, xy_BxT):
         params, opt_state, h_BxS = carry
-        params, opt_state, h_BxS, loss = _train_window(params, opt_state, h_BxS, *xy_BxT)
+        params, opt_state, h_BxS, loss = _train_window(params, opt_state, h_BxS, *xy_BxT, remat)
         return (params, opt_state, h_BxS), loss
 
     h0_BxS = jnp.zeros((x_BxL.shape[0], params.W.shape[-1]), params.W.dtype)
@@ -215,7 +230,13 @@ def _train_epoch(params, opt_state, x_BxL, y_BxL, window):
 
 
 def train_epoch(
-    params: Params, opt_state: AdagradState, x: jax.Array, y: jax.Array, cfg: EchoConfig
+    params: Params,
+    opt_state: AdagradState,
+    x: jax.Array,
+    y: jax.Array,
+    cfg: EchoConfig,
+    *,
+    remat: bool = False,
 ) -> tuple[Params, AdagradState, jax.Array]:
     """One epoch as one compiled call: a ``lax.scan`` of ``train_step`` over the windows.
 
@@ -227,11 +248,13 @@ def train_epoch(
       params, opt_state: as for ``train_step`` (both donated).
       x, y: one epoch's series, shape (batch_size, total_series_length // batch_size).
       cfg: the configuration.
+      remat: rematerialise time steps in the backward pass (``jax.checkpoint``), trading compute
+        for memory on long windows; same numbers.
 
     Returns:
       ``(params, opt_state, losses)``, ``losses`` of shape (num_batches,): one per window.
     """
-    return _train_epoch(params, opt_state, x, y, window=cfg.truncated_backprop_length)
+    return _train_epoch(params, opt_state, x, y, window=cfg.truncated_backprop_length, remat=remat)
 
 
 @partial(jax.jit, static_argnames="window")

@@ -209,14 +209,15 @@ def plot(data: dict[str, Any], out_prefix: Path) -> None:
     plt.close(fig)
 
     scaling = [b for b in data["benchmarks"] if b["group"] == "scaling"]
-    axes_spec = [("state", "state_size"), ("batch", "batch_size"), ("window", "window_length")]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for ax, (axis, field) in zip(axes, axes_spec, strict=True):
+    for ax, field in zip(axes, ["state_size", "batch_size", "window_length"], strict=True):
         lines = defaultdict(list)
+        tutorial = {"state_size": 4, "batch_size": 5, "window_length": 15}
         for b in scaling:
             e = b["extra_info"]
-            # The tutorial point belongs to every curve.
-            if e["axis"] == axis or (e["axis"] == "state" and e["state_size"] == 4):
+            # Points that differ from the tutorial config in this field only (or not at all).
+            others = all(e[f] == v for f, v in tutorial.items() if f != field)
+            if others and not e.get("remat"):
                 lines[(e["implementation"], e["device"])].append((e[field], per_window_us(b)))
         for (impl, device), points in sorted(lines.items()):
             xs, ys = zip(*sorted(points), strict=True)

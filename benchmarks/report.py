@@ -162,8 +162,13 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
         ),
         (
             "scaling",
-            "Scaling: one size grown from the tutorial config (us per window)",
+            "Scaling: sizes grown from the tutorial config (us per window)",
             scaling_table,
+        ),
+        (
+            "population",
+            "Population: trained windows per second, one epoch of 20 windows per model",
+            population_table,
         ),
         (
             "accuracy",

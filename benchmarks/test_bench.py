@@ -248,10 +248,13 @@ POPULATION_CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # 20 window
 @pytest.mark.parametrize("size", POPULATIONS)
 @pytest.mark.benchmark(group="population")
 def test_population(benchmark, quick, size, mode, device):
-    """One epoch for every member of a population: one vmapped call, or a loop over members."""
+    """One epoch for every member of a population: one vmapped call, or a loop over members.
+
+    Both train only (no accuracy pass), on the same data and initial weights.
+    """
     from jax_echo import make_optimizer
     from jax_echo.model import train_epoch
-    from jax_echo.scale import _population_epoch
+    from jax_echo.scale import train_population_epoch
 
     size = min(size, 16) if quick else size
     cfg = POPULATION_CFG
@@ -266,9 +269,7 @@ def test_population(benchmark, quick, size, mode, device):
 
             def run():
                 nonlocal params, opt_state
-                params, opt_state, losses, _ = _population_epoch(
-                    params, opt_state, xs, ys, window=cfg.truncated_backprop_length
-                )
+                params, opt_state, losses = train_population_epoch(params, opt_state, xs, ys, cfg)
                 return block(losses)
         else:
             trained = [(p, make_optimizer(cfg).init(p)) for p in members]

@@ -42,6 +42,20 @@ def population_configs(
     ]
 
 
+def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoConfig):
+    """``train_epoch`` for every member at once: one compiled ``vmap`` (inputs donated)."""
+    return _train_population_epoch(
+        params_P, opt_state_P, x_PxBxL, y_PxBxL, window=cfg.truncated_backprop_length
+    )
+
+
+@partial(jax.jit, static_argnames="window", donate_argnums=(0, 1))
+def _train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, window):
+    return jax.vmap(partial(model._train_epoch, window=window))(
+        params_P, opt_state_P, x_PxBxL, y_PxBxL
+    )
+
+
 @partial(jax.jit, static_argnames="window", donate_argnums=(0, 1))
 def _population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, window):
     def member(params, opt_state, x, y):

@@ -48,6 +48,7 @@ def _states(
 ) -> tuple[jax.Array, jax.Array]:
     """Runs the cell over the window; returns every state (T, B, S) and the last one."""
     x_TxB = jnp.swapaxes(x_BxT, -1, -2).astype(params.W.dtype)
+    h0_BxS = jnp.asarray(h0_BxS, params.W.dtype)
 
     def cell(h_BxS, x_B):
         # The tutorial's step: input first, then state, through one matrix.

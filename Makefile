@@ -1,11 +1,12 @@
 # Two commands for a fresh machine with Python 3.11 and pip:
 #   make demo   set up .venv and run the tutorial training (defaults) into runs/tutorial
-#   make test   set up .venv with TensorFlow and run the test suite
+#   make test   set up .venv with TensorFlow and run the test suite (make test-slow: the full
+#               100-epoch tutorial run of every implementation, about 4 minutes more)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-slow bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +25,13 @@ demo: $(VENV)/.stamp-base
 	$(BIN)/jax-echo train --out runs/tutorial
 
 test: $(VENV)/.stamp-all
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(VENV)/.stamp-all
+	$(BIN)/python -m pytest -m slow
 
 bench: $(VENV)/.stamp-all
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --readme
 
 lint: $(VENV)/.stamp-all
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

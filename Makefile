@@ -1,5 +1,5 @@
 # Two commands for a fresh machine with Python 3.11 and pip:
-#   make demo   set up .venv and run the tutorial training (defaults) into runs/tutorial
+#   make demo   set up .venv and run the tutorial training (defaults) into runs/tutorial-DATE
 #   make test   set up .venv with TensorFlow and run the test suite (make test-slow: the full
 #               100-epoch tutorial run of every implementation, about 4 minutes more)
 PYTHON ?= python3
@@ -21,8 +21,9 @@ $(VENV)/.stamp-all: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[tf,bench,dev]"
 	touch $@ $(VENV)/.stamp-base
 
+# A new directory per run, so a second demo never meets the first one's checkpoint.
 demo: $(VENV)/.stamp-base
-	$(BIN)/jax-echo train --out runs/tutorial
+	$(BIN)/jax-echo train --out runs/tutorial-$$(date +%Y%m%d-%H%M%S)
 
 test: $(VENV)/.stamp-all
 	$(BIN)/python -m pytest -m "not slow"

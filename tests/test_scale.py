@@ -40,6 +40,27 @@ def test_population_members_equal_training_each_alone():
         )
 
 
+def test_train_population_epoch_is_one_vmapped_train_epoch():
+    import jax
+
+    from jax_echo import epoch_data, init_params, make_optimizer, train_epoch
+    from jax_echo.scale import train_population_epoch
+
+    cfg = EchoConfig(total_series_length=1500)
+    members = [init_params(cfg, seed) for seed in (0, 1, 2)]
+    x, y = epoch_data(cfg, 0)
+    params = jax.tree.map(lambda *a: np.stack(a), *members)
+    state = jax.vmap(make_optimizer(cfg).init)(params)
+    xs, ys = np.stack([x, 1 - x]), np.stack([y, 1 - y])  # members see different data
+    xs, ys = np.concatenate([xs, xs[:1]]), np.concatenate([ys, ys[:1]])
+    out_params, _, losses = train_population_epoch(params, state, xs, ys, cfg)
+    assert losses.shape == (3, cfg.num_batches)
+    for i, p in enumerate(members):
+        alone, _, alone_losses = train_epoch(p, make_optimizer(cfg).init(p), xs[i], ys[i], cfg)
+        np.testing.assert_allclose(losses[i], alone_losses, rtol=1e-5)
+        np.testing.assert_allclose(out_params.W[i], alone.W, rtol=1e-5, atol=1e-6)
+
+
 def test_population_needs_members():
     with pytest.raises(ValueError, match="population is empty"):
         fit_population(EchoConfig(num_epochs=1), seeds=[], progress=False)

@@ -155,10 +155,10 @@ def block(value):
 def compare(cfg: EchoConfig, names: list[str], windows: int | None = None) -> dict[str, Any]:
     """Trains every implementation from the same weights on the same data.
 
-    Runs ``cfg.num_epochs`` epochs (only the first ``windows`` windows of each if given) and
-    returns, per implementation, the seconds per window (first epoch, with its compilation,
-    excluded when there are more), final accuracy on the windows after the first, and the
-    largest per-window loss difference from the TF1 reference over the compared windows.
+    Runs ``cfg.num_epochs`` epochs (with ``windows``, each epoch's series is generated just long
+    enough for that many windows) and returns, per implementation, the seconds per window (the
+    first epoch, with its compilation, excluded when there are more), the final accuracy on the
+    windows after the first, and the largest per-window loss difference from the TF1 reference.
     """
     params = init_params(cfg)
     if windows is not None:

@@ -242,7 +242,10 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
         help=f"implementations to compare (default all: {', '.join(IMPLEMENTATIONS)})",
     )
     parser.add_argument(
-        "--windows", type=int, default=None, help="train only the first N windows of each epoch"
+        "--windows",
+        type=int,
+        default=None,
+        help="N windows per epoch (each epoch gets a series just long enough)",
     )
     parser.add_argument("--json", metavar="FILE", help="write the table and loss curves as JSON")
     parser.add_argument("--plot", metavar="FILE", help="write an overlay plot of the loss curves")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from benchmarks.conftest import DEVICES, jax_device, tf_gpu_available
-from jax_echo import EchoConfig, epoch_data, init_params
+from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies, split_windows
 from jax_echo.compare import IMPLEMENTATIONS, block, make_trainer
 
 TORCH = "torch-eager"
@@ -81,9 +81,9 @@ def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call:
 def window_runner(trainer, cfg: EchoConfig):
     """One training window per call, carrying the state as the tutorial does."""
     x, y = epoch_data(cfg, 0)
-    T, N = cfg.truncated_backprop_length, cfg.num_batches
-    xs = [np.ascontiguousarray(x[:, i * T : (i + 1) * T]) for i in range(N)]
-    ys = [np.ascontiguousarray(y[:, i * T : (i + 1) * T]) for i in range(N)]
+    N, T = cfg.num_batches, cfg.truncated_backprop_length
+    xs = list(np.ascontiguousarray(split_windows(x, T)))
+    ys = list(np.ascontiguousarray(split_windows(y, T)))
     h = np.zeros((cfg.batch_size, cfg.state_size), np.float32)
     i = 0
 
@@ -304,11 +304,10 @@ def test_accuracy(benchmark, quick, name, device):
     """
     cfg = TINY if quick else TUTORIAL
     data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
-    T, N = cfg.truncated_backprop_length, cfg.num_batches
+    N = cfg.num_batches
 
     def accuracies(trainer, x, y):
-        y_NxBxT = y[:, : N * T].reshape(cfg.batch_size, N, T).swapaxes(0, 1)
-        return (trainer.predict_epoch(x) == y_NxBxT).mean(axis=(1, 2))
+        return prediction_accuracies(trainer.predict_epoch(x), y)
 
     with placed(name, device):
         trainer = new_trainer(name, device, cfg)

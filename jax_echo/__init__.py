@@ -8,13 +8,21 @@ from jax_echo.model import (
     make_optimizer,
     predict,
     predict_epoch,
-    split_windows,
     train_epoch,
     train_step,
     window_accuracies,
 )
 from jax_echo.scale import fit_population
-from jax_echo.task import EchoConfig, Params, epoch_data, eval_data, generate_data, init_params
+from jax_echo.task import (
+    EchoConfig,
+    Params,
+    epoch_data,
+    eval_data,
+    generate_data,
+    init_params,
+    prediction_accuracies,
+    split_windows,
+)
 from jax_echo.train import (
     CheckpointError,
     TrainingDivergedError,
@@ -44,6 +52,7 @@ __all__ = [
     "make_optimizer",
     "predict",
     "predict_epoch",
+    "prediction_accuracies",
     "save_params",
     "split_windows",
     "train_epoch",

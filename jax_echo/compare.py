@@ -19,7 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_echo import model
-from jax_echo.task import EchoConfig, Params, epoch_data, init_params
+from jax_echo.task import (
+    EchoConfig,
+    Params,
+    epoch_data,
+    init_params,
+    prediction_accuracies,
+    split_windows,
+)
 
 JAX_IMPLEMENTATIONS = ("jax-step", "jax-epoch")
 TF_IMPLEMENTATIONS = (
@@ -76,8 +83,9 @@ class JaxTrainer:
         # Windows are sliced in NumPy: iterating over a jax.Array would dispatch one op a slice.
         h_BxS = jnp.zeros((self.cfg.batch_size, self.cfg.state_size), self.dtype)
         losses = []
-        x_NxBxT = _windows(np.asarray(x, self.dtype), self.cfg)
-        for x_BxT, y_BxT in zip(x_NxBxT, _windows(np.asarray(y), self.cfg), strict=True):
+        T = self.cfg.truncated_backprop_length
+        x_NxBxT = split_windows(np.asarray(x, self.dtype), T)
+        for x_BxT, y_BxT in zip(x_NxBxT, split_windows(np.asarray(y), T), strict=True):
             h_BxS, loss = self.train_step(h_BxS, x_BxT, y_BxT)
             losses.append(loss)
         return jnp.stack(losses)
@@ -174,7 +182,7 @@ def compare(cfg: EchoConfig, names: list[str], windows: int | None = None) -> di
             losses.append(block(trainer.train_epoch(x, y)))
             seconds.append(time.perf_counter() - t0)
         x, y = data[-1]
-        accs = (trainer.predict_epoch(x) == _windows(y, cfg)).mean(axis=(1, 2))
+        accs = prediction_accuracies(trainer.predict_epoch(x), y)
         timed = seconds[1:] or seconds
         results[name] = {
             "us_per_window": 1e6 * float(np.mean(timed)) / cfg.num_batches,
@@ -192,11 +200,6 @@ def compare(cfg: EchoConfig, names: list[str], windows: int | None = None) -> di
             else None
         )
     return {"config": cfg.to_dict(), "results": results}
-
-
-def _windows(a_BxL, cfg):
-    T, N = cfg.truncated_backprop_length, cfg.num_batches
-    return a_BxL[:, : N * T].reshape(cfg.batch_size, N, T).swapaxes(0, 1)
 
 
 def format_table(report: dict[str, Any]) -> str:

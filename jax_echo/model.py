@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from jax_echo.task import EchoConfig, Params
+from jax_echo.task import EchoConfig, Params, prediction_accuracies, split_windows
 
 # Contractions whose broadcast product has at most this many elements are written as a multiply
 # and a sum, which XLA:CPU fuses with the surrounding elementwise work; larger ones go to a dot.
@@ -208,13 +208,6 @@ def train_step(
     return _train_window(params, opt_state, h_BxS, x_BxT, y_BxT)
 
 
-def split_windows(a_BxL: jax.Array, window: int) -> jax.Array:
-    """(B, L) series to (N, B, T) windows; the last L % T steps go unused, as in the tutorial."""
-    B, L = a_BxL.shape
-    N = L // window
-    return jnp.swapaxes(a_BxL[:, : N * window].reshape(B, N, window), 0, 1)
-
-
 @partial(jax.jit, static_argnames=("window", "remat"), donate_argnums=(0, 1))
 def _train_epoch(params, opt_state, x_BxL, y_BxL, window, remat=False):
     _check_shapes(params, x_BxL, y_BxL)
@@ -279,6 +272,4 @@ def window_accuracies(params: Params, x: jax.Array, y: jax.Array, cfg: EchoConfi
 
     Window 0 is the one the tutorial explains cannot be fully predicted.
     """
-    pred_NxBxT = predict_epoch(params, x, cfg)
-    y_NxBxT = split_windows(jnp.asarray(y), cfg.truncated_backprop_length)
-    return jnp.mean(pred_NxBxT == y_NxBxT, axis=(-2, -1))
+    return prediction_accuracies(predict_epoch(params, x, cfg), jnp.asarray(y))

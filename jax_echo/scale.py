@@ -27,7 +27,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jax_echo import model
-from jax_echo.task import EchoConfig, Params, epoch_data, init_params
+from jax_echo.task import EchoConfig, Params, epoch_data, init_params, prediction_accuracies
 
 # --- Population ------------------------------------------------------------------------------
 
@@ -60,8 +60,7 @@ def _train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, window):
 def _population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, window):
     def member(params, opt_state, x, y):
         params, opt_state, losses = model._train_epoch(params, opt_state, x, y, window=window)
-        pred_NxBxT = model._predict_epoch(params, x, window=window)
-        accs = jnp.mean(pred_NxBxT == model.split_windows(y, window), axis=(-2, -1))
+        accs = prediction_accuracies(model._predict_epoch(params, x, window=window), y)
         return params, opt_state, losses, accs
 
     return jax.vmap(member)(params_P, opt_state_P, x_PxBxL, y_PxBxL)
@@ -167,9 +166,8 @@ def data_parallel_verbs(cfg: EchoConfig, mesh: Mesh):
     window = cfg.truncated_backprop_length
     epoch = jax.jit(partial(model._train_epoch, window=window), out_shardings=replicated)
     accuracies = jax.jit(
-        lambda params, x, y: jnp.mean(
-            model._predict_epoch(params, x, window=window) == model.split_windows(y, window),
-            axis=(-2, -1),
+        lambda params, x, y: prediction_accuracies(
+            model._predict_epoch(params, x, window=window), y
         ),
         out_shardings=replicated,
     )

@@ -140,6 +140,21 @@ def eval_data(cfg: EchoConfig, seed: int, index: int = 0) -> tuple[np.ndarray, n
 _INIT_STREAM, _DATA_STREAM, _EVAL_STREAM = 0, 1, 2
 
 
+def split_windows(a_BxL: Any, window: int) -> Any:
+    """(B, L) series to (N, B, T) windows; the last L % T steps go unused, as in the tutorial.
+
+    Written with array methods only, so it serves NumPy arrays, JAX arrays and tracers alike.
+    """
+    B, L = a_BxL.shape
+    N = L // window
+    return a_BxL[:, : N * window].reshape(B, N, window).swapaxes(0, 1)
+
+
+def prediction_accuracies(pred_NxBxT: Any, y_BxL: Any) -> Any:
+    """Per-window accuracy (N,) of predictions (N, B, T) against a series' targets (B, L)."""
+    return (pred_NxBxT == split_windows(y_BxL, pred_NxBxT.shape[-1])).mean(axis=(-2, -1))
+
+
 class Params(NamedTuple):
     """The tutorial's variables, with its names. Row 0 of ``W`` holds the input weights."""
 

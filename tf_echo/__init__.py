@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from jax_echo.task import EchoConfig, Params, init_params
+from jax_echo.compare import TF_IMPLEMENTATIONS
+from jax_echo.task import EchoConfig, Params, init_params, prediction_accuracies
 from jax_echo.train import run_epochs
 from tf_echo.function import FunctionTrainer
 from tf_echo.graph import GraphTrainer
 
-IMPLEMENTATIONS = ("graph", "function", "function-xla", "function-epoch", "function-epoch-xla")
+# jax_echo.compare lists every implementation; these are its TensorFlow ones without "tf-".
+IMPLEMENTATIONS = tuple(name.removeprefix("tf-") for name in TF_IMPLEMENTATIONS)
 
 
 def make_trainer(
@@ -54,7 +56,7 @@ def fit(
     trainer = make_trainer(impl, cfg, start)
 
     def init_opt_state(params):
-        trainer.set_state(params, trainer.get_state()[1])  # fresh accumulators, given weights
+        del params  # the trainer was built from these weights: its accumulators are fresh
         return trainer.get_state()[1]
 
     def train_epoch(params, opt_state, x, y):
@@ -63,10 +65,8 @@ def fit(
         return (*trainer.get_state(), losses)
 
     def window_accuracies(params, x, y):
-        pred_NxBxT = trainer.predict_epoch(x)
-        T, N = cfg.truncated_backprop_length, cfg.num_batches
-        y_NxBxT = y[:, : N * T].reshape(cfg.batch_size, N, T).swapaxes(0, 1)
-        return (pred_NxBxT == y_NxBxT).mean(axis=(1, 2))
+        del params  # the trainer holds them after train_epoch
+        return prediction_accuracies(trainer.predict_epoch(x), y)
 
     try:
         return run_epochs(

@@ -7,8 +7,10 @@ import time
 from collections.abc import Sequence
 
 from jax_echo import cli as jax_cli
+from jax_echo.compare import TF_IMPLEMENTATIONS
 
-IMPL_CHOICES = ("graph", "function", "function-xla", "function-epoch", "function-epoch-xla")
+# Not tf_echo.IMPLEMENTATIONS: importing tf_echo loads TensorFlow, too slow for --help.
+IMPL_CHOICES = tuple(name.removeprefix("tf-") for name in TF_IMPLEMENTATIONS)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

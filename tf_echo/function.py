@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from jax_echo.model import AdagradState
-from jax_echo.task import EchoConfig, Params
+from jax_echo.task import EchoConfig, Params, split_windows
 
 
 class FunctionTrainer:
@@ -120,9 +120,7 @@ class FunctionTrainer:
         return tf.stack(losses).numpy()
 
     def _windows(self, a_BxL):
-        T, N = self.cfg.truncated_backprop_length, self.cfg.num_batches
-        B = a_BxL.shape[0]
-        return np.ascontiguousarray(a_BxL[:, : N * T].reshape(B, N, T).swapaxes(0, 1))
+        return np.ascontiguousarray(split_windows(a_BxL, self.cfg.truncated_backprop_length))
 
     # --- Inspection, for the parity checks ------------------------------------------------------
 

@@ -1,55 +1,75 @@
-"""jax-echo: the echo RNN of the classic TensorFlow tutorial, as pure JAX functions."""
+"""jax-echo: the echo RNN of the classic TensorFlow tutorial series, as pure JAX functions."""
 
+from jax_echo.cells import (
+    CELLS,
+    Cell,
+    GRUParams,
+    LSTMParams,
+    LSTMState,
+    Params,
+    RNNParams,
+    TutorialParams,
+    init_params,
+    initial_state,
+    params_from_dict,
+    params_to_dict,
+)
+from jax_echo.io import CheckpointError, load_checkpoint, load_params, save_params
 from jax_echo.model import (
-    AdagradState,
     accuracy,
+    epoch_key,
     forward,
     loss_fn,
-    make_optimizer,
+    make_predict_epoch,
+    make_train_epoch,
     predict,
     predict_epoch,
     train_epoch,
     train_step,
     window_accuracies,
 )
+from jax_echo.optim import make_optimizer
 from jax_echo.scale import fit_population
 from jax_echo.task import (
     EchoConfig,
-    Params,
     epoch_data,
     eval_data,
     generate_data,
-    init_params,
     prediction_accuracies,
     split_windows,
 )
-from jax_echo.train import (
-    CheckpointError,
-    TrainingDivergedError,
-    fit,
-    load_checkpoint,
-    load_params,
-    save_params,
-)
+from jax_echo.train import TrainingDivergedError, fit
 
 __all__ = [
-    "AdagradState",
+    "CELLS",
+    "Cell",
     "CheckpointError",
     "EchoConfig",
+    "GRUParams",
+    "LSTMParams",
+    "LSTMState",
     "Params",
+    "RNNParams",
     "TrainingDivergedError",
+    "TutorialParams",
     "accuracy",
     "epoch_data",
+    "epoch_key",
     "eval_data",
     "fit",
     "fit_population",
     "forward",
     "generate_data",
     "init_params",
+    "initial_state",
     "load_checkpoint",
     "load_params",
     "loss_fn",
     "make_optimizer",
+    "make_predict_epoch",
+    "make_train_epoch",
+    "params_from_dict",
+    "params_to_dict",
     "predict",
     "predict_epoch",
     "prediction_accuracies",

@@ -1,7 +1,10 @@
 """Command line: ``jax-echo train | eval | compare | sweep``.
 
-Every ``EchoConfig`` field is an option (``--state-size``, ``--learning-rate``, ...); the parser
-maps them onto the dataclass, which validates them.
+``--part N`` starts from part N of the tutorial series (``EchoConfig.for_part``); every
+``EchoConfig`` field is also an option (``--cell``, ``--num-layers``, ``--keep-prob``,
+``--state-size``, ...) that overrides it. The parser maps them onto the dataclass, which
+validates them. A user's mistake (a bad value, a refused file) is one ``error:`` line and exit
+code 2; anything else keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,8 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from jax_echo.compare import add_compare_args, cmd_compare
-from jax_echo.task import EchoConfig, Params, epoch_data, eval_data
+from jax_echo.cells import Params
+from jax_echo.io import CheckpointError, atomic_write, load_params, save_params
+from jax_echo.plot import echo_figure, save_figure, sweep_figure
+from jax_echo.registry import IMPLEMENTATIONS, TF_IMPLEMENTATIONS, MissingExtraError
+from jax_echo.task import CELL_NAMES, PARTS, EchoConfig, epoch_data, eval_data
+from jax_echo.train import TrainingDivergedError
 
 DEFAULT_OUT = "runs/tutorial"
 
@@ -28,8 +35,16 @@ DEFAULT_OUT = "runs/tutorial"
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """One ``--field-name`` option per ``EchoConfig`` field (plus ``--epochs``)."""
-    group = parser.add_argument_group("configuration (tutorial defaults)")
+    """``--part`` and one ``--field-name`` option per ``EchoConfig`` field (plus ``--epochs``)."""
+    group = parser.add_argument_group("configuration (the tutorial's defaults, or --part's)")
+    group.add_argument(
+        "--part",
+        type=int,
+        choices=sorted(PARTS),
+        default=1,
+        help="start from part N of the series: 1 tutorial RNN, 2 BasicRNNCell, 3 LSTM, "
+        "4 3-layer LSTM, 5 the same through dynamic_rnn, 6 with dropout (default 1)",
+    )
     for field in dataclasses.fields(EchoConfig):
         flags = [f"--{field.name.replace('_', '-')}"]
         if field.name == "num_epochs":
@@ -38,14 +53,20 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
             *flags,
             dest=field.name,
             type=type(field.default),
-            default=field.default,
-            metavar="N" if field.type == "int" else "X",
-            help=f"(default {field.default})",
+            default=None,  # not given: the part's value
+            choices=CELL_NAMES if field.name == "cell" else None,
+            metavar={int: "N", float: "X"}.get(type(field.default)),
+            help=f"(tutorial default {field.default})",
         )
 
 
 def config_from_args(args: argparse.Namespace) -> EchoConfig:
-    return EchoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EchoConfig)})
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(EchoConfig)
+        if getattr(args, f.name) is not None
+    }
+    return EchoConfig.for_part(args.part, **given)
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
@@ -76,11 +97,8 @@ def write_run(
     """Writes ``params.npz``, ``history.json`` and ``echo.png`` (the tutorial's figure) to ``out``.
 
     ``predict_last_window(params, x_BxL)`` gives the predictions (B, T) of the last window of an
-    epoch's series, state carried; it is the only implementation-specific part.
+    epoch's series, state carried, without dropout; it is the only implementation-specific part.
     """
-    from jax_echo.plot import echo_figure, save_figure
-    from jax_echo.train import atomic_write, save_params
-
     out = Path(out)
     save_params(out / "params.npz", params, cfg)
     record = {"config": cfg.to_dict(), **run_info, "history": history}
@@ -96,7 +114,8 @@ def write_run(
         x[:, window],
         y[:, window],
         predict_last_window(params, x),
-        title=f"{run_info.get('implementation', '')}: epoch {last}, last window",
+        title=f"{run_info.get('implementation', '')} ({cfg.cell}, {cfg.num_layers} layer(s)): "
+        f"epoch {last}, last window",
     )
     save_figure(fig, out / "echo.png")
 
@@ -136,24 +155,26 @@ def _jax_info() -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     import jax
 
-    from jax_echo import scale
-    from jax_echo.model import predict_epoch
+    from jax_echo import model, scale
     from jax_echo.train import fit
 
     cfg = config_from_args(args)
     if args.coordinator:
         scale.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    mesh = scale.data_parallel_mesh() if args.data_parallel or args.coordinator else None
     writer = jax.process_index() == 0  # across processes, one writes the files
+    options = {
+        "out_dir": args.out,
+        "resume": args.resume,
+        "quiet": args.quiet or not writer,
+        "progress": not args.no_progress and writer,
+    }
     t0 = time.perf_counter()
-    params, history = fit(
-        cfg,
-        out_dir=args.out,
-        resume=args.resume,
-        quiet=args.quiet or not writer,
-        progress=not args.no_progress and writer,
-        mesh=mesh,
-    )
+    if args.data_parallel or args.coordinator:
+        mesh = scale.data_parallel_mesh()
+        params, history = scale.fit_data_parallel(cfg, mesh, **options)
+    else:
+        mesh = None
+        params, history = fit(cfg, **options)
     if not writer:
         return 0
     info = {
@@ -162,9 +183,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "devices": 1 if mesh is None else mesh.size,
         "processes": jax.process_count(),
     }
-    write_run(
-        args.out, cfg, params, history, info, lambda p, x: np.asarray(predict_epoch(p, x, cfg))[-1]
-    )
+
+    def predict_last_window(params, x):
+        return np.asarray(model.predict_epoch(params, x, cfg))[-1]
+
+    write_run(args.out, cfg, params, history, info, predict_last_window)
     print(summary_line(history))
     print(f"Wrote {args.out}/params.npz, history.json, echo.png")
     return 0
@@ -172,7 +195,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from jax_echo.model import window_accuracies
-    from jax_echo.train import load_params
 
     params, cfg = load_params(args.params)
     accs = np.stack(
@@ -183,13 +205,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     result = {
         "params": str(args.params),
+        "cell": cfg.cell,
+        "num_layers": cfg.num_layers,
         "series": args.series,
         "seed": args.seed,
         "accuracy": float(accs.mean()),
         "accuracy_after_first": float(accs[:, 1:].mean()),
     }
     print(
-        f"{args.params}: accuracy {result['accuracy']:.4%} over {args.series} fresh series "
+        f"{args.params} ({cfg.cell}, {cfg.num_layers} layer(s)): accuracy "
+        f"{result['accuracy']:.4%} over {args.series} fresh series "
         f"({result['accuracy_after_first']:.4%} after each series' first window)"
     )
     if args.json:
@@ -199,7 +224,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from jax_echo import scale
-    from jax_echo.train import atomic_write
 
     cfg = config_from_args(args)
     t0 = time.perf_counter()
@@ -219,14 +243,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     }
     atomic_write(out / "sweep.json", lambda f: json.dump(record, f), mode="w")
     atomic_write(out / "sweep.md", lambda f: f.write(table + "\n"), mode="w")
-    scale.plot_sweep(history, out / "sweep.png")
+    save_figure(sweep_figure(history), out / "sweep.png")
     print(f"Wrote {out}/sweep.json, sweep.md, sweep.png")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from jax_echo import compare
+
+    cfg = config_from_args(args)
+    if any(name in TF_IMPLEMENTATIONS for name in args.impl):
+        compare.import_tf_echo()  # fails early, naming the extra to install
+    dtype = np.float64 if args.float64 else np.float32
+    report = compare.compare(cfg, args.impl, args.windows, dtype=dtype, part=args.part)
+    print(compare.format_table(report))
+    if args.json:
+        compare.write_json(report, args.json)
+    if args.plot:
+        compare.plot_losses(report, args.plot)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jax-echo", description="The echo RNN of the classic TensorFlow tutorial, in JAX."
+        prog="jax-echo",
+        description="The echo RNN of the classic TensorFlow tutorial series, in JAX.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -262,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.set_defaults(run=cmd_sweep)
 
-    ev = sub.add_parser("eval", help="accuracy of saved params on fresh data")
+    ev = sub.add_parser("eval", help="accuracy of saved params (any cell) on fresh data")
     ev.add_argument("--params", required=True, metavar="FILE", help="a params.npz from train")
     ev.add_argument("--seed", type=int, default=12345, help="seed of the fresh series")
     ev.add_argument("--series", type=int, default=1, help="how many fresh series")
@@ -272,23 +313,46 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser(
         "compare",
         help="train JAX and TensorFlow from the same weights and data, side by side",
-        description="Needs the tf extra (pip install 'jax-echo[tf]'). Times are the mean per "
-        "window over epochs after the first (which includes compilation).",
+        description="Needs the tf extra (pip install 'jax-echo[tf]'). Each implementation "
+        "first trains one untimed epoch (compilation), then restarts from the same weights; "
+        "times are means per window over the timed epochs (default 3).",
     )
     add_config_args(cmp)
-    add_compare_args(cmp)
-    cmp.set_defaults(run=lambda args: cmd_compare(args, config_from_args(args)), num_epochs=3)
+    cmp.add_argument(
+        "--impl",
+        nargs="+",
+        default=list(IMPLEMENTATIONS),
+        choices=IMPLEMENTATIONS,
+        metavar="NAME",
+        help=f"implementations to compare (default all: {', '.join(IMPLEMENTATIONS)})",
+    )
+    cmp.add_argument(
+        "--windows",
+        type=int,
+        default=None,
+        help="N windows per epoch (each epoch gets a series just long enough)",
+    )
+    cmp.add_argument(
+        "--float64",
+        action="store_true",
+        help="compute in float64 everywhere: trajectories then agree to about 1e-10",
+    )
+    cmp.add_argument("--json", metavar="FILE", help="write the table and loss curves as JSON")
+    cmp.add_argument("--plot", metavar="FILE", help="write an overlay plot of the loss curves")
+    cmp.set_defaults(run=cmd_compare, num_epochs=3)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    from jax_echo.train import CheckpointError, TrainingDivergedError
+# A user's mistake: one line and exit code 2. Anything else keeps its traceback.
+USER_ERRORS = (CheckpointError, TrainingDivergedError, MissingExtraError, ValueError, OSError)
 
+
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     parser = parser or build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (CheckpointError, TrainingDivergedError, ValueError, RuntimeError, OSError) as e:
+    except USER_ERRORS as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

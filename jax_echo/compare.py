@@ -1,14 +1,14 @@
-"""Every implementation behind one interface, and ``jax-echo compare``.
+"""Every implementation behind one interface (``registry.Trainer``), and ``jax-echo compare``.
 
-The JAX and TensorFlow trainers share these methods, so one test or benchmark can be
-parametrised over all of them: ``train_step(h, x, y) -> (h, loss)``, ``train_epoch(x, y) ->
-losses``, ``params``, ``forward(x, h)``, ``loss_and_gradients(x, y, h)``, ``predict_epoch(x)``,
-``get_state()``/``set_state(params, opt_state)``.
+``JaxTrainer`` holds the pure ``jax_echo`` functions' pytrees between calls; the TensorFlow
+trainers come from ``tf_echo`` (the ``tf`` extra). One test or benchmark is parametrised over
+all of them through ``make_trainer``.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import importlib
 import json
 import time
 from pathlib import Path
@@ -18,33 +18,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_echo import model
-from jax_echo.task import (
-    EchoConfig,
-    Params,
-    epoch_data,
-    init_params,
-    prediction_accuracies,
-    split_windows,
+from jax_echo import model, optim
+from jax_echo.cells import Params, init_params, initial_state, params_from_dict, params_to_dict
+from jax_echo.io import atomic_write
+from jax_echo.plot import loss_curves, save_figure
+from jax_echo.registry import (
+    DYNAMIC_RNN_PARTS,
+    IMPLEMENTATIONS,
+    JAX_IMPLEMENTATIONS,
+    REFERENCE,
+    TF_IMPLEMENTATIONS,
+    MissingExtraError,
+    tf_impl,
 )
-
-JAX_IMPLEMENTATIONS = ("jax-step", "jax-epoch")
-TF_IMPLEMENTATIONS = (
-    "tf-graph",
-    "tf-function",
-    "tf-function-xla",
-    "tf-function-epoch",
-    "tf-function-epoch-xla",
-)
-IMPLEMENTATIONS = JAX_IMPLEMENTATIONS + TF_IMPLEMENTATIONS
-REFERENCE = "tf-graph"  # the tutorial's own program
+from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies, split_windows
 
 
 class JaxTrainer:
-    """The pure ``jax_echo`` functions, holding their pytrees between calls.
+    """The pure ``jax_echo`` functions as a ``registry.Trainer``.
 
     ``per_epoch``: ``train_epoch`` is the compiled ``model.train_epoch``; otherwise a Python loop
-    over the jitted ``model.train_step`` (the shape of the tutorial's ``session.run`` loop).
+    over the jitted ``model.train_step`` (the shape of the tutorial's ``session.run`` loop). Both
+    draw epoch e's dropout from ``model.epoch_key(cfg, e)``, split into one key per window.
     ``remat``: rematerialise time steps in ``train_epoch``'s backward pass.
     """
 
@@ -58,97 +53,114 @@ class JaxTrainer:
     ):
         self.cfg, self.dtype, self.per_epoch, self.remat = cfg, np.dtype(dtype), per_epoch, remat
         self.name = "jax-epoch" if per_epoch else "jax-step"
-        params = Params(*(p.astype(self.dtype) for p in Params.from_dict(params, cfg)))
+        params = jax.tree.map(lambda p: p.astype(self.dtype), params_from_dict(params, cfg))
         self._params = jax.device_put(params)
-        self._opt_state = model.make_optimizer(cfg).init(self._params)
+        self._opt_state = optim.make_optimizer(cfg).init(self._params)
+        self._epochs = 0  # epochs trained: the next epoch's dropout key
+        self._steps = 0  # windows trained by train_step alone
 
-    def train_step(self, h_BxS, x_BxT, y_BxT):
-        self._params, self._opt_state, h_BxS, loss = model.train_step(
-            self._params, self._opt_state, h_BxS, x_BxT, y_BxT
+    def _window_keys(self) -> list[Any]:
+        if self.cfg.keep_prob == 1:
+            return [None] * self.cfg.num_batches
+        return list(jax.random.split(model.epoch_key(self.cfg, self._epochs), self.cfg.num_batches))
+
+    def train_step(self, state, x_BxT, y_BxT, key=None):
+        if key is None and self.cfg.keep_prob < 1:
+            key = jax.random.fold_in(model.epoch_key(self.cfg, -1), self._steps)
+            self._steps += 1
+        self._params, self._opt_state, state, loss = model.train_step(
+            self._params, self._opt_state, state, x_BxT, y_BxT, self.cfg, key=key
         )
-        return h_BxS, loss
+        return state, loss
 
     def train_epoch(self, x, y) -> jax.Array:
         """Per-window losses, not yet waited for (call ``jax.block_until_ready`` to time it)."""
+        x = np.asarray(x, self.dtype)
         if self.per_epoch:
+            key = model.epoch_key(self.cfg, self._epochs) if self.cfg.keep_prob < 1 else None
             self._params, self._opt_state, losses = model.train_epoch(
-                self._params,
-                self._opt_state,
-                jnp.asarray(x, self.dtype),
-                y,
-                self.cfg,
-                remat=self.remat,
+                self._params, self._opt_state, x, y, self.cfg, key=key, remat=self.remat
             )
-            return losses
-        # Windows are sliced in NumPy: iterating over a jax.Array would dispatch one op a slice.
-        h_BxS = jnp.zeros((self.cfg.batch_size, self.cfg.state_size), self.dtype)
-        losses = []
-        T = self.cfg.truncated_backprop_length
-        x_NxBxT = split_windows(np.asarray(x, self.dtype), T)
-        for x_BxT, y_BxT in zip(x_NxBxT, split_windows(np.asarray(y), T), strict=True):
-            h_BxS, loss = self.train_step(h_BxS, x_BxT, y_BxT)
-            losses.append(loss)
-        return jnp.stack(losses)
+        else:
+            # Windows are sliced in NumPy: iterating over a jax.Array dispatches one op a slice.
+            T = self.cfg.truncated_backprop_length
+            state = self.zero_state()
+            losses = []
+            windows = zip(split_windows(x, T), split_windows(np.asarray(y), T), strict=True)
+            for (x_BxT, y_BxT), key in zip(windows, self._window_keys(), strict=True):
+                state, loss = self.train_step(state, x_BxT, y_BxT, key)
+                losses.append(loss)
+            losses = jnp.stack(losses)
+        self._epochs += 1
+        return losses
+
+    def zero_state(self):
+        return jax.tree.map(np.asarray, initial_state(self.cfg, dtype=self.dtype))
 
     def memory_bytes(self, x, y) -> int:
         """XLA's temporary buffers for one ``train_epoch`` call (its activations and workspace)."""
-        compiled = model._train_epoch.lower(
-            self._params,
-            self._opt_state,
-            jnp.asarray(x, self.dtype),
-            y,
-            window=self.cfg.truncated_backprop_length,
-            remat=self.remat,
+        epoch = jax.jit(model.make_train_epoch(self.cfg, remat=self.remat))
+        key = model.epoch_key(self.cfg, 0) if self.cfg.keep_prob < 1 else None
+        compiled = epoch.lower(
+            self._params, self._opt_state, np.asarray(x, self.dtype), y, key
         ).compile()
         return compiled.memory_analysis().temp_size_in_bytes
 
-    def forward(self, x_BxT, h_BxS):
-        logits, h = model.forward(self._params, jnp.asarray(x_BxT, self.dtype), h_BxS)
-        return np.asarray(logits), np.asarray(h)
+    def forward(self, x_BxT, state):
+        logits, state = model.forward(self._params, x_BxT, state, self.cfg)
+        return np.asarray(logits), jax.tree.map(np.asarray, state)
 
-    def loss_and_gradients(self, x_BxT, y_BxT, h_BxS):
+    def loss_and_gradients(self, x_BxT, y_BxT, state):
         (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(
-            self._params, jnp.asarray(x_BxT, self.dtype), y_BxT, jnp.asarray(h_BxS, self.dtype)
+            self._params, x_BxT, y_BxT, state, self.cfg
         )
-        return np.asarray(loss), Params(*(np.asarray(g) for g in grads))
+        return np.asarray(loss), params_to_dict(grads)
 
     def predict_epoch(self, x) -> np.ndarray:
-        return np.asarray(model.predict_epoch(self._params, jnp.asarray(x, self.dtype), self.cfg))
+        return np.asarray(model.predict_epoch(self._params, np.asarray(x, self.dtype), self.cfg))
 
     @property
-    def params(self) -> Params:
-        return Params(*(np.asarray(p) for p in self._params))
+    def params(self) -> dict[str, np.ndarray]:
+        return params_to_dict(self._params)
+
+    @property
+    def accumulators(self) -> dict[str, np.ndarray]:
+        return params_to_dict(optim.accumulators(self._opt_state))
 
     def get_state(self):
         return self.params, jax.tree.map(np.asarray, self._opt_state)
 
     def set_state(self, params, opt_state) -> None:
-        self._params = jax.device_put(Params(*params))
+        self._params = jax.device_put(params_from_dict(params, self.cfg))
         self._opt_state = jax.device_put(opt_state)
 
     def close(self) -> None:
         pass
 
 
-def make_trainer(name: str, cfg: EchoConfig, params: Params | dict, dtype=np.float32):
-    """A trainer for any of ``IMPLEMENTATIONS``; TensorFlow ones need the ``tf`` extra."""
+def make_trainer(
+    name: str, cfg: EchoConfig, params: Params | dict, dtype=np.float32, *, part: int | None = None
+):
+    """A trainer for any of ``IMPLEMENTATIONS``; TensorFlow ones need the ``tf`` extra.
+
+    ``part``: for ``tf-graph``, parts 5 and 6 run the author's ``dynamic_rnn`` program.
+    """
     if name in JAX_IMPLEMENTATIONS:
         return JaxTrainer(cfg, params, dtype, per_epoch=name == "jax-epoch")
     if name in TF_IMPLEMENTATIONS:
-        tf_echo = import_tf_echo()
-        return tf_echo.make_trainer(name.removeprefix("tf-"), cfg, params, dtype)
+        dynamic = part in DYNAMIC_RNN_PARTS
+        return import_tf_echo().make_trainer(tf_impl(name), cfg, params, dtype, dynamic=dynamic)
     raise ValueError(f"unknown implementation {name!r}; choose from {', '.join(IMPLEMENTATIONS)}")
 
 
 def import_tf_echo():
     """``tf_echo``, or a clear error naming the extra to install."""
     try:
-        import tf_echo
+        return importlib.import_module("tf_echo")
     except ImportError as e:
-        raise RuntimeError(
+        raise MissingExtraError(
             f"TensorFlow is not installed ({e}); install the extra: pip install 'jax-echo[tf]'"
         ) from e
-    return tf_echo
 
 
 def block(value):
@@ -160,22 +172,43 @@ def block(value):
 # --- jax-echo compare ------------------------------------------------------------------------
 
 
-def compare(cfg: EchoConfig, names: list[str], windows: int | None = None) -> dict[str, Any]:
+def compare(
+    cfg: EchoConfig,
+    names: list[str],
+    windows: int | None = None,
+    *,
+    dtype=np.float32,
+    part: int | None = None,
+) -> dict[str, Any]:
     """Trains every implementation from the same weights on the same data.
 
-    Runs ``cfg.num_epochs`` epochs (with ``windows``, each epoch's series is generated just long
-    enough for that many windows) and returns, per implementation, the seconds per window (the
-    first epoch, with its compilation, excluded when there are more), the final accuracy on the
-    windows after the first, and the largest per-window loss difference from the TF1 reference.
+    Each implementation first trains one untimed epoch (tracing and compilation, reported as
+    ``first_epoch_seconds``) and is then set back to the initial weights; it then trains
+    ``cfg.num_epochs`` timed epochs (with ``windows``, each epoch's series is just long enough for
+    that many windows). Returned per implementation: the mean seconds per window, the final
+    accuracy on the windows after the first, and the largest per-window loss difference from the
+    TF1 reference. ``dtype=np.float64`` runs everything in float64
+    (JAX with ``jax_enable_x64``), where the trajectories agree to about 1e-10.
     """
-    params = init_params(cfg)
+    with jax.enable_x64(np.dtype(dtype) == np.float64):
+        return _compare(cfg, names, windows, np.dtype(dtype), part)
+
+
+def _compare(cfg, names, windows, dtype, part) -> dict[str, Any]:
+    params = init_params(cfg, dtype=dtype)
     if windows is not None:
         T = cfg.truncated_backprop_length
-        cfg = EchoConfig(**{**cfg.to_dict(), "total_series_length": windows * T * cfg.batch_size})
+        length = windows * T * cfg.batch_size
+        cfg = dataclasses.replace(cfg, total_series_length=length)
     data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
     results: dict[str, Any] = {}
     for name in names:
-        trainer = make_trainer(name, cfg, params)
+        t0 = time.perf_counter()
+        trainer = make_trainer(name, cfg, params, dtype, part=part)
+        start = trainer.get_state()
+        block(trainer.train_epoch(*data[0]))  # trace and compile, untimed
+        first_epoch_seconds = time.perf_counter() - t0
+        trainer.set_state(*start)
         losses, seconds = [], []
         for x, y in data:
             t0 = time.perf_counter()
@@ -183,13 +216,12 @@ def compare(cfg: EchoConfig, names: list[str], windows: int | None = None) -> di
             seconds.append(time.perf_counter() - t0)
         x, y = data[-1]
         accs = prediction_accuracies(trainer.predict_epoch(x), y)
-        timed = seconds[1:] or seconds
         results[name] = {
-            "us_per_window": 1e6 * float(np.mean(timed)) / cfg.num_batches,
-            "first_epoch_seconds": seconds[0],
+            "us_per_window": 1e6 * float(np.mean(seconds)) / cfg.num_batches,
+            "first_epoch_seconds": first_epoch_seconds,
             "accuracy_after_first": float(accs[1:].mean()) if len(accs) > 1 else float("nan"),
             "losses": np.concatenate(losses).astype(float).tolist(),
-            "params": {k: v.tolist() for k, v in trainer.params.to_dict().items()},
+            "params": {k: v.tolist() for k, v in trainer.params.items()},
         }
         trainer.close()
     reference = results.get(REFERENCE)
@@ -199,10 +231,11 @@ def compare(cfg: EchoConfig, names: list[str], windows: int | None = None) -> di
             if reference is not None
             else None
         )
-    return {"config": cfg.to_dict(), "results": results}
+    return {"config": cfg.to_dict(), "dtype": str(dtype), "part": part, "results": results}
 
 
 def format_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table."""
     rows = [
         "| implementation | us / window | first epoch s | accuracy after window 0 | "
         "max loss diff vs tf-graph |",
@@ -218,51 +251,10 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def plot_losses(report: dict[str, Any], path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jax_echo.plot import save_figure
-
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for name, r in report["results"].items():
-        ax.plot(r["losses"], label=name, linewidth=1, alpha=0.8)
-    ax.set(
-        xlabel="window", ylabel="loss", yscale="log", title="per-window loss, same weights and data"
-    )
-    ax.legend()
-    save_figure(fig, path)
+    """An overlay of every implementation's per-window losses."""
+    curves = {name: r["losses"] for name, r in report["results"].items()}
+    save_figure(loss_curves(curves, "per-window loss, same weights and data"), path)
 
 
-def add_compare_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--impl",
-        nargs="+",
-        default=list(IMPLEMENTATIONS),
-        choices=IMPLEMENTATIONS,
-        metavar="NAME",
-        help=f"implementations to compare (default all: {', '.join(IMPLEMENTATIONS)})",
-    )
-    parser.add_argument(
-        "--windows",
-        type=int,
-        default=None,
-        help="N windows per epoch (each epoch gets a series just long enough)",
-    )
-    parser.add_argument("--json", metavar="FILE", help="write the table and loss curves as JSON")
-    parser.add_argument("--plot", metavar="FILE", help="write an overlay plot of the loss curves")
-
-
-def cmd_compare(args: argparse.Namespace, cfg: EchoConfig) -> int:
-    if any(name in TF_IMPLEMENTATIONS for name in args.impl):
-        import_tf_echo()
-    report = compare(cfg, args.impl, args.windows)
-    print(format_table(report))
-    if args.json:
-        from jax_echo.train import atomic_write
-
-        atomic_write(args.json, lambda f: json.dump(report, f), mode="w")
-    if args.plot:
-        plot_losses(report, args.plot)
-    return 0
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    atomic_write(path, lambda f: json.dump(report, f), mode="w")

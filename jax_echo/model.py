@@ -1,9 +1,14 @@
-"""The echo RNN and its training step as pure functions of pytrees.
+"""The echo RNN of every part of the series, and its training, as pure functions of pytrees.
 
-The model is an ``(init, apply)`` pair: ``init_params(cfg, rng) -> Params`` (in ``task.py``) and
-``forward(params, x_BxT, h0_BxS) -> (logits_BxTxC, h_BxS)``. Everything else is built from
-``forward``: the loss, predictions, one jitted training window (``train_step``) and one jitted
-epoch (``train_epoch``, a ``lax.scan`` over windows carrying the state).
+The model is an ``(init, apply)`` pair over any cell of ``cells.CELLS``: ``init_params(cfg,
+rng) -> Params`` and ``forward(params, x_BxT, state, cfg) -> (logits_BxTxC, state)``, where
+``state`` is a tuple with one entry per layer (``h``, or ``LSTMState(c, h)``). Everything else is
+built from the same window function: the loss, predictions, one jitted training window
+(``train_step``) and one jitted epoch (``train_epoch``, a ``lax.scan`` over windows carrying the
+state). ``make_train_epoch`` returns the epoch as a plain function, to ``vmap`` or ``jit``.
+
+Dropout (``cfg.keep_prob < 1``) takes an explicit key: an epoch's key is split into one key per
+window, folded in per time step and per layer. Without a key nothing is dropped (predictions).
 
 Every function is dtype-generic (float64 params and data compute in float64 under
 ``jax_enable_x64``) and works under ``jax.vmap`` over a leading population axis.
@@ -13,258 +18,366 @@ Shape legend: B batch, T time steps of a window, S state, C classes, N windows p
 
 from __future__ import annotations
 
-from functools import partial
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
 
-from jax_echo.task import EchoConfig, Params, prediction_accuracies, split_windows
+from jax_echo import optim
+from jax_echo.cells import CELLS, Params, dense, dropout_masks, stack_step
+from jax_echo.task import DROPOUT_STREAM, EchoConfig, prediction_accuracies, split_windows
 
-# Contractions whose broadcast product has at most this many elements are written as a multiply
-# and a sum, which XLA:CPU fuses with the surrounding elementwise work; larger ones go to a dot.
-# At the tutorial's 4-unit state a dot's fixed cost per call dominates: a 15-step window costs
-# ~40 us with dots and ~7 us fused (2-core CPU). Beyond ~2k elements the dot wins (see README).
-_FUSED_CONTRACTION_LIMIT = 2048
 # Windows up to this length are unrolled completely, so the whole window compiles to one
 # straight-line block; longer windows keep a rolled loop to bound compile time.
 _FULL_UNROLL_LIMIT = 32
 
-
-def _dense(a: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
-    """``a @ w + b`` for ``a`` of shape (..., K), ``w`` (K, M) and ``b`` (1, M)."""
-    lead = (1,) * (a.ndim - 1)
-    if a.size * w.shape[-1] <= _FUSED_CONTRACTION_LIMIT:
-        out = jnp.sum(a[..., :, None] * w.reshape(lead + w.shape), axis=-2)
-    else:
-        out = a @ w
-    return out + b.reshape(lead + b.shape[-1:])
+# The update of TF1's Adagrad reads the learning rate from the optimizer state, so one
+# transformation (and one compiled program) serves every rate; 0.3 here is never read.
+_TF1_ADAGRAD = optim.tf1_adagrad(0.3)
 
 
-def _states(
-    params: Params, x_BxT: jax.Array, h0_BxS: jax.Array, remat: bool = False
-) -> tuple[jax.Array, jax.Array]:
-    """Runs the cell over the window; returns every state (T, B, S) and the last one."""
-    x_TxB = jnp.swapaxes(x_BxT, -1, -2).astype(params.W.dtype)
-    h0_BxS = jnp.asarray(h0_BxS, params.W.dtype)
+class _Spec(NamedTuple):
+    """What the compiled functions depend on, from the config: hashable, so a static argument.
 
-    def cell(h_BxS, x_B):
-        # The tutorial's step: input first, then state, through one matrix.
-        input_and_state = jnp.concatenate([x_B[:, None], h_BxS], axis=1)
-        h_BxS = jnp.tanh(_dense(input_and_state, params.W, params.b))
-        return h_BxS, h_BxS
+    Fields that only change values (seed, learning rate, series length) are not in it, so they
+    never cause a recompilation.
+    """
 
-    if remat:  # keep only each step's carry for the backward pass; recompute the rest
-        cell = jax.checkpoint(cell)
-    T = x_TxB.shape[0]
-    h_BxS, h_TxBxS = lax.scan(cell, h0_BxS, x_TxB, unroll=T if T <= _FULL_UNROLL_LIMIT else 1)
-    return h_TxBxS, h_BxS
+    cell: str
+    keep_prob: float
+    window: int
+    remat: bool = False
+    optimizer: optax.GradientTransformation = _TF1_ADAGRAD
 
 
-def forward(params: Params, x_BxT: jax.Array, h0_BxS: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Runs one window from the state ``h0_BxS``.
+def _spec(cfg: EchoConfig, remat: bool = False, optimizer=None) -> _Spec:
+    return _Spec(
+        cfg.cell, cfg.keep_prob, cfg.truncated_backprop_length, remat, optimizer or _TF1_ADAGRAD
+    )
+
+
+def epoch_key(cfg: EchoConfig, epoch: int) -> jax.Array:
+    """The dropout key of an epoch, a pure function of ``(cfg.seed, epoch)``: resume is exact."""
+    return dropout_key(cfg.seed, epoch)
+
+
+def dropout_key(seed: Any, epoch: Any) -> jax.Array:
+    """``epoch_key`` from a seed, traceable (``vmap`` it over the seeds of a population)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM), epoch)
+
+
+# --- One window -------------------------------------------------------------------------------
+
+
+def _outputs(
+    params: Params, x_BxT: jax.Array, state: Any, spec: _Spec, key: jax.Array | None
+) -> tuple[jax.Array, Any]:
+    """Runs the stacked cells over the window: top-layer outputs (T, B, S) and the last state."""
+    dtype = params.W2.dtype
+    x_TxBx1 = jnp.swapaxes(x_BxT, -1, -2)[..., None].astype(dtype)
+    T, B = x_TxBx1.shape[:2]
+    # Any nesting of tuples (NumPy from TensorFlow, say) into the cell's own state pytree.
+    structure = jax.tree.structure(_zero_state(spec, params, B))
+    state = structure.unflatten([jnp.asarray(s, dtype) for s in jax.tree.leaves(state)])
+    cell = CELLS[spec.cell]
+    masks = None
+    if key is not None and spec.keep_prob < 1:
+        L, S = len(params.cells), params.W2.shape[-2]
+        masks = dropout_masks(key, T, L, B, S, spec.keep_prob, dtype)
+
+    def step(state, x_Bx1_masks):
+        return stack_step(cell, params.cells, state, *x_Bx1_masks)
+
+    if spec.remat:  # keep only each step's carry for the backward pass; recompute the rest
+        step = jax.checkpoint(step)
+    unroll = T if T <= _FULL_UNROLL_LIMIT else 1
+    state, out_TxBxS = lax.scan(step, state, (x_TxBx1, masks), unroll=unroll)
+    return out_TxBxS, state
+
+
+def _logits(params, x_BxT, state, spec, key=None):
+    out_TxBxS, state = _outputs(params, x_BxT, state, spec, key)
+    return dense(out_TxBxS, params.W2, params.b2), state
+
+
+def _loss(params, x_BxT, y_BxT, state, spec, key=None):
+    logits_TxBxC, state = _logits(params, x_BxT, state, spec, key)
+    log_p = jax.nn.log_softmax(logits_TxBxC)
+    y_TxB = jnp.swapaxes(y_BxT, -1, -2)
+    nll_TxB = -jnp.take_along_axis(log_p, y_TxB[..., None], axis=-1)[..., 0]
+    return jnp.mean(nll_TxB), state
+
+
+def forward(
+    params: Params, x_BxT: jax.Array, state: Any, cfg: EchoConfig, *, key: jax.Array | None = None
+) -> tuple[jax.Array, Any]:
+    """Runs one window from ``state``.
 
     Args:
-      params: the weights.
+      params: the weights (``init_params(cfg)``).
       x_BxT: the window's input symbols (any numeric dtype; computed in the params' dtype).
-      h0_BxS: the state carried in from the previous window.
+      state: the state carried in from the previous window (``cells.initial_state(cfg)``).
+      cfg: the configuration (its cell and keep_prob).
+      key: a dropout key; ``None`` (the default) drops nothing.
 
     Returns:
-      ``(logits_BxTxC, h_BxS)``: per-step logits and the state after the last step.
+      ``(logits_BxTxC, state)``: per-step logits and the state after the last step.
     """
-    h_TxBxS, h_BxS = _states(params, x_BxT, h0_BxS)
-    logits_TxBxC = _dense(h_TxBxS, params.W2, params.b2)
-    return jnp.swapaxes(logits_TxBxC, 0, 1), h_BxS
+    logits_TxBxC, state = _logits(params, x_BxT, state, _spec(cfg), key)
+    return jnp.swapaxes(logits_TxBxC, 0, 1), state
 
 
 def loss_fn(
-    params: Params, x_BxT: jax.Array, y_BxT: jax.Array, h0_BxS: jax.Array, *, remat: bool = False
-) -> tuple[jax.Array, jax.Array]:
+    params: Params,
+    x_BxT: jax.Array,
+    y_BxT: jax.Array,
+    state: Any,
+    cfg: EchoConfig,
+    *,
+    key: jax.Array | None = None,
+    remat: bool = False,
+) -> tuple[jax.Array, Any]:
     """The tutorial's loss (mean sparse softmax cross-entropy over B*T steps) and the last state.
 
     ``remat=True`` rematerialises each time step in the backward pass (``jax.checkpoint``):
     less memory for long windows, some more compute.
     """
-    h_TxBxS, h_BxS = _states(params, x_BxT, h0_BxS, remat)
-    logits_TxBxC = _dense(h_TxBxS, params.W2, params.b2)
-    log_p = jax.nn.log_softmax(logits_TxBxC)
-    y_TxB = jnp.swapaxes(y_BxT, -1, -2)
-    nll_TxB = -jnp.take_along_axis(log_p, y_TxB[..., None], axis=-1)[..., 0]
-    return jnp.mean(nll_TxB), h_BxS
+    return _loss(params, x_BxT, y_BxT, state, _spec(cfg, remat), key)
 
 
-def predict(params: Params, x_BxT: jax.Array, h0_BxS: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Predicted symbols (B, T) and the last state.
+def predict(params: Params, x_BxT: jax.Array, state: Any, cfg: EchoConfig) -> tuple[jax.Array, Any]:
+    """Predicted symbols (B, T) and the last state, without dropout.
 
     The most probable class; for two classes this is the tutorial's ``1 if p[0] < 0.5 else 0``.
     """
-    logits_BxTxC, h_BxS = forward(params, x_BxT, h0_BxS)
-    return jnp.argmax(logits_BxTxC, axis=-1).astype(jnp.int32), h_BxS
+    logits_BxTxC, state = forward(params, x_BxT, state, cfg)
+    return jnp.argmax(logits_BxTxC, axis=-1).astype(jnp.int32), state
 
 
 def accuracy(
-    params: Params, x_BxT: jax.Array, y_BxT: jax.Array, h0_BxS: jax.Array
-) -> tuple[jax.Array, jax.Array]:
+    params: Params, x_BxT: jax.Array, y_BxT: jax.Array, state: Any, cfg: EchoConfig
+) -> tuple[jax.Array, Any]:
     """Fraction of correctly predicted steps in the window, and the last state."""
-    pred_BxT, h_BxS = predict(params, x_BxT, h0_BxS)
-    return jnp.mean(pred_BxT == y_BxT), h_BxS
+    pred_BxT, state = predict(params, x_BxT, state, cfg)
+    return jnp.mean(pred_BxT == y_BxT), state
 
 
-# --- Optimizer -------------------------------------------------------------------------------
+# --- Training ---------------------------------------------------------------------------------
 
 
-class AdagradState(NamedTuple):
-    """State of TF1's Adagrad."""
-
-    accumulator: Params  # running sum of squared gradients, starting at 0.1
-    learning_rate: jax.Array  # a leaf, so a vmapped population can train one rate per member
-
-
-def make_optimizer(cfg: EchoConfig) -> optax.GradientTransformation:
-    """``tf.train.AdagradOptimizer(cfg.learning_rate)`` as an optax transformation.
-
-    TF1 starts the accumulator at 0.1, has no epsilon and updates
-    ``accum += g * g; var -= g * lr * rsqrt(accum)``; this is ``optax.adagrad(lr,
-    initial_accumulator_value=0.1, eps=0.0)`` with that exact expression. The learning rate is
-    kept in the state, in the params' dtype, so ``train_step`` needs no configuration.
-
-    >>> cfg = EchoConfig()
-    >>> opt_state = make_optimizer(cfg).init(init_params(cfg))
-    """
-
-    def init(params: Params) -> AdagradState:
-        dtype = jax.tree.leaves(params)[0].dtype
-        return AdagradState(
-            accumulator=jax.tree.map(lambda p: jnp.full_like(p, 0.1), params),
-            learning_rate=jnp.asarray(cfg.learning_rate, dtype),
-        )
-
-    return optax.GradientTransformation(init, _adagrad_update)
-
-
-def _adagrad_update(
-    grads: Params, state: AdagradState, params: Params | None = None
-) -> tuple[Params, AdagradState]:
-    del params
-    accumulator = jax.tree.map(lambda a, g: a + g * g, state.accumulator, grads)
-    updates = jax.tree.map(
-        lambda g, a: -(g * state.learning_rate * lax.rsqrt(a)), grads, accumulator
+def _train_window(params, opt_state, state, x_BxT, y_BxT, key, spec: _Spec):
+    (loss, state), grads = jax.value_and_grad(_loss, has_aux=True)(
+        params, x_BxT, y_BxT, state, spec, key
     )
-    return updates, AdagradState(accumulator, state.learning_rate)
+    updates, opt_state = spec.optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, state, loss
 
 
-# --- Training --------------------------------------------------------------------------------
-
-
-def _train_window(
-    params: Params,
-    opt_state: AdagradState,
-    h_BxS: jax.Array,
-    x_BxT: jax.Array,
-    y_BxT: jax.Array,
-    remat: bool = False,
-) -> tuple[Params, AdagradState, jax.Array, jax.Array]:
-    (loss, h_BxS), grads = jax.value_and_grad(partial(loss_fn, remat=remat), has_aux=True)(
-        params, x_BxT, y_BxT, h_BxS
-    )
-    updates, opt_state = _adagrad_update(grads, opt_state)
-    return optax.apply_updates(params, updates), opt_state, h_BxS, loss
-
-
-def _check_shapes(params: Params, x: Any, y: Any, h_BxS: Any = None) -> None:
+def _check_inputs(params: Params, x: Any, y: Any, state: Any = None) -> None:
     """Raises ``ValueError`` for mismatched shapes; called while tracing, so free at run time."""
     if jnp.ndim(x) != 2 or jnp.shape(y) != jnp.shape(x):
         raise ValueError(
             f"x and y must be (batch, time) arrays of one shape, "
             f"got x {jnp.shape(x)} and y {jnp.shape(y)}"
         )
-    expected = (jnp.shape(x)[0], params.W.shape[-1])
-    if h_BxS is not None and jnp.shape(h_BxS) != expected:
+    if state is None:
+        return
+    layers, S = len(params.cells), params.W2.shape[-2]
+    if not isinstance(state, tuple) or len(state) != layers:
         raise ValueError(
-            f"state has shape {jnp.shape(h_BxS)}, expected (batch, state_size) = {expected}"
+            f"state must be a tuple of {layers} per-layer state(s) (cells.initial_state), "
+            f"got {type(state).__name__} of {len(state) if isinstance(state, tuple) else 1}"
+        )
+    expected = (jnp.shape(x)[0], S)
+    for leaf in jax.tree.leaves(state):
+        if jnp.shape(leaf) != expected:
+            raise ValueError(
+                f"state has shape {jnp.shape(leaf)}, expected (batch, state_size) = {expected}"
+            )
+
+
+def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> None:
+    """Refuses training that would silently differ from ``cfg``: no key for dropout, or an
+    optimizer state holding another learning rate."""
+    if cfg.keep_prob < 1 and key is None:
+        raise ValueError(
+            f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs a key "
+            "(key=jax.random.key(...); fit uses epoch_key(cfg, epoch))"
+        )
+    rate = optim.learning_rate(opt_state)
+    if rate is None or isinstance(rate, jax.core.Tracer) or np.ndim(rate):
+        return
+    if float(rate) != float(np.asarray(cfg.learning_rate, np.asarray(rate).dtype)):
+        raise ValueError(
+            f"the optimizer state holds learning rate {float(rate)}, but "
+            f"EchoConfig.learning_rate is {cfg.learning_rate}: build it with "
+            "make_optimizer(cfg).init(params)"
         )
 
 
-@partial(jax.jit, donate_argnums=(0, 1, 2))
+@functools.cache
+def _compiled_step(spec: _Spec) -> Callable:
+    def step(params, opt_state, state, x_BxT, y_BxT, key):
+        _check_inputs(params, x_BxT, y_BxT, state)
+        return _train_window(params, opt_state, state, x_BxT, y_BxT, key, spec)
+
+    return jax.jit(step, donate_argnums=(0, 1, 2))
+
+
 def train_step(
-    params: Params, opt_state: AdagradState, h_BxS: jax.Array, x_BxT: jax.Array, y_BxT: jax.Array
-) -> tuple[Params, AdagradState, jax.Array, jax.Array]:
-    """One training window: forward, gradient and Adagrad update in one compiled call.
+    params: Params,
+    opt_state: Any,
+    state: Any,
+    x_BxT: jax.Array,
+    y_BxT: jax.Array,
+    cfg: EchoConfig,
+    *,
+    key: jax.Array | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+) -> tuple[Params, Any, Any, jax.Array]:
+    """One training window: forward, gradient and optimizer update in one compiled call.
 
     Args:
       params: the weights.
-      opt_state: from ``make_optimizer(cfg).init(params)``.
-      h_BxS: the state carried in from the previous window (zeros at the start of an epoch).
+      opt_state: from ``make_optimizer(cfg).init(params)`` (or ``optimizer.init``).
+      state: the state carried in from the previous window (zeros at the start of an epoch).
       x_BxT: the window's inputs. y_BxT: its int targets.
+      cfg: the configuration (cell, keep_prob; the learning rate must be ``opt_state``'s).
+      key: the window's dropout key; required when ``cfg.keep_prob < 1``.
+      optimizer: any optax transformation (default TF1's Adagrad); create it once.
 
     Returns:
-      ``(params, opt_state, h_BxS, loss)``; ``h_BxS`` is the state to carry into the next window
+      ``(params, opt_state, state, loss)``; ``state`` is the state to carry into the next window
       (a value: no gradient flows across the window edge). ``params``, ``opt_state`` and
-      ``h_BxS`` are donated, so their input buffers must not be used afterwards.
+      ``state`` are donated, so their input buffers must not be used afterwards.
     """
-    _check_shapes(params, x_BxT, y_BxT, h_BxS)
-    return _train_window(params, opt_state, h_BxS, x_BxT, y_BxT)
+    _check_training(cfg, opt_state, key)
+    step = _compiled_step(_spec(cfg, optimizer=optimizer))
+    return step(params, opt_state, state, x_BxT, y_BxT, key)
 
 
-@partial(jax.jit, static_argnames=("window", "remat"), donate_argnums=(0, 1))
-def _train_epoch(params, opt_state, x_BxL, y_BxL, window, remat=False):
-    _check_shapes(params, x_BxL, y_BxL)
+def make_train_epoch(
+    cfg: EchoConfig,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    remat: bool = False,
+) -> Callable:
+    """One epoch as a plain function ``(params, opt_state, x_BxL, y_BxL, key) -> (params,
+    opt_state, losses_N)``, not yet compiled: ``jit`` it, or ``vmap`` it over a population.
 
-    def step(carry, xy_BxT):
-        params, opt_state, h_BxS = carry
-        params, opt_state, h_BxS, loss = _train_window(params, opt_state, h_BxS, *xy_BxT, remat)
-        return (params, opt_state, h_BxS), loss
+    Reads ``cfg.cell``, ``cfg.keep_prob`` and ``cfg.truncated_backprop_length``; the learning
+    rate comes from ``opt_state``. ``key`` may be ``None`` when nothing is dropped.
+    """
+    return _epoch_function(_spec(cfg, remat, optimizer))
 
-    h0_BxS = jnp.zeros((x_BxL.shape[0], params.W.shape[-1]), params.W.dtype)
-    windows = (split_windows(x_BxL, window), split_windows(y_BxL, window))
-    (params, opt_state, _), losses_N = lax.scan(step, (params, opt_state, h0_BxS), windows)
-    return params, opt_state, losses_N
+
+def _epoch_function(spec: _Spec) -> Callable:
+    def train_epoch(params, opt_state, x_BxL, y_BxL, key):
+        _check_inputs(params, x_BxL, y_BxL)
+        x_NxBxT, y_NxBxT = split_windows(x_BxL, spec.window), split_windows(y_BxL, spec.window)
+        N = x_NxBxT.shape[0]
+        dropping = key is not None and spec.keep_prob < 1
+        keys = jax.random.split(key, N) if dropping else None
+
+        def step(carry, window):
+            params, opt_state, state = carry
+            params, opt_state, state, loss = _train_window(params, opt_state, state, *window, spec)
+            return (params, opt_state, state), loss
+
+        state = _zero_state(spec, params, x_BxL.shape[0])
+        (params, opt_state, _), losses_N = lax.scan(
+            step, (params, opt_state, state), (x_NxBxT, y_NxBxT, keys)
+        )
+        return params, opt_state, losses_N
+
+    return train_epoch
+
+
+def _zero_state(spec: _Spec, params: Params, B: int) -> tuple[Any, ...]:
+    """Every layer's zero state, shaped from the params (so it also works under ``vmap``)."""
+    zeros = CELLS[spec.cell].initial_state
+    return tuple(zeros(B, params.W2.shape[-2], params.W2.dtype) for _ in params.cells)
+
+
+@functools.cache
+def _compiled_epoch(spec: _Spec) -> Callable:
+    return jax.jit(_epoch_function(spec), donate_argnums=(0, 1))
 
 
 def train_epoch(
     params: Params,
-    opt_state: AdagradState,
+    opt_state: Any,
     x: jax.Array,
     y: jax.Array,
     cfg: EchoConfig,
     *,
+    key: jax.Array | None = None,
+    optimizer: optax.GradientTransformation | None = None,
     remat: bool = False,
-) -> tuple[Params, AdagradState, jax.Array]:
-    """One epoch as one compiled call: a ``lax.scan`` of ``train_step`` over the windows.
+) -> tuple[Params, Any, jax.Array]:
+    """One epoch as one compiled call: a ``lax.scan`` of the training window over the windows.
 
     The state starts at zeros and is carried from window to window, as in the tutorial. Equal to
-    a Python loop over ``train_step`` up to float rounding; only ``truncated_backprop_length`` is
-    read from ``cfg`` (so other fields, like the seed, never cause a recompilation).
+    a Python loop over ``train_step`` up to float rounding. Config fields that only change values
+    (seed, learning rate) never cause a recompilation.
 
     Args:
       params, opt_state: as for ``train_step`` (both donated).
       x, y: one epoch's series, shape (batch_size, total_series_length // batch_size).
-      cfg: the configuration.
+      cfg: the configuration (cell, keep_prob, window length; the learning rate must be the one
+        ``opt_state`` holds).
+      key: the epoch's dropout key (``epoch_key(cfg, epoch)``), split into one key per window;
+        required when ``cfg.keep_prob < 1``.
+      optimizer: any optax transformation (default TF1's Adagrad); create it once.
       remat: rematerialise time steps in the backward pass (``jax.checkpoint``), trading compute
         for memory on long windows; same numbers.
 
     Returns:
       ``(params, opt_state, losses)``, ``losses`` of shape (num_batches,): one per window.
+
+    >>> cfg = EchoConfig.for_part(3, total_series_length=750)
+    >>> params = init_params(cfg)
+    >>> params, opt_state, losses = train_epoch(params, make_optimizer(cfg).init(params),
+    ...                                         *epoch_data(cfg, 0), cfg)
+    >>> losses.shape
+    (10,)
     """
-    return _train_epoch(params, opt_state, x, y, window=cfg.truncated_backprop_length, remat=remat)
+    _check_training(cfg, opt_state, key)
+    return _compiled_epoch(_spec(cfg, remat, optimizer))(params, opt_state, x, y, key)
 
 
-@partial(jax.jit, static_argnames="window")
-def _predict_epoch(params, x_BxL, window):
-    def step(h_BxS, x_BxT):
-        pred_BxT, h_BxS = predict(params, x_BxT, h_BxS)
-        return h_BxS, pred_BxT
+def make_predict_epoch(cfg: EchoConfig) -> Callable:
+    """``(params, x_BxL) -> predictions (N, B, T)`` as a plain function, state carried from
+    zeros, without dropout."""
+    return _predict_function(_spec(cfg))
 
-    h0_BxS = jnp.zeros((x_BxL.shape[0], params.W.shape[-1]), params.W.dtype)
-    _, pred_NxBxT = lax.scan(step, h0_BxS, split_windows(x_BxL, window))
-    return pred_NxBxT
+
+def _predict_function(spec: _Spec) -> Callable:
+    def predict_epoch(params, x_BxL):
+        def step(state, x_BxT):
+            logits_TxBxC, state = _logits(params, x_BxT, state, spec)
+            return state, jnp.swapaxes(jnp.argmax(logits_TxBxC, axis=-1), 0, 1).astype(jnp.int32)
+
+        state = _zero_state(spec, params, x_BxL.shape[0])
+        _, pred_NxBxT = lax.scan(step, state, split_windows(x_BxL, spec.window))
+        return pred_NxBxT
+
+    return predict_epoch
+
+
+@functools.cache
+def _compiled_predict(spec: _Spec) -> Callable:
+    return jax.jit(_predict_function(spec))
 
 
 def predict_epoch(params: Params, x: jax.Array, cfg: EchoConfig) -> jax.Array:
     """Predictions for every window of a series, state carried as in training: (N, B, T)."""
-    return _predict_epoch(params, x, window=cfg.truncated_backprop_length)
+    return _compiled_predict(_spec(cfg))(params, x)
 
 
 def window_accuracies(params: Params, x: jax.Array, y: jax.Array, cfg: EchoConfig) -> jax.Array:

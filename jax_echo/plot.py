@@ -1,4 +1,7 @@
-"""The tutorial's figure: the loss history and the current window of every row."""
+"""Figures: the tutorial's (loss history and the current window of every row), loss overlays.
+
+Drawn on ``matplotlib.figure.Figure`` directly: no pyplot, no display, no global figure state.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,19 @@ import os
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from jax_echo.io import atomic_write
 
 
-def echo_figure(losses: Any, x_BxT: Any, y_BxT: Any, pred_BxT: Any, title: str = ""):
+def echo_figure(losses: Any, x_BxT: Any, y_BxT: Any, pred_BxT: Any, title: str = "") -> Figure:
     """A 2x3 grid: per-window loss history, then rows 0-4 of one window as bars.
 
     Input in blue (height 1), target in red (height 0.5), prediction in green (height 0.3),
-    on the axis [0, T, 0, 2], as in the tutorial. Returns the matplotlib figure.
+    on the axis [0, T, 0, 2], as in the tutorial.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never needs a display
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
-    axes = axes.ravel()
+    fig = Figure(figsize=(12, 6), layout="tight")
+    axes = fig.subplots(2, 3).ravel()
     axes[0].plot(np.asarray(losses))
     axes[0].set(title="loss per window", xlabel="window", yscale="log")
     T = np.shape(x_BxT)[1]
@@ -36,15 +37,30 @@ def echo_figure(losses: Any, x_BxT: Any, y_BxT: Any, pred_BxT: Any, title: str =
         ax.set_title(f"row {row}: input, target, prediction", fontsize=9)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
-def save_figure(fig, path: str | os.PathLike) -> None:
-    """Saves atomically (temporary file, then rename) and closes the figure."""
-    import matplotlib.pyplot as plt
+def loss_curves(curves: dict[str, Any], title: str) -> Figure:
+    """Per-window loss curves, one per label, on a log scale (a legend up to 12 curves)."""
+    fig = Figure(figsize=(10, 5), layout="tight")
+    ax = fig.subplots()
+    for label, curve in curves.items():
+        ax.plot(np.asarray(curve), linewidth=0.8, alpha=0.8, label=label)
+    ax.set(xlabel="window", ylabel="loss", yscale="log", title=title)
+    if len(curves) <= 12:
+        ax.legend(fontsize=8)
+    return fig
 
-    from jax_echo.train import atomic_write
 
+def sweep_figure(history: dict[str, Any]) -> Figure:
+    """The per-window losses of every member of a ``fit_population`` run."""
+    losses = np.concatenate(np.asarray(history["loss"]), axis=-1)  # (P, epochs * N)
+    labels = [f"seed {m['seed']}, lr {m['learning_rate']:g}" for m in history["members"]]
+    return loss_curves(
+        dict(zip(labels, losses, strict=True)), f"population of {len(losses)}: per-window loss"
+    )
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Saves as PNG atomically (temporary file, then rename)."""
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)

@@ -12,11 +12,13 @@ ordinary path.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
+import os
 import sys
 import time
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -27,7 +29,10 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jax_echo import model
-from jax_echo.task import EchoConfig, Params, epoch_data, init_params, prediction_accuracies
+from jax_echo.cells import Params, init_params
+from jax_echo.optim import make_optimizer, with_learning_rate
+from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
+from jax_echo.train import EpochVerbs, run_epochs
 
 # --- Population ------------------------------------------------------------------------------
 
@@ -37,33 +42,46 @@ def population_configs(
 ) -> list[EchoConfig]:
     """One config per (seed, learning rate) pair: the cartesian product, seeds outermost."""
     return [
-        EchoConfig(**{**cfg.to_dict(), "seed": seed, "learning_rate": lr})
+        dataclasses.replace(cfg, seed=seed, learning_rate=lr)
         for seed, lr in itertools.product(seeds, learning_rates)
     ]
 
 
-def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoConfig):
-    """``train_epoch`` for every member at once: one compiled ``vmap`` (inputs donated)."""
-    return _train_population_epoch(
-        params_P, opt_state_P, x_PxBxL, y_PxBxL, window=cfg.truncated_backprop_length
-    )
+def _shapes_only(cfg: EchoConfig) -> EchoConfig:
+    """``cfg`` without the fields that only change values: one compiled population per shape."""
+    return dataclasses.replace(cfg, seed=0, learning_rate=1.0, num_epochs=1)
 
 
-@partial(jax.jit, static_argnames="window", donate_argnums=(0, 1))
-def _train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, window):
-    return jax.vmap(partial(model._train_epoch, window=window))(
-        params_P, opt_state_P, x_PxBxL, y_PxBxL
-    )
+@functools.cache
+def _compiled_population(cfg: EchoConfig, evaluate: bool) -> Callable:
+    train_epoch = model.make_train_epoch(cfg)
+    predict_epoch = model.make_predict_epoch(cfg)
 
-
-@partial(jax.jit, static_argnames="window", donate_argnums=(0, 1))
-def _population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, window):
-    def member(params, opt_state, x, y):
-        params, opt_state, losses = model._train_epoch(params, opt_state, x, y, window=window)
-        accs = prediction_accuracies(model._predict_epoch(params, x, window=window), y)
+    def member(params, opt_state, x_BxL, y_BxL, key):
+        params, opt_state, losses = train_epoch(params, opt_state, x_BxL, y_BxL, key)
+        if not evaluate:
+            return params, opt_state, losses
+        accs = prediction_accuracies(predict_epoch(params, x_BxL), y_BxL)
         return params, opt_state, losses, accs
 
-    return jax.vmap(member)(params_P, opt_state_P, x_PxBxL, y_PxBxL)
+    return jax.jit(jax.vmap(member), donate_argnums=(0, 1))
+
+
+def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoConfig, keys_P=None):
+    """``train_epoch`` for every member at once: one compiled ``vmap`` (params and state donated).
+
+    ``keys_P``: one dropout key per member (``dropout_keys``), needed when ``cfg.keep_prob < 1``.
+    """
+    if cfg.keep_prob < 1 and keys_P is None:
+        raise ValueError(f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs keys_P")
+    population = _compiled_population(_shapes_only(cfg), evaluate=False)
+    return population(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)
+
+
+def dropout_keys(members: Sequence[EchoConfig], epoch: int) -> jax.Array:
+    """Each member's ``model.epoch_key``, stacked."""
+    seeds = jnp.asarray([m.seed for m in members])
+    return jax.vmap(model.dropout_key, in_axes=(0, None))(seeds, epoch)
 
 
 def fit_population(
@@ -76,8 +94,9 @@ def fit_population(
     """Trains one independent model per (seed, learning rate) pair, all in one computation.
 
     Member ``i`` is exactly ``fit(population_configs(cfg, seeds, learning_rates)[i])``: its own
-    initial weights and data from its seed, its own learning rate; per epoch the whole population
-    is one compiled ``vmap`` of ``train_epoch``.
+    initial weights, data and dropout keys from its seed, its own learning rate (a leaf of the
+    optimizer state); per epoch the whole population is one compiled ``vmap`` of the epoch.
+    Works for every cell.
 
     Args:
       cfg: the shared configuration (its ``seed`` and ``learning_rate`` are replaced).
@@ -91,17 +110,17 @@ def fit_population(
       ``accuracy`` and ``accuracy_after_first`` (P,), and ``epoch_seconds``.
 
     >>> params, history = fit_population(EchoConfig(num_epochs=2), seeds=[0, 1],
-    ...                                  learning_rates=[0.1, 0.3])   # 4 members
+    ...                                  learning_rates=[0.1, 0.3], progress=False)  # 4 members
     """
     learning_rates = [cfg.learning_rate] if learning_rates is None else list(learning_rates)
     members = population_configs(cfg, seeds, learning_rates)
     if not members:
         raise ValueError("the population is empty: give at least one seed and learning rate")
-    stack = lambda *xs: np.stack(xs)  # noqa: E731
-    params = jax.tree.map(stack, *[init_params(m) for m in members])
-    opt_state = jax.vmap(model.make_optimizer(cfg).init)(params)
-    rates = np.array([m.learning_rate for m in members], params.W.dtype)
-    opt_state = opt_state._replace(learning_rate=jnp.asarray(rates))
+    params = jax.tree.map(lambda *xs: np.stack(xs), *[init_params(m) for m in members])
+    opt_state = jax.vmap(make_optimizer(cfg).init)(params)
+    rates = np.array([m.learning_rate for m in members], params.W2.dtype)
+    opt_state = with_learning_rate(opt_state, jnp.asarray(rates))
+    population = _compiled_population(_shapes_only(cfg), evaluate=True)
     history: dict[str, Any] = {
         "members": [{"seed": m.seed, "learning_rate": m.learning_rate} for m in members],
         "loss": [],
@@ -113,16 +132,15 @@ def fit_population(
         range(cfg.num_epochs), desc="epochs", unit="epoch", disable=not progress, file=sys.stderr
     ):
         x, y = (np.stack(a) for a in zip(*[epoch_data(m, epoch) for m in members], strict=True))
+        keys = dropout_keys(members, epoch) if cfg.keep_prob < 1 else None
         t0 = time.perf_counter()
-        params, opt_state, losses, accs = _population_epoch(
-            params, opt_state, x, y, window=cfg.truncated_backprop_length
-        )
+        params, opt_state, losses, accs = population(params, opt_state, x, y, keys)
         losses, accs = np.asarray(losses), np.asarray(accs, np.float64)
         history["epoch_seconds"].append(time.perf_counter() - t0)
         history["loss"].append(losses.tolist())
         history["accuracy"].append(accs.mean(axis=1).tolist())
         history["accuracy_after_first"].append(accs[:, 1:].mean(axis=1).tolist())
-    return Params(*(np.asarray(p) for p in params)), history
+    return jax.tree.map(np.asarray, params), history
 
 
 # --- Data parallelism ------------------------------------------------------------------------
@@ -154,37 +172,61 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
 
 
-def data_parallel_verbs(cfg: EchoConfig, mesh: Mesh):
-    """``(init_opt_state, train_epoch, window_accuracies)`` for ``train.run_epochs``.
+def data_parallel_verbs(cfg: EchoConfig, mesh: Mesh) -> EpochVerbs:
+    """``EpochVerbs`` for ``train.run_epochs`` with the batch sharded over ``mesh``.
 
     The series' rows are sharded over the mesh, params and optimizer state replicated; the
-    compiled epoch is ``model.train_epoch`` itself, partitioned by ``jit``. Results come back
-    replicated, as NumPy.
+    compiled epoch is ``model.make_train_epoch(cfg)`` itself, partitioned by ``jit``. Results
+    come back replicated, as NumPy.
     """
     check_data_parallel(cfg, mesh)
     rows, replicated = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
-    window = cfg.truncated_backprop_length
-    epoch = jax.jit(partial(model._train_epoch, window=window), out_shardings=replicated)
+    epoch = jax.jit(model.make_train_epoch(cfg), out_shardings=replicated)
+    predict = model.make_predict_epoch(cfg)
     accuracies = jax.jit(
-        lambda params, x, y: prediction_accuracies(
-            model._predict_epoch(params, x, window=window), y
-        ),
+        lambda params, x, y: prediction_accuracies(predict(params, x), y),
         out_shardings=replicated,
     )
 
     def init_opt_state(params):
-        return to_host(model.make_optimizer(cfg).init(place(params, replicated)))
+        return to_host(make_optimizer(cfg).init(place(params, replicated)))
 
-    def train_epoch(params, opt_state, x, y):
+    def train_epoch(params, opt_state, x, y, epoch_index):
+        key = model.epoch_key(cfg, epoch_index) if cfg.keep_prob < 1 else None
         out = epoch(
-            place(params, replicated), place(opt_state, replicated), place(x, rows), place(y, rows)
+            place(params, replicated),
+            place(opt_state, replicated),
+            place(x, rows),
+            place(y, rows),
+            key,
         )
         return to_host(out)
 
     def window_accuracies(params, x, y):
         return to_host(accuracies(place(params, replicated), place(x, rows), place(y, rows)))
 
-    return init_opt_state, train_epoch, window_accuracies
+    return EpochVerbs("jax", init_opt_state, train_epoch, window_accuracies)
+
+
+def fit_data_parallel(
+    cfg: EchoConfig,
+    mesh: Mesh,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    progress: bool = True,
+) -> tuple[Params, dict[str, Any]]:
+    """``train.fit`` with the batch sharded over ``mesh`` (``data_parallel_mesh()``; across
+    processes after ``initialize_distributed``). ``batch_size`` must divide over its devices."""
+    return run_epochs(
+        cfg,
+        data_parallel_verbs(cfg, mesh),
+        out_dir=out_dir,
+        resume=resume,
+        quiet=quiet,
+        progress=progress,
+    )
 
 
 def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
@@ -231,27 +273,3 @@ def format_sweep(rows: list[dict[str, Any]]) -> str:
             f"| {r['final_accuracy_after_first']:.4%} | {reached} |"
         )
     return "\n".join(lines)
-
-
-def plot_sweep(history: dict[str, Any], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jax_echo.plot import save_figure
-
-    losses = np.concatenate(np.asarray(history["loss"]), axis=-1)  # (P, epochs * N)
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for member, curve in zip(history["members"], losses, strict=True):
-        label = f"seed {member['seed']}, lr {member['learning_rate']:g}"
-        ax.plot(curve, linewidth=0.8, alpha=0.8, label=label if len(losses) <= 12 else None)
-    ax.set(
-        xlabel="window",
-        ylabel="loss",
-        yscale="log",
-        title=f"population of {len(losses)}: per-window loss",
-    )
-    if len(losses) <= 12:
-        ax.legend(fontsize=8)
-    save_figure(fig, path)

@@ -1,7 +1,7 @@
-"""The echo task as the tutorial defines it: configuration, data and initial weights.
+"""The echo task as the tutorial series defines it: configuration and data.
 
 NumPy only, so that every implementation (JAX here, TensorFlow in ``tf_echo``) starts from the
-same config, the same series and the same weights.
+same config and the same series. ``EchoConfig.for_part(n)`` gives part n of the series (1-6).
 
 Shape legend used across the project: B batch, T time steps of a window, S state, C classes,
 N windows per epoch, L steps per row of the series.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +28,10 @@ class EchoConfig:
     echo_step: int = 3  # the target is the input delayed by this many steps
     batch_size: int = 5  # B: the series is cut into this many parallel rows
     learning_rate: float = 0.3  # Adagrad step size
-    seed: int = 0  # seeds the initial weights and every epoch's data
+    seed: int = 0  # seeds the initial weights, every epoch's data and its dropout masks
+    cell: str = "tutorial"  # the recurrent cell: one of CELL_NAMES
+    num_layers: int = 1  # cells stacked, each layer's output the next one's input
+    keep_prob: float = 1.0  # dropout: probability of keeping each layer's output (part 6: 0.5)
 
     def __post_init__(self) -> None:
         for name in (
@@ -42,6 +45,17 @@ class EchoConfig:
         _check_int("num_classes", self.num_classes, minimum=2)
         _check_int("echo_step", self.echo_step, minimum=0)
         _check_int("seed", self.seed, minimum=0)
+        _check_int("num_layers", self.num_layers, minimum=1)
+        if self.cell not in CELL_NAMES:
+            raise ValueError(f"EchoConfig.cell must be one of {CELL_NAMES}, got {self.cell!r}")
+        if self.cell == "tutorial" and self.num_layers != 1:
+            raise ValueError(
+                f"EchoConfig.num_layers must be 1 for cell='tutorial' (part 1's one hand-written "
+                f"layer), got {self.num_layers}; stack basic_rnn cells instead"
+            )
+        kp = self.keep_prob
+        if isinstance(kp, bool) or not isinstance(kp, (int, float)) or not 0 < kp <= 1:
+            raise ValueError(f"EchoConfig.keep_prob must be a number in (0, 1], got {kp!r}")
         if self.total_series_length % self.batch_size:
             raise ValueError(
                 f"EchoConfig.total_series_length ({self.total_series_length}) must be a multiple "
@@ -76,6 +90,17 @@ class EchoConfig:
         """N: training windows per epoch (666 with the tutorial defaults)."""
         return self.row_length // self.truncated_backprop_length
 
+    @classmethod
+    def for_part(cls, part: int, **changes: Any) -> EchoConfig:
+        """Part ``part`` (1-6) of the tutorial series, with optional field ``changes``.
+
+        >>> EchoConfig.for_part(6)
+        EchoConfig(num_epochs=100, ..., cell='lstm', num_layers=3, keep_prob=0.5)
+        """
+        if part not in PARTS:
+            raise ValueError(f"the tutorial series has parts 1-6, got part {part!r}")
+        return cls(**{**PARTS[part], **changes})
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -85,6 +110,20 @@ class EchoConfig:
         if unknown:
             raise ValueError(f"unknown EchoConfig fields: {sorted(unknown)}")
         return cls(**d)
+
+
+CELL_NAMES = ("tutorial", "basic_rnn", "lstm", "gru")  # cells.CELLS has their functions
+
+# What each part of the series changes; the rest is the tutorial's defaults. Parts 4 and 5 are
+# one model: part 5 runs part 4's cells through dynamic_rnn instead of static_rnn.
+PARTS: dict[int, dict[str, Any]] = {
+    1: {},  # hand-written tanh RNN
+    2: {"cell": "basic_rnn"},  # BasicRNNCell + static_rnn
+    3: {"cell": "lstm"},  # BasicLSTMCell, state (c, h)
+    4: {"cell": "lstm", "num_layers": 3},  # MultiRNNCell of 3 LSTMCells
+    5: {"cell": "lstm", "num_layers": 3},  # the same through dynamic_rnn
+    6: {"cell": "lstm", "num_layers": 3, "keep_prob": 0.5},  # DropoutWrapper on every layer
+}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -137,7 +176,13 @@ def eval_data(cfg: EchoConfig, seed: int, index: int = 0) -> tuple[np.ndarray, n
     return generate_data(cfg, np.random.default_rng([seed, _EVAL_STREAM, index]))
 
 
-_INIT_STREAM, _DATA_STREAM, _EVAL_STREAM = 0, 1, 2
+def init_stream(cfg: EchoConfig) -> np.random.Generator:
+    """The random stream of the initial weights, seeded by ``cfg.seed`` alone."""
+    return np.random.default_rng([cfg.seed, _INIT_STREAM])
+
+
+# Independent streams of one seed; DROPOUT_STREAM seeds the JAX dropout keys.
+_INIT_STREAM, _DATA_STREAM, _EVAL_STREAM, DROPOUT_STREAM = 0, 1, 2, 3
 
 
 def split_windows(a_BxL: Any, window: int) -> Any:
@@ -153,74 +198,3 @@ def split_windows(a_BxL: Any, window: int) -> Any:
 def prediction_accuracies(pred_NxBxT: Any, y_BxL: Any) -> Any:
     """Per-window accuracy (N,) of predictions (N, B, T) against a series' targets (B, L)."""
     return (pred_NxBxT == split_windows(y_BxL, pred_NxBxT.shape[-1])).mean(axis=(-2, -1))
-
-
-class Params(NamedTuple):
-    """The tutorial's variables, with its names. Row 0 of ``W`` holds the input weights."""
-
-    W: Any  # (S+1, S): input row, then state rows
-    b: Any  # (1, S)
-    W2: Any  # (S, C)
-    b2: Any  # (1, C)
-
-    def to_dict(self) -> dict[str, np.ndarray]:
-        """Plain NumPy arrays keyed by name: how weights move between implementations and files."""
-        return {name: np.asarray(value) for name, value in self._asdict().items()}
-
-    @classmethod
-    def from_dict(cls, d: Any, cfg: EchoConfig | None = None) -> Params:
-        """Builds ``Params`` from a mapping, ``np.load`` result or ``Params``, checking shapes."""
-        if isinstance(d, Params):
-            d = d._asdict()
-        missing = [name for name in cls._fields if name not in d]
-        if missing:
-            raise ValueError(
-                f"params are missing {missing}; expected the arrays {list(cls._fields)}"
-            )
-        params = cls(*(np.asarray(d[name]) for name in cls._fields))
-        check_params(params, cfg)
-        return params
-
-
-def check_params(params: Params, cfg: EchoConfig | None = None) -> None:
-    """Raises ``ValueError`` naming the array whose shape is not the tutorial's."""
-    if cfg is not None:
-        S, C = cfg.state_size, cfg.num_classes
-    elif np.ndim(params.W2) == 2:
-        S, C = np.shape(params.W2)
-    else:
-        raise ValueError(
-            f"params['W2'] must be a (state_size, num_classes) matrix, "
-            f"got shape {np.shape(params.W2)}"
-        )
-    expected = {"W": (S + 1, S), "b": (1, S), "W2": (S, C), "b2": (1, C)}
-    for name, shape in expected.items():
-        got = np.shape(getattr(params, name))
-        if got != shape:
-            raise ValueError(
-                f"params[{name!r}] has shape {got}, expected {shape} "
-                f"(state_size={S}, num_classes={C})"
-            )
-
-
-def init_params(
-    cfg: EchoConfig, rng: np.random.Generator | int | None = None, dtype: Any = np.float32
-) -> Params:
-    """The tutorial's initialisation: ``W`` and ``W2`` uniform in [0, 1), zero biases.
-
-    Args:
-      cfg: the configuration.
-      rng: a ``numpy.random.Generator`` or int seed; by default the stream seeded by ``cfg.seed``.
-      dtype: the parameters' dtype (float64 for the high-precision parity checks).
-    """
-    if rng is None:
-        rng = np.random.default_rng([cfg.seed, _INIT_STREAM])
-    elif not hasattr(rng, "random"):
-        rng = np.random.default_rng(rng)
-    S, C = cfg.state_size, cfg.num_classes
-    return Params(
-        W=rng.random((S + 1, S)).astype(dtype),
-        b=np.zeros((1, S), dtype),
-        W2=rng.random((S, C)).astype(dtype),
-        b2=np.zeros((1, C), dtype),
-    )

@@ -1,38 +1,58 @@
 """The tutorial's training run: all epochs, history, checkpoints and resumption.
 
-``fit`` is the only stateful layer: it owns the loop over epochs, the files and the printing, and
-calls the pure compiled ``train_epoch`` once per epoch.
+``run_epochs`` is the only stateful layer: it owns the loop over epochs, the files and the
+printing, and calls an implementation's ``EpochVerbs`` (pure compiled functions for JAX, a
+TensorFlow trainer for ``tf_echo``) once per epoch. ``fit`` runs it with ``jax_echo.model``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jax_echo.model import AdagradState, make_optimizer, train_epoch, window_accuracies
-from jax_echo.task import EchoConfig, Params, check_params, epoch_data, init_params
-
-CHECKPOINT = "checkpoint.npz"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or params file that is corrupt or does not belong to this run."""
+from jax_echo import model
+from jax_echo.cells import Params, init_params, params_from_dict
+from jax_echo.io import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from jax_echo.optim import make_optimizer
+from jax_echo.task import EchoConfig, epoch_data
 
 
 class TrainingDivergedError(FloatingPointError):
     """Training produced a non-finite loss."""
+
+
+class EpochVerbs(NamedTuple):
+    """What ``run_epochs`` needs of an implementation.
+
+    ``train_epoch(params, opt_state, x, y, epoch)`` trains one epoch (``epoch`` seeds its
+    dropout) and returns ``(params, opt_state, losses)``; ``window_accuracies(params, x, y)``
+    evaluates the trained params, without dropout. ``name`` goes into checkpoints.
+    """
+
+    name: str
+    init_opt_state: Callable[[Params], Any]
+    train_epoch: Callable[[Params, Any, Any, Any, int], tuple[Params, Any, Any]]
+    window_accuracies: Callable[[Params, Any, Any], Any]
+
+
+def jax_verbs(cfg: EchoConfig) -> EpochVerbs:
+    """``jax_echo.model`` on one device: one compiled call per epoch."""
+    return EpochVerbs(
+        "jax",
+        lambda params: make_optimizer(cfg).init(params),
+        lambda params, opt_state, x, y, epoch: model.train_epoch(
+            params, opt_state, x, y, cfg, key=model.epoch_key(cfg, epoch)
+        ),
+        lambda params, x, y: model.window_accuracies(params, x, y, cfg),
+    )
 
 
 def new_history() -> dict[str, list]:
@@ -76,41 +96,30 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
     progress: bool = True,
-    mesh: Mesh | None = None,
 ) -> tuple[Params, dict[str, Any]]:
     """Trains for ``cfg.num_epochs`` epochs, each on fresh data, as the tutorial does.
 
     Args:
-      cfg: the configuration; ``cfg.seed`` seeds the initial weights and every epoch's data.
-      params: initial weights, ``Params`` or a dict of arrays (default ``init_params(cfg)``).
+      cfg: the configuration, any part of the series; ``cfg.seed`` seeds the initial weights,
+        every epoch's data and its dropout masks.
+      params: initial weights, ``Params`` or a flat TF1-layout dict (default
+        ``init_params(cfg)``).
       out_dir: if given, a checkpoint is written there after every epoch (atomically).
       resume: continue from the checkpoint in ``out_dir``; the result equals an uninterrupted run.
       quiet: do not print the tutorial's loss lines.
       progress: show a progress bar over epochs.
-      mesh: data parallelism: shard the batch over this 1-D mesh of devices
-        (``scale.data_parallel_mesh()``; across processes after ``jax.distributed.initialize``).
-        ``batch_size`` must be divisible by its size. ``None``: one device, the ordinary path.
 
     Returns:
       ``(params, history)``: the final weights (NumPy) and ``history`` with, per epoch, the window
       losses, the accuracy overall and after the first window (the epoch's final params on its
-      series, state carried) and the seconds it took.
+      series, state carried, no dropout) and the seconds it took.
 
-    >>> params, history = fit(EchoConfig(num_epochs=2, total_series_length=5000), quiet=True)
+    >>> params, history = fit(EchoConfig(num_epochs=2, total_series_length=5000), quiet=True,
+    ...                       progress=False)
     """
-    if mesh is not None:
-        from jax_echo.scale import data_parallel_verbs
-
-        verbs = data_parallel_verbs(cfg, mesh)
-    else:
-        verbs = (
-            lambda params: make_optimizer(cfg).init(params),
-            lambda params, opt_state, x, y: train_epoch(params, opt_state, x, y, cfg),
-            lambda params, x, y: window_accuracies(params, x, y, cfg),
-        )
     return run_epochs(
         cfg,
-        *verbs,
+        jax_verbs(cfg),
         params=params,
         out_dir=out_dir,
         resume=resume,
@@ -121,9 +130,7 @@ def fit(
 
 def run_epochs(
     cfg: EchoConfig,
-    init_opt_state: Callable[[Params], AdagradState],
-    train_epoch: Callable[[Params, AdagradState, Any, Any], tuple[Params, AdagradState, Any]],
-    window_accuracies: Callable[[Params, Any, Any], Any],
+    verbs: EpochVerbs,
     *,
     params: Params | dict | None = None,
     out_dir: str | os.PathLike | None = None,
@@ -131,7 +138,7 @@ def run_epochs(
     quiet: bool = False,
     progress: bool = True,
 ) -> tuple[Params, dict[str, Any]]:
-    """``fit`` for any implementation, given its three functional verbs (see ``fit``)."""
+    """``fit`` for any implementation, given its ``EpochVerbs`` (see ``fit``)."""
     checkpoint = Path(out_dir, CHECKPOINT) if out_dir is not None else None
     if resume:
         if params is not None:
@@ -140,7 +147,8 @@ def run_epochs(
             )
         if checkpoint is None or not checkpoint.exists():
             raise CheckpointError(f"cannot resume: no checkpoint at {checkpoint}")
-        params, opt_state, history = load_checkpoint(checkpoint, cfg)
+        like = verbs.init_opt_state(init_params(cfg))
+        params, opt_state, history = load_checkpoint(checkpoint, cfg, like, verbs.name)
         if not quiet:
             print(f"Resuming from {checkpoint} after {len(history['loss'])} epochs")
     else:
@@ -149,8 +157,8 @@ def run_epochs(
                 f"{checkpoint} exists: pass resume=True (--resume) to continue that run, "
                 "or choose another output directory"
             )
-        params = init_params(cfg) if params is None else Params.from_dict(params, cfg)
-        opt_state = init_opt_state(params)
+        params = init_params(cfg) if params is None else params_from_dict(params, cfg)
+        opt_state = verbs.init_opt_state(params)
         history = new_history()
 
     write = tqdm.write if progress else print
@@ -167,111 +175,13 @@ def run_epochs(
     for epoch in epochs:
         x, y = epoch_data(cfg, epoch)
         t0 = time.perf_counter()
-        params, opt_state, losses = train_epoch(params, opt_state, x, y)
+        params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
         losses = np.asarray(losses)  # waits for the computation
         seconds = time.perf_counter() - t0
         check_finite(losses, epoch)
-        epoch_record(history, losses, window_accuracies(params, x, y), seconds)
+        epoch_record(history, losses, verbs.window_accuracies(params, x, y), seconds)
         if not quiet:
             print_losses(epoch, losses, write)
         if checkpoint is not None and jax.process_index() == 0:  # one writer across processes
-            save_checkpoint(checkpoint, cfg, params, opt_state, history)
-    return Params(*(np.asarray(p) for p in params)), history
-
-
-# --- Files -----------------------------------------------------------------------------------
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Writes through ``write(file)`` to a temporary file beside ``path``, then renames it over."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def save_params(path: str | os.PathLike, params: Params, cfg: EchoConfig) -> None:
-    """Saves params as ``.npz`` arrays named W, b, W2, b2, with the config as JSON."""
-    arrays = {**Params(*params).to_dict(), "config": np.array(json.dumps(cfg.to_dict()))}
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def load_params(path: str | os.PathLike) -> tuple[Params, EchoConfig]:
-    """Loads ``save_params`` output; ``CheckpointError`` if it is corrupt or inconsistent."""
-    arrays = _load_npz(path)
-    try:
-        cfg = EchoConfig.from_dict(json.loads(str(arrays["config"])))
-        return Params.from_dict(arrays, cfg), cfg
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path} is not a valid params file: {e}") from e
-
-
-def save_checkpoint(
-    path: str | os.PathLike,
-    cfg: EchoConfig,
-    params: Params,
-    opt_state: AdagradState,
-    history: dict[str, list],
-) -> None:
-    """Everything needed to resume: params, optimizer state, config and history."""
-    arrays = {f"params/{k}": v for k, v in Params(*params).to_dict().items()}
-    arrays |= {f"accumulator/{k}": v for k, v in Params(*opt_state.accumulator).to_dict().items()}
-    arrays["learning_rate"] = np.asarray(opt_state.learning_rate)
-    arrays["meta"] = np.array(json.dumps({"config": cfg.to_dict(), "history": history}))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def load_checkpoint(
-    path: str | os.PathLike, cfg: EchoConfig
-) -> tuple[Params, AdagradState, dict[str, list]]:
-    """Loads a checkpoint of a run of ``cfg``; a longer ``num_epochs`` may extend it."""
-    arrays = _load_npz(path)
-    try:
-        meta = json.loads(str(arrays["meta"]))
-        saved = EchoConfig.from_dict(meta["config"])
-        params = Params(*(arrays[f"params/{k}"] for k in Params._fields))
-        accumulator = Params(*(arrays[f"accumulator/{k}"] for k in Params._fields))
-        learning_rate = arrays["learning_rate"]
-        history = meta["history"]
-        done = len(history["loss"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path} is not a valid checkpoint: {e!r}") from e
-    differing = {
-        k: (v, getattr(cfg, k))
-        for k, v in saved.to_dict().items()
-        if k != "num_epochs" and getattr(cfg, k) != v
-    }
-    if differing:
-        detail = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in differing.items())
-        raise CheckpointError(f"{path} belongs to another configuration ({detail})")
-    if done > cfg.num_epochs:
-        raise CheckpointError(
-            f"{path} has {done} epochs done, more than num_epochs={cfg.num_epochs}"
-        )
-    try:
-        check_params(params, cfg)
-        check_params(accumulator, cfg)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: {e}") from e
-    if learning_rate.shape != () or learning_rate != np.asarray(
-        cfg.learning_rate, learning_rate.dtype
-    ):
-        raise CheckpointError(
-            f"{path} holds learning rate {learning_rate}, not {cfg.learning_rate}"
-        )
-    return params, AdagradState(accumulator, learning_rate), history
-
-
-def _load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with open(path, "rb") as fh:
-        try:
-            with np.load(fh, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise CheckpointError(f"{path} is corrupt or not an .npz file: {e}") from e
+            save_checkpoint(checkpoint, cfg, params, opt_state, history, verbs.name)
+    return jax.tree.map(np.asarray, params), history

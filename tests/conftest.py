@@ -1,4 +1,4 @@
-"""Strict JAX settings for the whole suite, and small configurations shared by the tests."""
+"""Strict JAX settings for the whole suite, and configurations shared by the tests."""
 
 import os
 
@@ -15,10 +15,26 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # A tutorial-shaped run small enough for a test: 5 rows of 1500 steps, 100 windows per epoch.
 SMALL = EchoConfig(num_epochs=3, total_series_length=7500)
 
+# Every model of the series (part 5 is part 4's model, part 6 part 4's with dropout) and the GRU.
+MODELS = {
+    "part1": EchoConfig.for_part(1),
+    "part2": EchoConfig.for_part(2),
+    "part3": EchoConfig.for_part(3),
+    "part4": EchoConfig.for_part(4),
+    "gru": EchoConfig(cell="gru"),
+    "gru-2": EchoConfig(cell="gru", num_layers=2),
+}
+
 
 @pytest.fixture
 def small_cfg() -> EchoConfig:
     return SMALL
+
+
+@pytest.fixture(params=list(MODELS))
+def model_cfg(request) -> EchoConfig:
+    """Each model of the series, at the tutorial's sizes."""
+    return MODELS[request.param]
 
 
 @pytest.fixture

@@ -8,29 +8,38 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
-from jax_echo import EchoConfig
+from jax_echo import EchoConfig, epoch_data, init_params, make_optimizer, train_epoch
 from jax_echo.cli import main
-from jax_echo.scale import data_parallel_mesh, fit_population, population_configs
-from jax_echo.train import fit, load_params
+from jax_echo.io import load_params
+from jax_echo.scale import (
+    data_parallel_mesh,
+    fit_data_parallel,
+    fit_population,
+    population_configs,
+    train_population_epoch,
+)
+from jax_echo.train import fit
 
 ROOT = Path(__file__).parent.parent
 # Batch 4 divides over 1, 2 or 4 devices; 100 windows per epoch.
 DP_CFG = EchoConfig(num_epochs=2, batch_size=4, total_series_length=6000)
 
 
-def test_population_members_equal_training_each_alone():
-    cfg = EchoConfig(num_epochs=2, total_series_length=7500)
+@pytest.mark.parametrize("part", [1, 6])
+def test_population_members_equal_training_each_alone(part):
+    cfg = EchoConfig.for_part(part, num_epochs=2, total_series_length=1500)
     params, history = fit_population(cfg, seeds=[0, 3], learning_rates=[0.1, 0.3], progress=False)
     members = population_configs(cfg, [0, 3], [0.1, 0.3])
     assert [(m.seed, m.learning_rate) for m in members] == [(0, 0.1), (0, 0.3), (3, 0.1), (3, 0.3)]
-    assert params.W.shape == (4, 5, 4)
-    assert np.asarray(history["loss"]).shape == (2, 4, 100)
+    assert params.W2.shape == (4, 4, 2)
+    assert np.asarray(history["loss"]).shape == (2, 4, 20)
     for i, member in enumerate(members):
         alone, alone_history = fit(member, quiet=True, progress=False)
-        for a, b in zip(params, alone, strict=True):
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(alone), strict=True):
             np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(
             np.asarray(history["loss"])[:, i], alone_history["loss"], rtol=1e-5
@@ -41,11 +50,6 @@ def test_population_members_equal_training_each_alone():
 
 
 def test_train_population_epoch_is_one_vmapped_train_epoch():
-    import jax
-
-    from jax_echo import epoch_data, init_params, make_optimizer, train_epoch
-    from jax_echo.scale import train_population_epoch
-
     cfg = EchoConfig(total_series_length=1500)
     members = [init_params(cfg, seed) for seed in (0, 1, 2)]
     x, y = epoch_data(cfg, 0)
@@ -58,7 +62,7 @@ def test_train_population_epoch_is_one_vmapped_train_epoch():
     for i, p in enumerate(members):
         alone, _, alone_losses = train_epoch(p, make_optimizer(cfg).init(p), xs[i], ys[i], cfg)
         np.testing.assert_allclose(losses[i], alone_losses, rtol=1e-5)
-        np.testing.assert_allclose(out_params.W[i], alone.W, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out_params.W2[i], alone.W2, rtol=1e-5, atol=1e-6)
 
 
 def test_population_needs_members():
@@ -98,13 +102,10 @@ def test_sweep_cli_prints_and_saves_its_table(tmp_path, capsys):
 
 
 def test_one_device_mesh_is_the_ordinary_path():
-    import jax
-
     plain, plain_history = fit(DP_CFG, quiet=True, progress=False)
-    meshed, history = fit(
-        DP_CFG, quiet=True, progress=False, mesh=data_parallel_mesh(jax.devices()[:1])
-    )
-    for a, b in zip(plain, meshed, strict=True):
+    mesh = data_parallel_mesh(jax.devices()[:1])
+    meshed, history = fit_data_parallel(DP_CFG, mesh, quiet=True, progress=False)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(meshed), strict=True):
         np.testing.assert_array_equal(a, b)
     assert history["loss"] == plain_history["loss"]
 
@@ -127,19 +128,20 @@ def test_sharded_training_equals_single_device_on_four_cpu_devices():
         """
         import json, jax, numpy as np
         from jax_echo import EchoConfig
-        from jax_echo.scale import data_parallel_mesh
+        from jax_echo.scale import data_parallel_mesh, fit_data_parallel
         from jax_echo.train import fit
-        cfg = EchoConfig(num_epochs=2, batch_size=4, total_series_length=6000)
+        cfg = EchoConfig.for_part(4, num_epochs=2, batch_size=4, total_series_length=1200)
         single, h1 = fit(cfg, quiet=True, progress=False)
-        sharded, h2 = fit(cfg, quiet=True, progress=False, mesh=data_parallel_mesh())
+        sharded, h2 = fit_data_parallel(cfg, data_parallel_mesh(), quiet=True, progress=False)
         try:
-            fit(EchoConfig(num_epochs=1), quiet=True, progress=False, mesh=data_parallel_mesh())
+            fit_data_parallel(EchoConfig(num_epochs=1), data_parallel_mesh(), progress=False)
             error = None
         except ValueError as e:
             error = str(e)
+        pairs = zip(jax.tree.leaves(single), jax.tree.leaves(sharded))
         print(json.dumps({
             "devices": len(jax.devices()),
-            "param_diff": max(float(np.abs(a - b).max()) for a, b in zip(single, sharded)),
+            "param_diff": max(float(np.abs(a - b).max()) for a, b in pairs),
             "loss_diff": float(np.abs(np.subtract(h1["loss"], h2["loss"])).max()),
             "error": error,
         }))
@@ -211,5 +213,5 @@ def test_two_processes_train_to_the_params_of_one(tmp_path):
     assert record["processes"] == 2 and record["devices"] == 2
     single, _ = load_params(tmp_path / "single" / "params.npz")
     multi, _ = load_params(tmp_path / "multi" / "params.npz")
-    for a, b in zip(single, multi, strict=True):
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(multi), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jax_echo import EchoConfig, Params, epoch_data, generate_data, init_params
+from jax_echo import EchoConfig, epoch_data, generate_data
 
 
 def test_defaults_are_the_tutorials():
@@ -43,6 +43,14 @@ def test_defaults_are_the_tutorials():
         ("learning_rate", float("nan"), "learning_rate must be a finite number > 0"),
         ("learning_rate", float("inf"), "learning_rate must be a finite number > 0"),
         ("learning_rate", "0.3", "learning_rate must be a finite number > 0"),
+        ("cell", "rnn", "cell must be one of ('tutorial', 'basic_rnn', 'lstm', 'gru')"),
+        ("num_layers", 0, "num_layers must be positive"),
+        ("num_layers", 2, "num_layers must be 1 for cell='tutorial'"),
+        ("num_layers", 1.5, "num_layers must be an integer"),
+        ("keep_prob", 0.0, "keep_prob must be a number in (0, 1]"),
+        ("keep_prob", 1.5, "keep_prob must be a number in (0, 1]"),
+        ("keep_prob", float("nan"), "keep_prob must be a number in (0, 1]"),
+        ("keep_prob", True, "keep_prob must be a number in (0, 1]"),
     ],
 )
 def test_every_config_rule_raises_naming_the_field(field, value, message):
@@ -52,7 +60,7 @@ def test_every_config_rule_raises_naming_the_field(field, value, message):
 
 
 def test_config_dict_round_trip_and_unknown_fields():
-    cfg = EchoConfig(state_size=7, seed=3)
+    cfg = EchoConfig(state_size=7, seed=3, cell="gru", num_layers=2, keep_prob=0.8)
     assert EchoConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown EchoConfig fields: \\['hidden'\\]"):
         EchoConfig.from_dict({"hidden": 3})
@@ -89,32 +97,3 @@ def test_data_with_more_classes_and_seeds():
     a, b = epoch_data(cfg, 0), epoch_data(cfg, 1)
     assert not np.array_equal(a[0], b[0])
     np.testing.assert_array_equal(epoch_data(cfg, 1)[0], b[0])
-
-
-def test_init_params_are_the_tutorials():
-    cfg = EchoConfig(state_size=6, num_classes=3)
-    params = init_params(cfg, 0)
-    rng = np.random.default_rng(0)
-    np.testing.assert_array_equal(params.W, rng.random((7, 6)).astype(np.float32))
-    np.testing.assert_array_equal(params.W2, rng.random((6, 3)).astype(np.float32))
-    assert params.b.shape == (1, 6) and not params.b.any()
-    assert params.b2.shape == (1, 3) and not params.b2.any()
-    assert all(p.dtype == np.float32 for p in params)
-    assert init_params(cfg, 0, dtype=np.float64).W.dtype == np.float64
-    np.testing.assert_array_equal(init_params(cfg).W, init_params(cfg).W)  # from cfg.seed
-
-
-def test_params_dict_round_trip_and_shape_errors():
-    cfg = EchoConfig()
-    params = init_params(cfg)
-    d = params.to_dict()
-    assert list(d) == ["W", "b", "W2", "b2"]
-    back = Params.from_dict(d, cfg)
-    for a, b in zip(params, back, strict=True):
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match=r"missing \['b2'\]"):
-        Params.from_dict({k: v for k, v in d.items() if k != "b2"})
-    with pytest.raises(ValueError, match=r"params\['W'\] has shape \(4, 4\), expected \(5, 4\)"):
-        Params.from_dict({**d, "W": d["W"][1:]}, cfg)
-    with pytest.raises(ValueError, match=r"params\['W'\] has shape \(5, 4\), expected \(9, 8\)"):
-        Params.from_dict(d, EchoConfig(state_size=8))

@@ -1,22 +1,33 @@
 """The training run: convergence, determinism, checkpoints, resumption, errors and the CLI."""
 
+import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
-from jax_echo import EchoConfig, Params, init_params
+from jax_echo import EchoConfig, Params, init_params, make_optimizer, params_to_dict
 from jax_echo import train as train_module
 from jax_echo.cli import main
-from jax_echo.train import (
+from jax_echo.io import (
     CHECKPOINT,
     CheckpointError,
-    TrainingDivergedError,
-    fit,
     load_checkpoint,
     load_params,
     save_params,
 )
+from jax_echo.train import TrainingDivergedError, fit
+
+
+def assert_same_params(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def opt_like(cfg):
+    return make_optimizer(cfg).init(init_params(cfg))
 
 
 def test_tutorial_config_learns_the_echo():
@@ -35,12 +46,9 @@ def test_tutorial_config_learns_the_echo():
 def test_same_seed_same_numbers_other_seed_other_numbers(small_cfg):
     p1, h1 = fit(small_cfg, quiet=True, progress=False)
     p2, h2 = fit(small_cfg, quiet=True, progress=False)
-    _, h3 = fit(
-        EchoConfig(num_epochs=3, total_series_length=7500, seed=1), quiet=True, progress=False
-    )
+    _, h3 = fit(dataclasses.replace(small_cfg, seed=1), quiet=True, progress=False)
     assert h1["loss"] == h2["loss"]
-    for a, b in zip(p1, p2, strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_params(p1, p2)
     assert h1["loss"] != h3["loss"]
 
 
@@ -54,19 +62,19 @@ def test_fit_prints_the_tutorials_lines(capsys):
     ]
 
 
-def test_resume_equals_an_uninterrupted_run(small_cfg, tmp_path):
-    full, full_history = fit(small_cfg, out_dir=tmp_path / "full", quiet=True, progress=False)
-    part = tmp_path / "part"
-    fit(
-        EchoConfig(num_epochs=1, total_series_length=7500), out_dir=part, quiet=True, progress=False
-    )
-    resumed, history = fit(small_cfg, out_dir=part, resume=True, quiet=True, progress=False)
-    for a, b in zip(full, resumed, strict=True):
-        np.testing.assert_array_equal(a, b)
+@pytest.mark.parametrize("part", [1, 3, 6])
+def test_resume_equals_an_uninterrupted_run(part, tmp_path):
+    cfg = EchoConfig.for_part(part, num_epochs=3, total_series_length=1500)
+    full, full_history = fit(cfg, out_dir=tmp_path / "full", quiet=True, progress=False)
+    part_dir = tmp_path / "part"
+    first = dataclasses.replace(cfg, num_epochs=1)
+    fit(first, out_dir=part_dir, quiet=True, progress=False)
+    resumed, history = fit(cfg, out_dir=part_dir, resume=True, quiet=True, progress=False)
+    assert_same_params(full, resumed)
     assert history["loss"] == full_history["loss"]
 
 
-def test_checkpoint_is_never_silently_overwritten(small_cfg, tmp_path):
+def test_checkpoint_is_never_silently_overwritten(tmp_path):
     cfg = EchoConfig(num_epochs=1, total_series_length=7500)
     fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
     before = (tmp_path / CHECKPOINT).read_bytes()
@@ -74,19 +82,22 @@ def test_checkpoint_is_never_silently_overwritten(small_cfg, tmp_path):
         fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
     with pytest.raises(CheckpointError, match="another configuration .*state_size: saved 4, now 8"):
         fit(
-            EchoConfig(num_epochs=1, total_series_length=7500, state_size=8),
+            dataclasses.replace(cfg, state_size=8),
             out_dir=tmp_path,
             resume=True,
             quiet=True,
             progress=False,
         )
+    with pytest.raises(CheckpointError, match="another configuration .*cell: saved 'tutorial'"):
+        fit(EchoConfig.for_part(3, num_epochs=1, total_series_length=7500), out_dir=tmp_path,
+            resume=True, quiet=True, progress=False)  # fmt: skip
     with pytest.raises(CheckpointError, match="cannot resume: no checkpoint"):
         fit(cfg, out_dir=tmp_path / "empty", resume=True, quiet=True, progress=False)
     assert (tmp_path / CHECKPOINT).read_bytes() == before
 
 
-def test_corrupt_checkpoint_is_refused(small_cfg, tmp_path):
-    cfg = EchoConfig(num_epochs=1, total_series_length=7500)
+def test_corrupt_or_foreign_checkpoint_is_refused(small_cfg, tmp_path):
+    cfg = dataclasses.replace(small_cfg, num_epochs=1)
     fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
     path = tmp_path / CHECKPOINT
     good = path.read_bytes()
@@ -94,18 +105,25 @@ def test_corrupt_checkpoint_is_refused(small_cfg, tmp_path):
     with pytest.raises(CheckpointError, match="corrupt or not an .npz file"):
         fit(small_cfg, out_dir=tmp_path, resume=True, quiet=True, progress=False)
     assert path.read_bytes() == good[: len(good) // 2]  # left for the user to inspect
-    # A well-formed file with the wrong shapes inside.
     path.write_bytes(good)
     with np.load(path) as f:
         arrays = {k: f[k] for k in f.files}
-    arrays["params/W"] = arrays["params/W"][:2]
-    np.savez(path, **arrays)
+    like = opt_like(small_cfg)
+    # Another implementation's checkpoint.
+    with pytest.raises(CheckpointError, match="written by jax, not tf-graph"):
+        load_checkpoint(path, small_cfg, like, "tf-graph")
+    # Wrong shapes inside a well-formed file.
+    np.savez(path, **{**arrays, "params/W": arrays["params/W"][:2]})
     with pytest.raises(CheckpointError, match=r"params\['W'\] has shape \(2, 4\), expected"):
-        load_checkpoint(path, small_cfg)
-    del arrays["meta"]
-    np.savez(path, **arrays)
+        load_checkpoint(path, small_cfg, like, "jax")
+    # An optimizer state of another structure (another optimizer's).
+    foreign = {k: v for k, v in arrays.items() if not k.startswith("opt_state")}
+    np.savez(path, **foreign)
+    with pytest.raises(CheckpointError, match="optimizer state opt_state.* is missing"):
+        load_checkpoint(path, small_cfg, like, "jax")
+    np.savez(path, **{k: v for k, v in arrays.items() if k != "meta"})
     with pytest.raises(CheckpointError, match="not a valid checkpoint"):
-        load_checkpoint(path, small_cfg)
+        load_checkpoint(path, small_cfg, like, "jax")
 
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(small_cfg, tmp_path, monkeypatch):
@@ -120,32 +138,37 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(small_cfg, tmp_pa
     monkeypatch.setattr(train_module, "epoch_data", poisoned)
     with pytest.raises(TrainingDivergedError, match="epoch 1, window 2 is nan"):
         fit(small_cfg, out_dir=tmp_path, quiet=True, progress=False)
-    params, _, history = load_checkpoint(tmp_path / CHECKPOINT, small_cfg)
+    params, _, history = load_checkpoint(
+        tmp_path / CHECKPOINT, small_cfg, opt_like(small_cfg), "jax"
+    )
     assert len(history["loss"]) == 1
-    assert all(np.isfinite(p).all() for p in params)
+    assert all(np.isfinite(p).all() for p in jax.tree.leaves(params))
 
 
-def test_params_file_round_trip_and_errors(tmp_path):
-    cfg = EchoConfig(state_size=6)
+@pytest.mark.parametrize("part", [1, 4])
+def test_params_file_round_trip_and_errors(part, tmp_path):
+    cfg = EchoConfig.for_part(part, state_size=6)
     params = init_params(cfg)
     save_params(tmp_path / "p.npz", params, cfg)
     loaded, loaded_cfg = load_params(tmp_path / "p.npz")
-    assert loaded_cfg == cfg
-    for a, b in zip(params, loaded, strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert loaded_cfg == cfg and isinstance(loaded, Params)
+    assert_same_params(params, loaded)
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match="bad.npz is corrupt"):
         load_params(tmp_path / "bad.npz")
-    np.savez(tmp_path / "noconfig.npz", **params.to_dict())
+    flat = {f"params/{k}": v for k, v in params_to_dict(params).items()}
+    np.savez(tmp_path / "noconfig.npz", **flat)
     with pytest.raises(CheckpointError, match="noconfig.npz is not a valid params file"):
         load_params(tmp_path / "noconfig.npz")
-    np.savez(
-        tmp_path / "shape.npz",
-        **{**params.to_dict(), "W2": np.zeros((3, 2))},
-        config=np.array(json.dumps(cfg.to_dict())),
-    )
+    config = np.array(json.dumps(cfg.to_dict()))
+    np.savez(tmp_path / "shape.npz", **{**flat, "params/W2": np.zeros((3, 2))}, config=config)
     with pytest.raises(CheckpointError, match=r"params\['W2'\] has shape \(3, 2\)"):
         load_params(tmp_path / "shape.npz")
+    # One cell's weights under another cell's config.
+    gru = EchoConfig(cell="gru", state_size=6)
+    np.savez(tmp_path / "cell.npz", **flat, config=np.array(json.dumps(gru.to_dict())))
+    with pytest.raises(CheckpointError, match="cell.npz: params are missing .*a gru model"):
+        load_params(tmp_path / "cell.npz")
 
 
 def test_cli_train_writes_its_three_files_and_eval_reads_them(tmp_path, capsys):
@@ -189,6 +212,42 @@ def test_cli_train_writes_its_three_files_and_eval_reads_them(tmp_path, capsys):
     assert len(record["history"]["loss"]) == 3
 
 
-def test_cli_rejects_a_bad_config_value(capsys):
-    assert main(["train", "--state-size", "0", "--no-progress"]) == 2
-    assert "EchoConfig.state_size must be positive, got 0" in capsys.readouterr().err
+def test_cli_part_and_cell_options(tmp_path, capsys):
+    small = ["--total-series-length", "1500", "--no-progress", "--quiet"]
+    out = tmp_path / "part6"
+    assert main(["train", "--part", "6", "--epochs", "1", *small, "--out", str(out)]) == 0
+    record = json.loads((out / "history.json").read_text())
+    assert (
+        record["config"] == EchoConfig.for_part(6, num_epochs=1, total_series_length=1500).to_dict()
+    )
+    # Options override the part's values.
+    out = tmp_path / "gru"
+    args = ["train", "--part", "4", "--cell", "gru", "--num-layers", "2", "--keep-prob", "0.8"]
+    assert main([*args, "--epochs", "1", *small, "--out", str(out)]) == 0
+    cfg = EchoConfig.from_dict(json.loads((out / "history.json").read_text())["config"])
+    assert (cfg.cell, cfg.num_layers, cfg.keep_prob) == ("gru", 2, 0.8)
+    capsys.readouterr()
+    assert main(["eval", "--params", str(out / "params.npz"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (result["cell"], result["num_layers"]) == ("gru", 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--state-size", "0"], "EchoConfig.state_size must be positive, got 0"),
+        (["--keep-prob", "1.5"], "EchoConfig.keep_prob must be a number in (0, 1], got 1.5"),
+        (["--part", "2", "--num-layers", "0"], "EchoConfig.num_layers must be positive, got 0"),
+        (["--num-layers", "3"], "EchoConfig.num_layers must be 1 for cell='tutorial'"),
+    ],
+)
+def test_cli_rejects_a_bad_config_value(capsys, args, message):
+    assert main(["train", *args, "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_an_unknown_cell(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--cell", "rnn"])
+    assert e.value.code == 2
+    assert "invalid choice: 'rnn'" in capsys.readouterr().err

@@ -1,11 +1,10 @@
-"""tf-echo: the TensorFlow reference for jax-echo.
+"""tf-echo: the TensorFlow reference for jax-echo, for every part of the tutorial series.
 
-``GraphTrainer`` is the tutorial's own TF1 program (``tf.compat.v1`` graph and session);
-``FunctionTrainer`` is modern TF2 (``tf.function``, optionally XLA). Both start from given
-weights and share one interface with the JAX adapters in ``jax_echo.compare``:
-``train_step(h, x, y) -> (h, loss)``, ``train_epoch(x, y) -> losses``, ``params``,
-``forward``, ``loss_and_gradients``, ``predict_epoch``, ``get_state``/``set_state``.
-TensorFlow does the computing; ``jax_echo`` only supplies the task (config, data, weights).
+``GraphTrainer`` is the author's TF1 program (``tf.compat.v1`` graph and session: the hand-written
+RNN of part 1, ``static_rnn`` over TF1's cells for parts 2-4, ``dynamic_rnn`` for parts 5-6);
+``FunctionTrainer`` is modern TF2 (``tf.function``, optionally XLA). Both follow
+``jax_echo.registry.Trainer``, start from given weights in TF1's flat layout and compute
+everything in TensorFlow: ``jax_echo`` only supplies the task, the weight layout and the files.
 """
 
 from __future__ import annotations
@@ -15,25 +14,31 @@ from typing import Any
 
 import numpy as np
 
-from jax_echo.compare import TF_IMPLEMENTATIONS
-from jax_echo.task import EchoConfig, Params, init_params, prediction_accuracies
-from jax_echo.train import run_epochs
+from jax_echo.cells import Params, init_params, params_from_dict, params_to_dict
+from jax_echo.registry import TF_IMPLEMENTATIONS, tf_impl
+from jax_echo.task import EchoConfig, prediction_accuracies
+from jax_echo.train import EpochVerbs, run_epochs
 from tf_echo.function import FunctionTrainer
 from tf_echo.graph import GraphTrainer
 
-# jax_echo.compare lists every implementation; these are its TensorFlow ones without "tf-".
-IMPLEMENTATIONS = tuple(name.removeprefix("tf-") for name in TF_IMPLEMENTATIONS)
+IMPLEMENTATIONS = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
 
 
 def make_trainer(
-    impl: str, cfg: EchoConfig, params: Params | dict, dtype=np.float32, device: str | None = None
+    impl: str,
+    cfg: EchoConfig,
+    params: Params | dict,
+    dtype=np.float32,
+    device: str | None = None,
+    dynamic: bool = False,
 ):
     """A trainer for one of ``IMPLEMENTATIONS`` from the given weights.
 
     ``device`` places the TF1 graph; TF2 trainers run under the caller's ``tf.device`` scope.
+    ``dynamic``: the TF1 program runs its cells through ``dynamic_rnn`` (parts 5-6).
     """
     if impl == "graph":
-        return GraphTrainer(cfg, params, dtype, device)
+        return GraphTrainer(cfg, params, dtype, device, dynamic=dynamic)
     if impl in IMPLEMENTATIONS:
         return FunctionTrainer(
             cfg, params, dtype, jit_compile=impl.endswith("-xla"), per_epoch="-epoch" in impl
@@ -50,30 +55,37 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
     progress: bool = True,
+    dynamic: bool = False,
 ) -> tuple[Params, dict[str, Any]]:
-    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints and history."""
-    start = init_params(cfg) if params is None else Params.from_dict(params, cfg)
-    trainer = make_trainer(impl, cfg, start)
+    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints and history.
+
+    The checkpoint's optimizer state is the trainer's Adagrad accumulators. TensorFlow draws
+    its own dropout masks, so with ``keep_prob < 1`` a resumed run is not bit-identical to an
+    uninterrupted one (it is at ``keep_prob = 1``).
+    """
+    start = init_params(cfg) if params is None else params_from_dict(params, cfg)
+    trainer = make_trainer(impl, cfg, start, dynamic=dynamic)
 
     def init_opt_state(params):
-        del params  # the trainer was built from these weights: its accumulators are fresh
-        return trainer.get_state()[1]
+        del params  # only the accumulators' structure and shapes: fresh ones are 0.1
+        return trainer.accumulators
 
-    def train_epoch(params, opt_state, x, y):
-        trainer.set_state(params, opt_state)
+    def train_epoch(params, opt_state, x, y, epoch):
+        del epoch  # TensorFlow's own random stream draws the dropout masks
+        trainer.set_state(params_to_dict(params), opt_state)
         losses = trainer.train_epoch(x, y)
-        return (*trainer.get_state(), losses)
+        params, opt_state = trainer.get_state()
+        return params_from_dict(params, cfg), opt_state, losses
 
     def window_accuracies(params, x, y):
         del params  # the trainer holds them after train_epoch
         return prediction_accuracies(trainer.predict_epoch(x), y)
 
+    verbs = EpochVerbs(trainer.name, init_opt_state, train_epoch, window_accuracies)
     try:
         return run_epochs(
             cfg,
-            init_opt_state,
-            train_epoch,
-            window_accuracies,
+            verbs,
             params=None if resume else start,
             out_dir=out_dir,
             resume=resume,

@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 
 from jax_echo import cli as jax_cli
-from jax_echo.compare import TF_IMPLEMENTATIONS
+from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
 
 # Not tf_echo.IMPLEMENTATIONS: importing tf_echo loads TensorFlow, too slow for --help.
-IMPL_CHOICES = tuple(name.removeprefix("tf-") for name in TF_IMPLEMENTATIONS)
+IMPL_CHOICES = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -19,6 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import tf_echo
 
     cfg = jax_cli.config_from_args(args)
+    dynamic = args.part in DYNAMIC_RNN_PARTS
     t0 = time.perf_counter()
     params, history = tf_echo.fit(
         cfg,
@@ -27,9 +28,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         quiet=args.quiet,
         progress=not args.no_progress,
+        dynamic=dynamic,
     )
     info = {
         "implementation": f"tf-{args.impl}",
+        "part": args.part,
         "tensorflow_version": tf.__version__,
         "device": "cpu" if not tf.config.list_physical_devices("GPU") else "gpu",
         **jax_cli.machine_info(),
@@ -37,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
 
     def predict_last_window(params, x):
-        trainer = tf_echo.make_trainer(args.impl, cfg, params)
+        trainer = tf_echo.make_trainer(args.impl, cfg, params, dynamic=dynamic)
         try:
             return trainer.predict_epoch(x)[-1]
         finally:
@@ -51,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tf-echo", description="The echo RNN of the classic tutorial, in TensorFlow."
+        prog="tf-echo", description="The echo RNN of the classic tutorial series, in TensorFlow."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="the tutorial's training run")
@@ -60,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--impl",
         choices=IMPL_CHOICES,
         default="graph",
-        help="graph: the tutorial's TF1 session.run loop (default); function[-epoch][-xla]: "
-        "TF2 tf.function per window or per epoch, optionally with XLA",
+        help="graph: the author's TF1 session.run loop (default; dynamic_rnn for --part 5 and "
+        "6); function[-epoch][-xla]: TF2 tf.function per window or per epoch, optionally XLA",
     )
     train.set_defaults(run=cmd_train)
     return parser

@@ -1,0 +1,338 @@
+"""Recurrent cells as pure functions, their TF1 weight layout, and the model's parameters.
+
+Every cell is a ``Cell(layout, initial_state, step)``, the one contract the model, training,
+files, parity tests and benchmarks rely on (in the spirit of stax's ``(init_fun, apply_fun)``):
+
+- ``layout(I, S)``: the cell's params NamedTuple with ``(shape, initialiser)`` leaves, for input
+  width I and state size S; ``Cell.init(rng, I, S, dtype)`` draws NumPy arrays from it;
+- ``initial_state(B, S, dtype)``: the zero state, a pytree (``h``, or ``LSTMState(c, h)``);
+- ``step(params, state, x_BxI) -> (state, out_BxS)``: one time step, pure JAX.
+
+A new cell is one layout and one step function, and a row in ``CELLS``. ``stack_step`` runs
+``num_layers`` cells per time step (layer k's output is layer k+1's input; layer 0's input is the
+1-wide series) with part 6's output dropout. ``Params(cells, W2, b2)`` adds the output layer.
+
+Weights leave and enter the package as a flat dict in TF1's layout (``params_to_dict`` /
+``params_from_dict``): part 1 ``W``, ``b``, ``W2``, ``b2``; otherwise ``cell_{k}/kernel``,
+``cell_{k}/bias`` (LSTM gate columns i, j, f, o), or ``cell_{k}/gates/kernel``, ... for the GRU;
+kernel rows are the input first, then the state.
+
+Shape legend: B batch, I a cell's input width, S state, C classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_echo.task import EchoConfig, init_stream
+
+# Contractions whose broadcast product has at most this many elements are written as a multiply
+# and a sum, which XLA:CPU fuses with the surrounding elementwise work; larger ones go to a dot.
+# At the tutorial's 4-unit state a dot's fixed cost per call dominates: a 15-step window costs
+# ~40 us with dots and ~7 us fused (2-core CPU). Beyond ~2k elements the dot wins (see README).
+_FUSED_CONTRACTION_LIMIT = 2048
+
+LSTM_FORGET_BIAS = 1.0  # TF1's LSTM cells add it to the forget gate at run time
+
+
+def dense(a: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ w + b`` for ``a`` of shape (..., K), ``w`` (K, M) and ``b`` (M,) or (1, M)."""
+    lead = (1,) * (a.ndim - 1)
+    if a.size * w.shape[-1] <= _FUSED_CONTRACTION_LIMIT:
+        out = jnp.sum(a[..., :, None] * w.reshape(lead + w.shape), axis=-2)
+    else:
+        out = a @ w
+    return out + b.reshape(lead + b.shape[-1:])
+
+
+# --- The cells' parameters and state ------------------------------------------------------------
+
+
+class TutorialParams(NamedTuple):
+    """Part 1's hand-written layer, with the tutorial's names."""
+
+    W: Any  # (I+S, S): input rows, then state rows
+    b: Any  # (1, S)
+
+    PREFIX = ""  # flat names: W, b
+
+
+class RNNParams(NamedTuple):
+    """``BasicRNNCell``."""
+
+    kernel: Any  # (I+S, S)
+    bias: Any  # (S,)
+
+    PREFIX = "cell_{layer}/"
+
+
+class LSTMParams(NamedTuple):
+    """``BasicLSTMCell`` / ``LSTMCell`` (no peepholes, no projection)."""
+
+    kernel: Any  # (I+S, 4S): gate columns i, j, f, o
+    bias: Any  # (4S,)
+
+    PREFIX = "cell_{layer}/"
+
+
+class GRUParams(NamedTuple):
+    """TF1's ``GRUCell``."""
+
+    gates_kernel: Any  # (I+S, 2S): reset r, then update u
+    gates_bias: Any  # (2S,), initialised to 1.0
+    candidate_kernel: Any  # (I+S, S)
+    candidate_bias: Any  # (S,)
+
+    PREFIX = "cell_{layer}/"
+
+
+class LSTMState(NamedTuple):
+    """TF1's ``LSTMStateTuple``: cell state first, then the output."""
+
+    c: Any  # (B, S)
+    h: Any  # (B, S)
+
+
+def flat_names(cell_params: Any, layer: int) -> list[str]:
+    """TF1's variable names of one layer's params: ``cell_0/gates/kernel``, ``W``, ..."""
+    prefix = type(cell_params).PREFIX.format(layer=layer)
+    return [prefix + field.replace("_", "/") for field in cell_params._fields]
+
+
+# --- The cells ----------------------------------------------------------------------------------
+
+
+def _tutorial_layout(I: int, S: int) -> TutorialParams:
+    return TutorialParams(W=((I + S, S), "uniform01"), b=((1, S), "zeros"))
+
+
+def _basic_rnn_layout(I: int, S: int) -> RNNParams:
+    return RNNParams(kernel=((I + S, S), "glorot"), bias=((S,), "zeros"))
+
+
+def _lstm_layout(I: int, S: int) -> LSTMParams:
+    return LSTMParams(kernel=((I + S, 4 * S), "glorot"), bias=((4 * S,), "zeros"))
+
+
+def _gru_layout(I: int, S: int) -> GRUParams:
+    return GRUParams(
+        gates_kernel=((I + S, 2 * S), "glorot"),
+        gates_bias=((2 * S,), "ones"),
+        candidate_kernel=((I + S, S), "glorot"),
+        candidate_bias=((S,), "zeros"),
+    )
+
+
+def _zeros_h(B: int, S: int, dtype: Any) -> jax.Array:
+    return jnp.zeros((B, S), dtype)
+
+
+def _zeros_lstm(B: int, S: int, dtype: Any) -> LSTMState:
+    return LSTMState(jnp.zeros((B, S), dtype), jnp.zeros((B, S), dtype))
+
+
+def _tanh_step(
+    params: TutorialParams | RNNParams, h_BxS: jax.Array, x_BxI: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Parts 1 and 2: ``h = tanh(concat([x, h]) @ W + b)``; the output is the state."""
+    kernel, bias = params
+    h_BxS = jnp.tanh(dense(jnp.concatenate([x_BxI, h_BxS], axis=-1), kernel, bias))
+    return h_BxS, h_BxS
+
+
+def _lstm_step(
+    params: LSTMParams, state: LSTMState, x_BxI: jax.Array
+) -> tuple[LSTMState, jax.Array]:
+    c_BxS, h_BxS = state
+    z_Bx4S = dense(jnp.concatenate([x_BxI, h_BxS], axis=-1), params.kernel, params.bias)
+    i, j, f, o = jnp.split(z_Bx4S, 4, axis=-1)
+    c_BxS = c_BxS * jax.nn.sigmoid(f + LSTM_FORGET_BIAS) + jax.nn.sigmoid(i) * jnp.tanh(j)
+    h_BxS = jnp.tanh(c_BxS) * jax.nn.sigmoid(o)
+    return LSTMState(c_BxS, h_BxS), h_BxS
+
+
+def _gru_step(params: GRUParams, h_BxS: jax.Array, x_BxI: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """TF1's GRUCell: the reset gate scales the state before the candidate's matmul."""
+    gates = dense(jnp.concatenate([x_BxI, h_BxS], axis=-1), params.gates_kernel, params.gates_bias)
+    r_BxS, u_BxS = jnp.split(jax.nn.sigmoid(gates), 2, axis=-1)
+    candidate_input = jnp.concatenate([x_BxI, r_BxS * h_BxS], axis=-1)
+    c_BxS = jnp.tanh(dense(candidate_input, params.candidate_kernel, params.candidate_bias))
+    h_BxS = u_BxS * h_BxS + (1 - u_BxS) * c_BxS
+    return h_BxS, h_BxS
+
+
+def _draw(rng: np.random.Generator, shape: tuple[int, ...], how: str, dtype: Any) -> np.ndarray:
+    if how == "uniform01":  # the tutorial's np.random.rand
+        return rng.random(shape).astype(dtype)
+    if how == "glorot":  # TF1's default kernel initialiser
+        limit = np.sqrt(6.0 / sum(shape))
+        return rng.uniform(-limit, limit, shape).astype(dtype)
+    return (np.ones if how == "ones" else np.zeros)(shape, dtype)
+
+
+class Cell(NamedTuple):
+    """One recurrent cell: its weight layout, its zero state and its step (module docstring)."""
+
+    layout: Callable[[int, int], Any]
+    initial_state: Callable[[int, int, Any], Any]
+    step: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+
+    def init(self, rng: np.random.Generator, I: int, S: int, dtype: Any = np.float32) -> Any:
+        """NumPy params drawn from the layout's initialisers, field by field."""
+        layout = self.layout(I, S)
+        return type(layout)(*(_draw(rng, shape, how, dtype) for shape, how in layout))
+
+    def shapes(self, I: int, S: int) -> Any:
+        layout = self.layout(I, S)
+        return type(layout)(*(shape for shape, _ in layout))
+
+
+CELLS: dict[str, Cell] = {
+    "tutorial": Cell(_tutorial_layout, _zeros_h, _tanh_step),
+    "basic_rnn": Cell(_basic_rnn_layout, _zeros_h, _tanh_step),
+    "lstm": Cell(_lstm_layout, _zeros_lstm, _lstm_step),
+    "gru": Cell(_gru_layout, _zeros_h, _gru_step),
+}
+
+
+def input_width(layer: int, S: int) -> int:
+    """I of a layer: the 1-wide series for layer 0, the layer below's output otherwise."""
+    return 1 if layer == 0 else S
+
+
+# --- Stacking and dropout -----------------------------------------------------------------------
+
+
+def dropout_masks(key: jax.Array, T: int, L: int, B: int, S: int, keep_prob: float, dtype):
+    """The dropout masks of one window, (T, L, B, S): 1/p where kept (probability p), else 0.
+
+    The mask of step t and layer k comes from ``fold_in(fold_in(key, t), k)``; all are drawn at
+    once, before the window's scan, so the recurrence itself stays free of random-number code.
+    """
+
+    def mask(t, layer):
+        step_layer_key = jax.random.fold_in(jax.random.fold_in(key, t), layer)
+        keep = jax.random.bernoulli(step_layer_key, keep_prob, (B, S))
+        return jnp.where(keep, 1 / keep_prob, 0).astype(dtype)
+
+    steps, layers = jnp.arange(T), jnp.arange(L)
+    return jax.vmap(lambda t: jax.vmap(lambda k: mask(t, k))(layers))(steps)
+
+
+def stack_step(
+    cell: Cell,
+    cells_params: tuple[Any, ...],
+    states: tuple[Any, ...],
+    x_BxI: jax.Array,
+    masks_LxBxS: jax.Array | None = None,
+) -> tuple[tuple[Any, ...], jax.Array]:
+    """One time step through every layer (TF1's ``MultiRNNCell``).
+
+    With ``masks_LxBxS`` (``dropout_masks``) each layer's output, not its carried state, is
+    multiplied by its mask (``DropoutWrapper(output_keep_prob=p)``); the top layer's output too.
+    Returns the new per-layer states and the top layer's output.
+    """
+    new_states = []
+    out_BxS = x_BxI
+    for layer, (params, state) in enumerate(zip(cells_params, states, strict=True)):
+        state, out_BxS = cell.step(params, state, out_BxS)
+        if masks_LxBxS is not None:
+            out_BxS = out_BxS * masks_LxBxS[layer]
+        new_states.append(state)
+    return tuple(new_states), out_BxS
+
+
+def initial_state(cfg: EchoConfig, batch_size: int | None = None, dtype: Any = jnp.float32):
+    """The zero state of every layer: a tuple with one ``h`` or ``LSTMState(c, h)`` per layer."""
+    B = cfg.batch_size if batch_size is None else batch_size
+    zeros = CELLS[cfg.cell].initial_state
+    return tuple(zeros(B, cfg.state_size, dtype) for _ in range(cfg.num_layers))
+
+
+# --- The model's parameters -------------------------------------------------------------------
+
+
+class Params(NamedTuple):
+    """Every weight of the model: the stacked cells' params, then the output layer."""
+
+    cells: tuple[Any, ...]  # one params NamedTuple per layer
+    W2: Any  # (S, C)
+    b2: Any  # (1, C)
+
+
+def init_params(
+    cfg: EchoConfig, rng: np.random.Generator | int | None = None, dtype: Any = np.float32
+) -> Params:
+    """TF1's initialisation for ``cfg.cell``, layer by layer, then ``W2`` uniform in [0, 1).
+
+    Kernels glorot-uniform, biases zeros (the GRU's gates 1.0); part 1 keeps the tutorial's
+    ``W`` uniform in [0, 1). Draws come from ``rng`` (a ``numpy.random.Generator`` or an int
+    seed; by default the stream seeded by ``cfg.seed``) in this order: layer 0's arrays, ...,
+    then ``W2``; so part 1's weights are the tutorial's ``W``, then ``W2``.
+
+    Args:
+      cfg: the configuration (cell, num_layers, state_size, num_classes).
+      rng: the random source.
+      dtype: the parameters' dtype (float64 for the high-precision parity checks).
+
+    >>> params = init_params(EchoConfig.for_part(4))
+    >>> [name for name in params_to_dict(params)][:3]
+    ['cell_0/kernel', 'cell_0/bias', 'cell_1/kernel']
+    """
+    if rng is None:
+        rng = init_stream(cfg)
+    elif not hasattr(rng, "random"):
+        rng = np.random.default_rng(rng)
+    cell, S, C = CELLS[cfg.cell], cfg.state_size, cfg.num_classes
+    cells = tuple(cell.init(rng, input_width(k, S), S, dtype) for k in range(cfg.num_layers))
+    return Params(cells, rng.random((S, C)).astype(dtype), np.zeros((1, C), dtype))
+
+
+def params_to_dict(params: Params) -> dict[str, np.ndarray]:
+    """Params as a flat dict of NumPy arrays in TF1's layout (see the module docstring)."""
+    flat = {}
+    for layer, cell_params in enumerate(params.cells):
+        for name, value in zip(flat_names(cell_params, layer), cell_params, strict=True):
+            flat[name] = np.asarray(value)
+    return flat | {"W2": np.asarray(params.W2), "b2": np.asarray(params.b2)}
+
+
+def params_from_dict(d: Any, cfg: EchoConfig) -> Params:
+    """``Params`` for ``cfg`` from a flat TF1-layout mapping (or an ``np.load`` result).
+
+    ``Params`` pass through, checked. Raises ``ValueError`` naming a missing key or a shape that
+    is not ``cfg``'s.
+    """
+    if isinstance(d, Params):
+        d = params_to_dict(d)
+    cell, S, C = CELLS[cfg.cell], cfg.state_size, cfg.num_classes
+    layout = [cell.shapes(input_width(k, S), S) for k in range(cfg.num_layers)]
+    expected = {}
+    for layer, shapes in enumerate(layout):
+        expected |= dict(zip(flat_names(shapes, layer), shapes, strict=True))
+    expected |= {"W2": (S, C), "b2": (1, C)}
+    missing = [name for name in expected if name not in d]
+    unexpected = [name for name in d if name not in expected]
+    if missing or unexpected:
+        problem = f"missing {missing}" if missing else f"unexpected arrays {unexpected}"
+        raise ValueError(
+            f"params are {problem}: a {cfg.cell} model with {cfg.num_layers} layer(s) has "
+            f"exactly the arrays {list(expected)}"
+        )
+    for name, shape in expected.items():
+        got = np.shape(d[name])
+        if got != tuple(shape):
+            raise ValueError(
+                f"params[{name!r}] has shape {got}, expected {tuple(shape)} (cell={cfg.cell!r}, "
+                f"num_layers={cfg.num_layers}, state_size={S}, num_classes={C})"
+            )
+    cells = tuple(
+        type(shapes)(*(np.asarray(d[name]) for name in flat_names(shapes, layer)))
+        for layer, shapes in enumerate(layout)
+    )
+    return Params(cells, np.asarray(d["W2"]), np.asarray(d["b2"]))

@@ -1,0 +1,60 @@
+"""TF1's ``AdagradOptimizer`` through optax itself.
+
+``tf.train.AdagradOptimizer(lr)`` starts its accumulator at 0.1, has no epsilon and updates
+``accum += g * g; var -= lr * g / sqrt(accum)``: that is ``optax.adagrad(lr,
+initial_accumulator_value=0.1, eps=0.0)``. It is wrapped in ``optax.inject_hyperparams`` so the
+learning rate is a leaf of the optimizer state: a ``vmap``-ed population trains one rate per
+member, and one compiled update serves every rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optax
+
+TF1_INITIAL_ACCUMULATOR = 0.1
+
+_tf1_adagrad = optax.inject_hyperparams(
+    optax.adagrad, static_args=("initial_accumulator_value", "eps")
+)
+
+
+def tf1_adagrad(learning_rate: float) -> optax.GradientTransformation:
+    """``tf.train.AdagradOptimizer(learning_rate)``; its update reads the rate from the state."""
+    return _tf1_adagrad(
+        learning_rate=learning_rate,
+        initial_accumulator_value=TF1_INITIAL_ACCUMULATOR,
+        eps=0.0,
+    )
+
+
+def make_optimizer(cfg: Any) -> optax.GradientTransformation:
+    """``tf.train.AdagradOptimizer(cfg.learning_rate)`` as an optax transformation.
+
+    The state keeps the rate at ``state.hyperparams["learning_rate"]``, in the params' dtype.
+    Any optax transformation can take its place in ``train_step`` and ``train_epoch``.
+
+    >>> from jax_echo import EchoConfig, init_params
+    >>> cfg = EchoConfig()
+    >>> opt_state = make_optimizer(cfg).init(init_params(cfg))
+    >>> float(learning_rate(opt_state))
+    0.30000001192092896
+    """
+    return tf1_adagrad(cfg.learning_rate)
+
+
+def learning_rate(opt_state: Any) -> Any:
+    """The learning rate held by a ``make_optimizer`` state (or ``None`` for other states)."""
+    hyperparams = getattr(opt_state, "hyperparams", None)
+    return None if hyperparams is None else hyperparams.get("learning_rate")
+
+
+def with_learning_rate(opt_state: Any, rate: Any) -> Any:
+    """The state with another learning rate (an array of rates for a population)."""
+    return opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": rate})
+
+
+def accumulators(opt_state: Any) -> Any:
+    """Adagrad's running sums of squared gradients, shaped like the params."""
+    return opt_state.inner_state[0].sum_of_squares

@@ -10,6 +10,7 @@ code 2; anything else keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import platform
@@ -19,10 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
+from jax_echo import compare, model, scale, train
 from jax_echo.cells import Params
-from jax_echo.io import CheckpointError, atomic_write, load_params, save_params
+from jax_echo.io import CheckpointError, atomic_write, load_params, run_lock, save_params
 from jax_echo.plot import echo_figure, save_figure, sweep_figure
 from jax_echo.registry import IMPLEMENTATIONS, TF_IMPLEMENTATIONS, MissingExtraError
 from jax_echo.task import CELL_NAMES, PARTS, EchoConfig, epoch_data, eval_data
@@ -141,8 +144,6 @@ def machine_info() -> dict[str, Any]:
 
 
 def _jax_info() -> dict[str, Any]:
-    import jax
-
     device = jax.devices()[0]
     return {
         "implementation": "jax",
@@ -153,11 +154,6 @@ def _jax_info() -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import jax
-
-    from jax_echo import model, scale
-    from jax_echo.train import fit
-
     cfg = config_from_args(args)
     if args.coordinator:
         scale.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
@@ -169,17 +165,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         "progress": not args.no_progress and writer,
     }
     t0 = time.perf_counter()
-    if args.data_parallel or args.coordinator:
-        mesh = scale.data_parallel_mesh()
-        params, history = scale.fit_data_parallel(cfg, mesh, **options)
-    else:
-        mesh = None
-        params, history = fit(cfg, **options)
-    if not writer:
-        return 0
+    with run_lock(args.out) if writer else contextlib.nullcontext():  # training and files
+        if args.data_parallel or args.coordinator:
+            mesh = scale.data_parallel_mesh()
+            params, history = scale.fit_data_parallel(cfg, mesh, **options)
+        else:
+            mesh = None
+            params, history = train.fit(cfg, **options)
+        if writer:
+            _write_jax_run(args, cfg, params, history, mesh, time.perf_counter() - t0)
+    return 0
+
+
+def _write_jax_run(args, cfg, params, history, mesh, seconds) -> None:
     info = {
         **_jax_info(),
-        "wall_seconds": time.perf_counter() - t0,
+        "wall_seconds": seconds,
         "devices": 1 if mesh is None else mesh.size,
         "processes": jax.process_count(),
     }
@@ -190,16 +191,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     write_run(args.out, cfg, params, history, info, predict_last_window)
     print(summary_line(history))
     print(f"Wrote {args.out}/params.npz, history.json, echo.png")
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from jax_echo.model import window_accuracies
-
     params, cfg = load_params(args.params)
     accs = np.stack(
         [
-            np.asarray(window_accuracies(params, *eval_data(cfg, args.seed, i), cfg))
+            np.asarray(model.window_accuracies(params, *eval_data(cfg, args.seed, i), cfg))
             for i in range(args.series)
         ]
     )
@@ -223,8 +221,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from jax_echo import scale
-
     cfg = config_from_args(args)
     t0 = time.perf_counter()
     _, history = scale.fit_population(
@@ -249,8 +245,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from jax_echo import compare
-
     cfg = config_from_args(args)
     if any(name in TF_IMPLEMENTATIONS for name in args.impl):
         compare.import_tf_echo()  # fails early, naming the extra to install

@@ -8,11 +8,13 @@ fresh state has), the history and the name of the implementation that wrote it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,59 @@ from jax_echo.cells import Params, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig
 
 CHECKPOINT = "checkpoint.npz"
+LOCK = ".lock"
 
 
 class CheckpointError(ValueError):
     """A checkpoint or params file that is corrupt or does not belong to this run."""
+
+
+class OutputDirError(OSError):
+    """An output directory that cannot be written, or that another run is using."""
+
+
+_held: dict[Path, int] = {}  # output directories this process has locked, with a depth
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
+    """Holds ``out_dir`` for one run: checked writable, and locked against a second run.
+
+    The lock is an ``flock`` on ``out_dir/.lock``, which the kernel releases when the process
+    ends however it ends, so a killed run never leaves it stuck. Nested uses in one process
+    share it. Raises ``OutputDirError`` before anything is written.
+    """
+    out = Path(out_dir).resolve()
+    if out in _held:
+        _held[out] += 1
+        try:
+            yield
+        finally:
+            _held[out] -= 1
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputDirError(f"output directory {out_dir} cannot be written: {e}") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise OutputDirError(
+                f"output directory {out_dir} is in use by another run (process {owner}); "
+                "wait for it to finish or choose another directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _held[out] = 1
+        try:
+            yield
+        finally:
+            del _held[out]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -105,6 +156,13 @@ def _leaves_by_path(tree: Any) -> dict[str, Any]:
     return {"opt_state" + jax.tree_util.keystr(path): leaf for path, leaf in leaves}
 
 
+def host_array(leaf: Any) -> np.ndarray:
+    """A leaf as NumPy; a replicated global array across processes from its local copy."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        leaf = leaf.addressable_data(0)
+    return np.asarray(leaf)
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     cfg: EchoConfig,
@@ -114,8 +172,8 @@ def save_checkpoint(
     implementation: str,
 ) -> None:
     """Everything needed to resume: params, optimizer state, config, history, implementation."""
-    arrays = {f"params/{k}": v for k, v in params_to_dict(params).items()}
-    arrays |= {k: np.asarray(v) for k, v in _leaves_by_path(opt_state).items()}
+    arrays = {f"params/{k}": v for k, v in params_to_dict(jax.tree.map(host_array, params)).items()}
+    arrays |= {k: host_array(v) for k, v in _leaves_by_path(opt_state).items()}
     meta = {"config": cfg.to_dict(), "implementation": implementation, "history": history}
     _save_npz(path, {**arrays, "meta": _json(meta)})
 
@@ -164,11 +222,11 @@ def load_checkpoint(
     leaves = []
     for key, like in _leaves_by_path(opt_state_like).items():
         value = arrays.get(key)
-        if value is None or value.shape != np.shape(like) or value.dtype != np.asarray(like).dtype:
+        like = host_array(like)
+        if value is None or value.shape != like.shape or value.dtype != like.dtype:
             got = "missing" if value is None else f"{value.dtype}{list(value.shape)}"
             raise CheckpointError(
-                f"{path}: optimizer state {key} is {got}, expected "
-                f"{np.asarray(like).dtype}{list(np.shape(like))}"
+                f"{path}: optimizer state {key} is {got}, expected {like.dtype}{list(like.shape)}"
             )
         leaves.append(value)
     opt_state = jax.tree.unflatten(jax.tree.structure(opt_state_like), leaves)

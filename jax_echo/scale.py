@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import os
 import sys
 import time
@@ -24,15 +25,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jax_echo import model
 from jax_echo.cells import Params, init_params
+from jax_echo.io import CheckpointError, host_array
 from jax_echo.optim import make_optimizer, with_learning_rate
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
-from jax_echo.train import EpochVerbs, run_epochs
+from jax_echo.train import EpochVerbs, Start, run_epochs, start_run
 
 # --- Population ------------------------------------------------------------------------------
 
@@ -160,28 +163,28 @@ def check_data_parallel(cfg: EchoConfig, mesh: Mesh) -> None:
 
 
 def place(tree: Any, sharding: NamedSharding) -> Any:
-    """Host arrays (the same on every process) to global arrays laid out by ``sharding``."""
-    return jax.tree.map(
-        lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i]),
-        tree,
-    )
+    """Host arrays (the same on every process) to global arrays laid out by ``sharding``;
+    arrays already laid out so stay where they are."""
 
+    def one(a):
+        if isinstance(a, jax.Array) and a.sharding == sharding:
+            return a
+        return jax.make_array_from_callback(np.shape(a), sharding, lambda i: np.asarray(a)[i])
 
-def to_host(tree: Any) -> Any:
-    """Replicated global arrays to NumPy (works across processes: each holds a full copy)."""
-    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
+    return jax.tree.map(one, tree)
 
 
 def data_parallel_verbs(cfg: EchoConfig, mesh: Mesh) -> EpochVerbs:
     """``EpochVerbs`` for ``train.run_epochs`` with the batch sharded over ``mesh``.
 
-    The series' rows are sharded over the mesh, params and optimizer state replicated; the
-    compiled epoch is ``model.make_train_epoch(cfg)`` itself, partitioned by ``jit``. Results
-    come back replicated, as NumPy.
+    The series' rows are sharded over the mesh, params and optimizer state replicated and kept
+    on the devices from epoch to epoch (their buffers donated to the next epoch); the compiled
+    epoch is ``model.make_train_epoch(cfg)`` itself, partitioned by ``jit``.
     """
     check_data_parallel(cfg, mesh)
     rows, replicated = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
-    epoch = jax.jit(model.make_train_epoch(cfg), out_shardings=replicated)
+    epoch = jax.jit(model.make_train_epoch(cfg), out_shardings=replicated, donate_argnums=(0, 1))
+    init = jax.jit(make_optimizer(cfg).init, out_shardings=replicated)
     predict = model.make_predict_epoch(cfg)
     accuracies = jax.jit(
         lambda params, x, y: prediction_accuracies(predict(params, x), y),
@@ -189,23 +192,53 @@ def data_parallel_verbs(cfg: EchoConfig, mesh: Mesh) -> EpochVerbs:
     )
 
     def init_opt_state(params):
-        return to_host(make_optimizer(cfg).init(place(params, replicated)))
+        return init(place(params, replicated))
 
     def train_epoch(params, opt_state, x, y, epoch_index):
         key = model.epoch_key(cfg, epoch_index) if cfg.keep_prob < 1 else None
-        out = epoch(
-            place(params, replicated),
-            place(opt_state, replicated),
-            place(x, rows),
-            place(y, rows),
-            key,
-        )
-        return to_host(out)
+        params, opt_state = place((params, opt_state), replicated)
+        return epoch(params, opt_state, place(x, rows), place(y, rows), key)
 
     def window_accuracies(params, x, y):
-        return to_host(accuracies(place(params, replicated), place(x, rows), place(y, rows)))
+        return host_array(accuracies(place(params, replicated), place(x, rows), place(y, rows)))
 
     return EpochVerbs("jax", init_opt_state, train_epoch, window_accuracies)
+
+
+def agreed_start(
+    cfg: EchoConfig, verbs: EpochVerbs, out_dir: str | os.PathLike | None, resume: bool
+) -> Start:
+    """``train.start_run`` decided by process 0 and followed by every process.
+
+    Only process 0 needs to see ``out_dir`` (the checkpoint): it sends its decision, the error
+    or the starting weights, optimizer state and history, to all. Every process then either
+    starts from the same point or raises the same ``CheckpointError``; none waits forever.
+    """
+    like = Start(
+        init_params(cfg), jax.tree.map(host_array, verbs.init_opt_state(init_params(cfg))), {}
+    )
+    start, message = like, ""
+    if jax.process_index() == 0:
+        try:
+            start = start_run(cfg, verbs, out_dir=out_dir, resume=resume)
+        except (CheckpointError, ValueError, OSError) as e:
+            message = str(e)
+    message = _broadcast_text(message)
+    if message:
+        raise CheckpointError(message)
+    arrays = jax.tree.map(host_array, (start.params, start.opt_state))
+    params, opt_state = multihost_utils.broadcast_one_to_all(arrays)
+    history = json.loads(_broadcast_text(json.dumps(start.history)))
+    return Start(jax.tree.map(np.asarray, params), opt_state, history)
+
+
+def _broadcast_text(text: str) -> str:
+    """Process 0's ``text``, on every process."""
+    data = np.frombuffer(text.encode(), np.uint8)
+    size = int(multihost_utils.broadcast_one_to_all(np.int64(data.size)))
+    padded = np.zeros(size, np.uint8)
+    padded[: min(size, data.size)] = data[:size]
+    return bytes(multihost_utils.broadcast_one_to_all(padded)).decode()
 
 
 def fit_data_parallel(
@@ -218,14 +251,21 @@ def fit_data_parallel(
     progress: bool = True,
 ) -> tuple[Params, dict[str, Any]]:
     """``train.fit`` with the batch sharded over ``mesh`` (``data_parallel_mesh()``; across
-    processes after ``initialize_distributed``). ``batch_size`` must divide over its devices."""
+    processes after ``initialize_distributed``). ``batch_size`` must divide over its devices.
+
+    Across processes, process 0 decides where the run starts (``agreed_start``) and writes the
+    files; the others need not see ``out_dir``.
+    """
+    verbs = data_parallel_verbs(cfg, mesh)
+    start = agreed_start(cfg, verbs, out_dir, resume) if jax.process_count() > 1 else None
     return run_epochs(
         cfg,
-        data_parallel_verbs(cfg, mesh),
+        verbs,
         out_dir=out_dir,
         resume=resume,
         quiet=quiet,
         progress=progress,
+        start=start,
     )
 
 

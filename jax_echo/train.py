@@ -7,6 +7,7 @@ TensorFlow trainer for ``tf_echo``) once per epoch. ``fit`` runs it with ``jax_e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -20,7 +21,14 @@ from tqdm.auto import tqdm
 
 from jax_echo import model
 from jax_echo.cells import Params, init_params, params_from_dict
-from jax_echo.io import CHECKPOINT, CheckpointError, load_checkpoint, save_checkpoint
+from jax_echo.io import (
+    CHECKPOINT,
+    CheckpointError,
+    host_array,
+    load_checkpoint,
+    run_lock,
+    save_checkpoint,
+)
 from jax_echo.optim import make_optimizer
 from jax_echo.task import EchoConfig, epoch_data
 
@@ -128,17 +136,24 @@ def fit(
     )
 
 
-def run_epochs(
+class Start(NamedTuple):
+    """Where a run starts: fresh weights, or a checkpoint's."""
+
+    params: Params
+    opt_state: Any
+    history: dict[str, list]
+
+
+def start_run(
     cfg: EchoConfig,
     verbs: EpochVerbs,
     *,
     params: Params | dict | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
-    quiet: bool = False,
-    progress: bool = True,
-) -> tuple[Params, dict[str, Any]]:
-    """``fit`` for any implementation, given its ``EpochVerbs`` (see ``fit``)."""
+) -> Start:
+    """The run's starting point: ``params`` (default ``init_params(cfg)``), or with ``resume``
+    the checkpoint in ``out_dir``. Refuses to start over an existing checkpoint."""
     checkpoint = Path(out_dir, CHECKPOINT) if out_dir is not None else None
     if resume:
         if params is not None:
@@ -148,40 +163,61 @@ def run_epochs(
         if checkpoint is None or not checkpoint.exists():
             raise CheckpointError(f"cannot resume: no checkpoint at {checkpoint}")
         like = verbs.init_opt_state(init_params(cfg))
-        params, opt_state, history = load_checkpoint(checkpoint, cfg, like, verbs.name)
-        if not quiet:
-            print(f"Resuming from {checkpoint} after {len(history['loss'])} epochs")
-    else:
-        if checkpoint is not None and checkpoint.exists():
-            raise CheckpointError(
-                f"{checkpoint} exists: pass resume=True (--resume) to continue that run, "
-                "or choose another output directory"
-            )
-        params = init_params(cfg) if params is None else params_from_dict(params, cfg)
-        opt_state = verbs.init_opt_state(params)
-        history = new_history()
+        return Start(*load_checkpoint(checkpoint, cfg, like, verbs.name))
+    if checkpoint is not None and checkpoint.exists():
+        raise CheckpointError(
+            f"{checkpoint} exists: pass resume=True (--resume) to continue that run, "
+            "or choose another output directory"
+        )
+    params = init_params(cfg) if params is None else params_from_dict(params, cfg)
+    return Start(params, verbs.init_opt_state(params), new_history())
 
-    write = tqdm.write if progress else print
-    start = len(history["loss"])
-    epochs = tqdm(
-        range(start, cfg.num_epochs),
-        initial=start,
-        total=cfg.num_epochs,
-        desc="epochs",
-        unit="epoch",
-        disable=not progress,
-        file=sys.stderr,
-    )
-    for epoch in epochs:
-        x, y = epoch_data(cfg, epoch)
-        t0 = time.perf_counter()
-        params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
-        losses = np.asarray(losses)  # waits for the computation
-        seconds = time.perf_counter() - t0
-        check_finite(losses, epoch)
-        epoch_record(history, losses, verbs.window_accuracies(params, x, y), seconds)
-        if not quiet:
-            print_losses(epoch, losses, write)
-        if checkpoint is not None and jax.process_index() == 0:  # one writer across processes
-            save_checkpoint(checkpoint, cfg, params, opt_state, history, verbs.name)
-    return jax.tree.map(np.asarray, params), history
+
+def run_epochs(
+    cfg: EchoConfig,
+    verbs: EpochVerbs,
+    *,
+    params: Params | dict | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    progress: bool = True,
+    start: Start | None = None,
+) -> tuple[Params, dict[str, Any]]:
+    """``fit`` for any implementation, given its ``EpochVerbs`` (see ``fit``).
+
+    ``start`` replaces ``start_run``'s decision (used where one process decides for several).
+    Process 0 alone holds ``out_dir`` (``io.run_lock``) and writes the checkpoints.
+    """
+    writer = out_dir is not None and jax.process_index() == 0
+    with run_lock(out_dir) if writer else contextlib.nullcontext():
+        if start is None:
+            start = start_run(cfg, verbs, params=params, out_dir=out_dir, resume=resume)
+        params, opt_state, history = start
+        if resume and not quiet:
+            print(f"Resuming from {out_dir} after {len(history['loss'])} epochs")
+        checkpoint = Path(out_dir, CHECKPOINT) if writer else None
+        write = tqdm.write if progress else print
+        first = len(history["loss"])
+        epochs = tqdm(
+            range(first, cfg.num_epochs),
+            initial=first,
+            total=cfg.num_epochs,
+            desc="epochs",
+            unit="epoch",
+            disable=not progress,
+            file=sys.stderr,
+        )
+        for epoch in epochs:
+            x, y = epoch_data(cfg, epoch)
+            t0 = time.perf_counter()
+            params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
+            losses = host_array(losses)  # waits for the computation
+            seconds = time.perf_counter() - t0
+            check_finite(losses, epoch)
+            epoch_record(history, losses, verbs.window_accuracies(params, x, y), seconds)
+            if not quiet:
+                print_losses(epoch, losses, write)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, cfg, params, opt_state, history, verbs.name)
+    return jax.tree.map(host_array, params), history

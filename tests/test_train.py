@@ -12,6 +12,7 @@ from jax_echo import train as train_module
 from jax_echo.cli import main
 from jax_echo.io import (
     CHECKPOINT,
+    LOCK,
     CheckpointError,
     load_checkpoint,
     load_params,
@@ -188,7 +189,7 @@ def test_cli_train_writes_its_three_files_and_eval_reads_them(tmp_path, capsys):
     ]
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["params.npz", "history.json", "echo.png", CHECKPOINT]
+        ["params.npz", "history.json", "echo.png", CHECKPOINT, LOCK]
     )
     record = json.loads((out / "history.json").read_text())
     assert record["config"] == EchoConfig(num_epochs=2, total_series_length=7500).to_dict()

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from jax_echo import cli as jax_cli
+from jax_echo.io import run_lock
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
 
 # Not tf_echo.IMPLEMENTATIONS: importing tf_echo loads TensorFlow, too slow for --help.
@@ -14,29 +15,37 @@ IMPL_CHOICES = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import tensorflow as tf
-
     import tf_echo
 
     cfg = jax_cli.config_from_args(args)
     dynamic = args.part in DYNAMIC_RNN_PARTS
     t0 = time.perf_counter()
-    params, history = tf_echo.fit(
-        cfg,
-        args.impl,
-        out_dir=args.out,
-        resume=args.resume,
-        quiet=args.quiet,
-        progress=not args.no_progress,
-        dynamic=dynamic,
-    )
+    with run_lock(args.out):  # training and files
+        params, history = tf_echo.fit(
+            cfg,
+            args.impl,
+            out_dir=args.out,
+            resume=args.resume,
+            quiet=args.quiet,
+            progress=not args.no_progress,
+            dynamic=dynamic,
+        )
+        _write_tf_run(args, cfg, params, history, dynamic, time.perf_counter() - t0)
+    return 0
+
+
+def _write_tf_run(args, cfg, params, history, dynamic, seconds) -> None:
+    import tensorflow as tf
+
+    import tf_echo
+
     info = {
         "implementation": f"tf-{args.impl}",
         "part": args.part,
         "tensorflow_version": tf.__version__,
         "device": "cpu" if not tf.config.list_physical_devices("GPU") else "gpu",
         **jax_cli.machine_info(),
-        "wall_seconds": time.perf_counter() - t0,
+        "wall_seconds": seconds,
     }
 
     def predict_last_window(params, x):
@@ -49,7 +58,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     jax_cli.write_run(args.out, cfg, params, history, info, predict_last_window)
     print(jax_cli.summary_line(history))
     print(f"Wrote {args.out}/params.npz, history.json, echo.png")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

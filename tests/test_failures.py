@@ -1,0 +1,186 @@
+"""Failure paths with real processes: kill -9, Ctrl-C, unwritable and busy output directories,
+and several processes that do not share a filesystem. Every subprocess is cleaned up."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jax_echo import EchoConfig, init_params, make_optimizer
+from jax_echo.cli import main
+from jax_echo.io import CHECKPOINT, LOCK, load_checkpoint, load_params
+
+ROOT = Path(__file__).parent.parent
+# Six epochs of 20 windows: long enough to be killed in the middle, short enough for a test.
+RUN = ["--epochs", "6", "--total-series-length", "1500", "--no-progress", "--quiet"]
+
+
+@contextlib.contextmanager
+def started(*args, **kwargs):
+    """A subprocess that is killed, whatever happens, when the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def run(*args, timeout=300):
+    with started(*args) as proc:
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+
+
+def wait_for(condition, proc, timeout=120):
+    t0 = time.monotonic()
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.05)
+
+
+def assert_same_params(a, b, rtol=0.0):
+    """The params files ``a`` and ``b`` hold the same arrays (bit for bit by default)."""
+    pairs = zip(jax.tree.leaves(load_params(a)[0]), jax.tree.leaves(load_params(b)[0]), strict=True)
+    for x, y in pairs:
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize(
+    ("module", "extra", "kills"),
+    [
+        ("jax_echo", ["--part", "3"], 3),
+        pytest.param("tf_echo", ["--impl", "function-epoch"], 2, id="tf_echo"),
+    ],
+    ids=["jax_echo", "tf_echo"],
+)
+def test_kill_9_at_random_moments_then_resume_is_bit_identical(tmp_path, module, extra, kills):
+    if module == "tf_echo":
+        pytest.importorskip("tensorflow")
+    cmd = ["-m", module, "train", *extra, *RUN]
+    t0 = time.monotonic()
+    code, _, err = run(*cmd, "--out", str(tmp_path / "whole"))
+    assert code == 0, err
+    duration = time.monotonic() - t0
+    out = tmp_path / "killed"
+    rng = np.random.default_rng(0)
+    for _ in range(kills):
+        resume = ["--resume"] if (out / CHECKPOINT).exists() else []
+        with started(*cmd, "--out", str(out), *resume) as proc:
+            time.sleep(rng.uniform(0.3, 1.0) * duration)
+            proc.send_signal(signal.SIGKILL)
+    while True:  # finish, as a user would: resume while there is a checkpoint
+        resume = ["--resume"] if (out / CHECKPOINT).exists() else []
+        code, _, err = run(*cmd, "--out", str(out), *resume)
+        assert code == 0, err
+        if (out / "params.npz").exists():
+            break
+    assert_same_params(tmp_path / "whole" / "params.npz", out / "params.npz")
+    whole = json.loads((tmp_path / "whole" / "history.json").read_text())["history"]
+    resumed = json.loads((out / "history.json").read_text())["history"]
+    assert resumed["loss"] == whole["loss"]
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    cmd = ["-m", "jax_echo", "train", *RUN, "--epochs", "200", "--out", str(out)]
+    with started(*cmd) as proc:
+        wait_for(lambda: (out / CHECKPOINT).exists(), proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; rerun with --resume" in err
+    # The checkpoint is whole; the run resumes from it.
+    cfg = EchoConfig(num_epochs=200, total_series_length=1500)
+    like = make_optimizer(cfg).init(init_params(cfg))
+    _, _, history = load_checkpoint(out / CHECKPOINT, cfg, like, "jax")
+    done = len(history["loss"])
+    assert 1 <= done < 200
+    assert main(["train", *RUN, "--epochs", str(done + 1), "--out", str(out), "--resume"]) == 0
+
+
+def test_an_output_directory_that_cannot_be_written_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["train", *RUN, "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"output directory {blocker / 'run'} cannot be written" in err
+    if os.geteuid() != 0:  # root writes anywhere: the permission case needs another user
+        locked = tmp_path / "readonly"
+        locked.mkdir(mode=0o555)
+        assert main(["train", *RUN, "--out", str(locked)]) == 2
+        assert "cannot be written" in capsys.readouterr().err
+
+
+def test_a_second_run_on_a_busy_directory_is_refused_and_a_killed_run_frees_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    cmd = ["-m", "jax_echo", "train", *RUN, "--epochs", "500", "--out", str(out)]
+    with started(*cmd) as proc:
+        wait_for(lambda: (out / CHECKPOINT).exists(), proc)
+        assert main(["train", *RUN, "--out", str(out), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another run (process {proc.pid})" in err
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # The kernel released the dead run's lock: resuming works.
+    assert (out / LOCK).exists()
+    cfg = EchoConfig(num_epochs=500, total_series_length=1500)
+    like = make_optimizer(cfg).init(init_params(cfg))
+    done = len(load_checkpoint(out / CHECKPOINT, cfg, like, "jax")[2]["loss"])
+    assert main(["train", *RUN, "--out", str(out), "--resume", "--epochs", str(done + 1)]) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_processes(common, outs):
+    port = free_port()
+    coordinator = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]
+    procs = [
+        ["-m", "jax_echo", "train", *common, "--out", str(outs[i]), *coordinator, str(i)]
+        for i in range(2)
+    ]
+    with started(*procs[0]) as p0, started(*procs[1]) as p1:
+        results = [p.communicate(timeout=240) for p in (p0, p1)]
+        return [p0.returncode, p1.returncode], results
+
+
+def test_processes_resume_from_the_checkpoint_only_process_0_sees(tmp_path):
+    common = ["--batch-size", "4", "--total-series-length", "1200", "--no-progress", "--quiet"]
+    assert main(["train", "--epochs", "2", *common, "--out", str(tmp_path / "single")]) == 0
+    shared = tmp_path / "process0"  # process 1 gets an empty directory of its own
+    assert main(["train", "--epochs", "1", *common, "--out", str(shared)]) == 0
+    codes, outputs = two_processes(
+        ["--epochs", "2", "--resume", *common], [shared, tmp_path / "process1"]
+    )
+    assert codes == [0, 0], outputs
+    # Sharded gradients are summed in another order: equal to rounding.
+    assert_same_params(tmp_path / "single" / "params.npz", shared / "params.npz", rtol=1e-5)
+    # Where process 0 sees no checkpoint, every process fails with its message: no hang.
+    codes, outputs = two_processes(
+        ["--epochs", "2", "--resume", *common], [tmp_path / "none", shared]
+    )
+    assert codes == [2, 2], outputs
+    for _, err in outputs:
+        assert "cannot resume: no checkpoint" in err

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -153,7 +154,48 @@ def _jax_info() -> dict[str, Any]:
     }
 
 
+def compile_cache_dir() -> Path:
+    """Where ``jax-echo`` keeps compiled programs: ``$XDG_CACHE_HOME/jax-echo/xla``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base, "jax-echo", "xla")
+
+
+def use_compile_cache(enabled: bool) -> None:
+    """JAX's persistent compilation cache: a second run loads its programs instead of compiling."""
+    if enabled:
+        jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+class CompileLog:
+    """Counts XLA compilations and persistent-cache hits, and their seconds, while it exists."""
+
+    def __init__(self) -> None:
+        self.compilations, self.compile_seconds, self.cache_hits = 0, 0.0, 0
+        jax.monitoring.register_event_duration_secs_listener(self._duration)
+        jax.monitoring.register_event_listener(self._event)
+
+    def _duration(self, event: str, seconds: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.compilations += 1
+            self.compile_seconds += seconds
+
+    def _event(self, event: str, **kwargs) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            self.cache_hits += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {  # a cache hit also reports a (short) backend compile: loading the program
+            "compilations": self.compilations - self.cache_hits,
+            "compile_seconds": self.compile_seconds,
+            "compile_cache_hits": self.cache_hits,
+        }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    use_compile_cache(not args.no_compile_cache)
+    compile_log = CompileLog()
     cfg = config_from_args(args)
     if args.coordinator:
         scale.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
@@ -173,14 +215,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             mesh = None
             params, history = train.fit(cfg, **options)
         if writer:
-            _write_jax_run(args, cfg, params, history, mesh, time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            _write_jax_run(args, cfg, params, history, mesh, seconds, compile_log.as_dict())
     return 0
 
 
-def _write_jax_run(args, cfg, params, history, mesh, seconds) -> None:
+def _write_jax_run(args, cfg, params, history, mesh, seconds, compiles) -> None:
     info = {
         **_jax_info(),
         "wall_seconds": seconds,
+        "training_seconds": sum(history["epoch_seconds"]),
+        **compiles,
         "devices": 1 if mesh is None else mesh.size,
         "processes": jax.process_count(),
     }
@@ -280,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scaling.add_argument("--num-processes", type=int, default=1, metavar="N")
     scaling.add_argument("--process-id", type=int, default=0, metavar="I")
+    train.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not keep compiled programs in the user cache (default: "
+        "$XDG_CACHE_HOME/jax-echo/xla, so a second run starts training without compiling)",
+    )
     train.set_defaults(run=cmd_train)
 
     sweep = sub.add_parser("sweep", help="train a population, one model per (seed, learning rate)")

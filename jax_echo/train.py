@@ -53,12 +53,16 @@ class EpochVerbs(NamedTuple):
 
 def jax_verbs(cfg: EchoConfig) -> EpochVerbs:
     """``jax_echo.model`` on one device: one compiled call per epoch."""
+    dropping = cfg.keep_prob < 1
+
+    def train_epoch(params, opt_state, x, y, epoch):
+        key = model.epoch_key(cfg, epoch) if dropping else None
+        return model.train_epoch(params, opt_state, x, y, cfg, key=key)
+
     return EpochVerbs(
         "jax",
-        lambda params: make_optimizer(cfg).init(params),
-        lambda params, opt_state, x, y, epoch: model.train_epoch(
-            params, opt_state, x, y, cfg, key=model.epoch_key(cfg, epoch)
-        ),
+        jax.jit(make_optimizer(cfg).init),
+        train_epoch,
         lambda params, x, y: model.window_accuracies(params, x, y, cfg),
     )
 

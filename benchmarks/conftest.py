@@ -5,6 +5,7 @@ every case uses a tiny configuration and runs once. ``make bench`` passes ``--be
 for the real measurements.
 """
 
+import importlib.util
 import os
 import platform
 
@@ -15,6 +16,9 @@ import jax
 import pytest
 
 DEVICES = ("cpu", "gpu")
+
+# pytest's --doctest-modules imports every module here; the PyTorch row is optional.
+collect_ignore = [] if importlib.util.find_spec("torch") else ["torch_echo.py"]
 
 
 def jax_device(platform_name: str):

@@ -2,11 +2,14 @@
 
     python -m benchmarks.report benchmarks/results/FILE.json [--readme README.md]
 
-Writes ``FILE.md``, ``FILE-window.png`` and ``FILE-scaling.png`` beside the JSON. Per group and
-device, a table of medians per implementation with ratios to the TF1 reference (``tf-graph``)
-and to the fastest TensorFlow variant; ``x faster`` means that implementation's time divides
-into the other's that many times. With ``--readme``, the block between
-``<!-- bench:DEVICE:start -->`` and ``<!-- bench:DEVICE:end -->`` is replaced with the tables.
+Writes ``FILE.md`` beside the JSON, and ``FILE-window.png`` and ``FILE-scaling.png`` where the
+file has those groups. First, per device, the ``series`` table: one row per model of the
+tutorial series, its cost per window in JAX and TensorFlow, and a check of the targets
+(``COST_VS_PART1``, ``MIN_SPEEDUP_VS_TF1``, ``MIN_SPEEDUP_VS_TF2``). Then per group and device,
+a table of medians per implementation with ratios to the TF1 reference (``tf-graph``) and to the
+fastest TensorFlow variant; ``x faster`` means that implementation's time divides into the
+other's that many times. With ``--readme``, the block between ``<!-- bench:DEVICE:start -->``
+and ``<!-- bench:DEVICE:end -->`` is replaced with the tables.
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-REFERENCE = "tf-graph"
+REFERENCE = "tf-graph"  # the tutorial's own TF1 program
+JAX_EPOCH = "jax-epoch"
+TF2_PREFIX = "tf-function"  # every TF2 variant: tf-function[-epoch][-xla]
+
+# Targets of the series: a model's JAX epoch may cost at most this many times part 1's ...
+COST_VS_PART1 = {3: 2.5, 4: 6.0}
+# ... and every model's JAX epoch must be at least this many times faster than its TF1
+# reference and than its fastest TF2 variant.
+MIN_SPEEDUP_VS_TF1 = 40.0
+MIN_SPEEDUP_VS_TF2 = 5.0
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -54,6 +66,64 @@ def speed_table(benches: list[dict[str, Any]], value, unit: str) -> list[str]:
     for name, v in sorted(values.items(), key=lambda kv: kv[1]):
         rows.append(f"| {name} | {v:,.1f} | {_ratio(ref, v)} | {_ratio(fastest_tf, v)} |")
     return rows
+
+
+def _us(v: float | None) -> str:
+    return "" if v is None else f"{v:,.1f}"
+
+
+def _check(ratio: float | None, op: str, target: float, what: str) -> str:
+    if ratio is None:
+        return f"{what} {op} {target:g}x: NOT MEASURED"
+    met = ratio <= target if op == "<=" else ratio >= target
+    return f"{what} {op} {target:g}x: {'MET' if met else 'NOT MET'} ({ratio:.1f}x)"
+
+
+def series_table(benches: list[dict[str, Any]]) -> list[str]:
+    """One row per model: us per window per implementation, ratios, then the targets' checks.
+
+    "JAX" in the ratios is ``jax-epoch``; the fastest TF2 variant is the fastest ``tf-function*``
+    of that model (``tf-graph`` is the TF1 reference).
+    """
+    models: dict[str, dict[str, Any]] = {}
+    times: dict[str, dict[str, float]] = defaultdict(dict)
+    for b in benches:
+        e = b["extra_info"]
+        models[e["model"]] = e
+        times[e["model"]][e["implementation"]] = per_window_us(b)
+    order = sorted(models, key=lambda m: (models[m].get("part") is None, models[m].get("part"), m))
+    part1 = next((m for m in order if models[m].get("part") == 1), None)
+    base = times[part1].get(JAX_EPOCH) if part1 else None
+    rows = [
+        "| model | cell | layers | what changed | jax-epoch us/window | jax-step | tf-graph (TF1) "
+        "| fastest TF2 | cost vs part 1 | TF1 / JAX | fastest TF2 / JAX |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    checks = []
+    for m in order:
+        e, t = models[m], times[m]
+        jax_us, tf1_us = t.get(JAX_EPOCH), t.get(REFERENCE)
+        tf2 = {k: v for k, v in t.items() if k.startswith(TF2_PREFIX)}
+        tf2_name = min(tf2, key=tf2.get) if tf2 else None
+        tf2_us = tf2.get(tf2_name)
+        vs_part1 = jax_us / base if jax_us and base else None
+        vs_tf1 = tf1_us / jax_us if jax_us and tf1_us else None
+        vs_tf2 = tf2_us / jax_us if jax_us and tf2_us else None
+        label = f"part {e['part']}" if e.get("part") is not None else m
+        fastest = f"{_us(tf2_us)} ({tf2_name})" if tf2_name else ""
+        rows.append(
+            f"| {label} | {e['cell']} | {e['num_layers']} | {e.get('what_changed', '')} | "
+            f"{_us(jax_us)} | {_us(t.get('jax-step'))} | {_us(tf1_us)} | {fastest} | "
+            f"{_ratio(jax_us, base) if base else ''} | {'' if vs_tf1 is None else f'{vs_tf1:.1f}x'}"
+            f" | {'' if vs_tf2 is None else f'{vs_tf2:.1f}x'} |"
+        )
+        line = []
+        if e.get("part") in COST_VS_PART1:
+            line.append(_check(vs_part1, "<=", COST_VS_PART1[e["part"]], "cost vs part 1"))
+        line.append(_check(vs_tf1, ">=", MIN_SPEEDUP_VS_TF1, "TF1 / JAX"))
+        line.append(_check(vs_tf2, ">=", MIN_SPEEDUP_VS_TF2, "fastest TF2 / JAX"))
+        checks.append(f"- {label}: " + "; ".join(line))
+    return [*rows, "", "Targets:", "", *checks]
 
 
 def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
@@ -112,15 +182,22 @@ def population_table(benches: list[dict[str, Any]]) -> list[str]:
 
 def accuracy_table(benches: list[dict[str, Any]]) -> list[str]:
     rows = [
-        "| implementation | seconds to 99.9% (from scratch) | epochs | final accuracy after "
-        "window 0 | final accuracy |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| model | implementation | seconds to 99.9% (from scratch) | epochs | final accuracy "
+        "after window 0 | final accuracy |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for b in sorted(benches, key=lambda b: b["stats"]["median"]):
+
+    def order(b):
+        part = b["extra_info"].get("part", 1)  # files from before the series have part 1 only
+        return (part is None, part, b["stats"]["median"])
+
+    for b in sorted(benches, key=order):
         e = b["extra_info"]
         epochs = e["epochs_to_threshold"] if e["epochs_to_threshold"] is not None else "not reached"
+        part = e.get("part", 1)
+        model = f"part {part}" if part is not None else e.get("model", "")
         rows.append(
-            f"| {e['implementation']} | {b['stats']['median']:.2f} | {epochs} | "
+            f"| {model} | {e['implementation']} | {b['stats']['median']:.2f} | {epochs} | "
             f"{e['final_accuracy_after_first']:.4%} | {e['final_accuracy']:.4%} |"
         )
     return rows
@@ -145,6 +222,12 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
         groups[b["group"]].append(b)
     docs: dict[str, list[str]] = defaultdict(list)
     sections = [
+        (
+            "series",
+            "The series: training cost per window of each model (median us; epoch-level "
+            "implementations: one epoch / 666)",
+            series_table,
+        ),
         (
             "window",
             "One training window (epoch-level implementations: one epoch / 666)",
@@ -179,14 +262,14 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
     for group, title, table in sections:
         for device, benches in sorted(by_device(groups.get(group, [])).items()):
             docs[device] += [f"**{title}** ({device})", "", *table(benches), ""]
+    figures = [f"![{alt}]({stem}-{group}.png)" for group, alt in PLOTS.items() if group in groups]
     for lines in docs.values():
-        lines += [
-            f"![per-window time]({stem}-window.png)",
-            f"![scaling]({stem}-scaling.png)",
-            "",
-            machine_line(data),
-        ]
+        lines += [*figures, "", machine_line(data)]
     return {device: "\n".join(lines) for device, lines in docs.items()}
+
+
+# The groups that get a figure (FILE-GROUP.png), with its alt text; only if the file has them.
+PLOTS = {"window": "per-window time", "scaling": "scaling"}
 
 
 def plot(data: dict[str, Any], out_prefix: Path) -> None:
@@ -196,6 +279,14 @@ def plot(data: dict[str, Any], out_prefix: Path) -> None:
     import matplotlib.pyplot as plt
 
     window = [b for b in data["benchmarks"] if b["group"] == "window"]
+    scaling = [b for b in data["benchmarks"] if b["group"] == "scaling"]
+    if window:
+        _plot_window(plt, window, out_prefix)
+    if scaling:
+        _plot_scaling(plt, scaling, out_prefix)
+
+
+def _plot_window(plt, window: list[dict[str, Any]], out_prefix: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(window), 4) + 1))
     window.sort(key=per_window_us, reverse=True)
     labels = [f"{b['extra_info']['implementation']} ({b['extra_info']['device']})" for b in window]
@@ -213,7 +304,8 @@ def plot(data: dict[str, Any], out_prefix: Path) -> None:
     fig.savefig(f"{out_prefix}-window.png", dpi=100)
     plt.close(fig)
 
-    scaling = [b for b in data["benchmarks"] if b["group"] == "scaling"]
+
+def _plot_scaling(plt, scaling: list[dict[str, Any]], out_prefix: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for ax, field in zip(axes, ["state_size", "batch_size", "window_length"], strict=True):
         lines = defaultdict(list)

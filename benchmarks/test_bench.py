@@ -1,34 +1,79 @@
 """Accuracy and training speed of every implementation, side by side.
 
 Groups (one ``group`` per measurement, so pytest-benchmark and the report put all
-implementations of it in one table): ``window``, ``epoch``, ``compile``, ``scaling``,
-``accuracy``, each on CPU and, where the library sees one, GPU.
+implementations of it in one table): ``series`` (every model of the tutorial series, every
+implementation), then for part 1 ``window``, ``epoch``, ``compile``, ``scaling``, ``population``
+and ``accuracy`` (with parts 3 and 4 on ``jax-epoch``), each on CPU and, where the library sees
+one, GPU.
 
 Timing rules: the trainer is built, compiled and warmed up before the timed call; the timed call
 ends in ``jax.block_until_ready`` or a host read of the result (``compare.block``).
-Epoch-level implementations appear in the ``window`` group as one epoch per call, with
-``extra_info["windows_per_call"]`` saying so; the report divides by it.
+Epoch-level implementations appear in the ``window`` and ``series`` groups as one epoch per call,
+with ``extra_info["windows_per_call"]`` saying so; the report divides by it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import jax
 import numpy as np
 import pytest
 
 from benchmarks.conftest import DEVICES, jax_device, tf_gpu_available
-from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies, split_windows
-from jax_echo.compare import IMPLEMENTATIONS, block, make_trainer
+from jax_echo import (
+    EchoConfig,
+    epoch_data,
+    init_params,
+    initial_state,
+    make_optimizer,
+    prediction_accuracies,
+    split_windows,
+)
+from jax_echo.compare import IMPLEMENTATIONS, JaxTrainer, block, make_trainer
 
 TORCH = "torch-eager"
 ALL = (*IMPLEMENTATIONS, TORCH)
 PER_EPOCH = ("jax-epoch", "tf-function-epoch", "tf-function-epoch-xla")
 FASTEST_TF = "tf-function-epoch-xla"
 TUTORIAL = EchoConfig()
-TINY = EchoConfig(num_epochs=2, total_series_length=750)  # quick mode: 10 windows
 THRESHOLD = 0.999
+# Quick mode trains 10 windows of 2 steps: what a first call costs (tracing and XLA's compile)
+# grows with the unrolled time steps, and quick mode is mostly first calls.
+QUICK_WINDOW = 2
+
+
+def quick_config(cfg: EchoConfig, windows: int = 10) -> EchoConfig:
+    """``cfg`` shrunk for quick mode: 2 epochs of ``windows`` windows of ``QUICK_WINDOW`` steps."""
+    return dataclasses.replace(
+        cfg,
+        num_epochs=2,
+        truncated_backprop_length=QUICK_WINDOW,
+        total_series_length=windows * QUICK_WINDOW * cfg.batch_size,
+    )
+
+
+TINY = quick_config(TUTORIAL)  # part 1 in quick mode
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """One model of the series, as the ``series`` group and the report name it."""
+
+    cfg: EchoConfig
+    part: int | None  # the tutorial part it is; None for the GRU (not in the series)
+    what_changed: str  # from part 1, in the tutorial's terms
+
+
+# Parts 2, 5 and 6 are left out: part 2 is part 1's math through BasicRNNCell, part 5 part 4's
+# model through dynamic_rnn (the same JAX program), part 6 part 4's with dropout.
+SERIES = {
+    "part1": Model(EchoConfig.for_part(1), 1, "the baseline: hand-written tanh RNN, state h"),
+    "part3": Model(EchoConfig.for_part(3), 3, "BasicLSTMCell, state (c, h)"),
+    "part4": Model(EchoConfig.for_part(4), 4, "MultiRNNCell of 3 LSTMCells, 3 x (c, h)"),
+    "gru": Model(EchoConfig(cell="gru"), None, "GRUCell (TF1's), state h; not a part"),
+}
 
 
 @contextlib.contextmanager
@@ -74,8 +119,15 @@ def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call:
         state_size=cfg.state_size,
         batch_size=cfg.batch_size,
         window_length=cfg.truncated_backprop_length,
+        cell=cfg.cell,
+        num_layers=cfg.num_layers,
         **extra,
     )
+
+
+def zero_state(cfg: EchoConfig):
+    """Every layer's zero state as NumPy: a tuple of ``h`` or ``(c, h)``, one per layer."""
+    return jax.tree.map(np.asarray, initial_state(cfg, dtype=np.float32))
 
 
 def window_runner(trainer, cfg: EchoConfig):
@@ -84,12 +136,12 @@ def window_runner(trainer, cfg: EchoConfig):
     N, T = cfg.num_batches, cfg.truncated_backprop_length
     xs = list(np.ascontiguousarray(split_windows(x, T)))
     ys = list(np.ascontiguousarray(split_windows(y, T)))
-    h = np.zeros((cfg.batch_size, cfg.state_size), np.float32)
+    state = zero_state(cfg)
     i = 0
 
     def run():
-        nonlocal h, i
-        h, loss = trainer.train_step(h, xs[i % N], ys[i % N])
+        nonlocal state, i
+        state, loss = trainer.train_step(state, xs[i % N], ys[i % N])
         i += 1
         return block(loss)
 
@@ -133,6 +185,41 @@ def test_epoch(benchmark, quick, name, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("model", list(SERIES))
+@pytest.mark.benchmark(group="series")
+def test_series(benchmark, quick, model, name, device):
+    """Training cost per window of every model of the series, in every implementation.
+
+    At the tutorial's sizes: epoch-level implementations train one epoch (666 windows) per call,
+    per-window ones one window per call, with the state carried.
+    """
+    m = SERIES[model]
+    if quick and m.cfg == TUTORIAL:
+        pytest.skip("quick mode: part 1's cases are the window group's (same config and calls)")
+    cfg = quick_config(m.cfg) if quick else m.cfg
+    with placed(name, device):
+        trainer = new_trainer(name, device, cfg)
+        per_epoch = name in PER_EPOCH
+        run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
+        run()  # compile and warm up, untimed
+        run()
+        loss = benchmark(run)
+        trainer.close()
+        record(
+            benchmark,
+            name,
+            device,
+            cfg,
+            cfg.num_batches if per_epoch else 1,
+            model=model,
+            part=m.part,
+            what_changed=m.what_changed,
+        )
+    assert np.isfinite(loss).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 @pytest.mark.benchmark(group="compile")
 def test_compile(benchmark, quick, name, device):
     """First-call cost: build the trainer and run its first call (tracing and compilation)."""
@@ -140,14 +227,14 @@ def test_compile(benchmark, quick, name, device):
     params = init_params(cfg)
     x, y = epoch_data(cfg, 0)
     T = cfg.truncated_backprop_length
-    h0 = np.zeros((cfg.batch_size, cfg.state_size), np.float32)
+    state = zero_state(cfg)
 
     def first_call():
         trainer = new_trainer(name, device, cfg, params)
         if name in PER_EPOCH:
             out = block(trainer.train_epoch(x, y))
         else:
-            out = block(trainer.train_step(h0, x[:, :T], y[:, :T])[1])
+            out = block(trainer.train_step(state, x[:, :T], y[:, :T])[1])
         trainer.close()
         return out
 
@@ -193,34 +280,46 @@ def _scaling_id(case):
     )
 
 
+# Quick mode's largest sizes: the compile time of a window grows with its unrolled steps.
+QUICK_SCALING_CAPS = {"state_size": 8, "batch_size": 8, "truncated_backprop_length": 4}
+
+
+def _scaling_config(case, quick: bool) -> tuple[EchoConfig, bool]:
+    """The case's config (and remat); quick mode keeps the shapes' character, not their cost."""
+    _, change, windows, _, remat = case
+    sizes = {**TUTORIAL.to_dict(), **change}
+    if quick:
+        windows = 2
+        sizes |= {k: min(sizes[k], cap) for k, cap in QUICK_SCALING_CAPS.items()}
+    sizes["total_series_length"] = (
+        sizes["batch_size"] * sizes["truncated_backprop_length"] * windows
+    )
+    return EchoConfig(**sizes), remat
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["jax-epoch", FASTEST_TF])
 @pytest.mark.parametrize("case", SCALING, ids=[_scaling_id(c) for c in SCALING])
 @pytest.mark.benchmark(group="scaling")
 def test_scaling(benchmark, quick, name, device, case):
     """Cost per window as sizes grow from the tutorial config (one call trains some windows)."""
-    axis, change, windows, jax_only, remat = case
+    axis, _, _, jax_only, remat = case
     if jax_only and not name.startswith("jax"):
         pytest.skip("large configurations are measured on the JAX side only")
-    sizes = {**TUTORIAL.to_dict(), **change}
-    if quick:  # keep the shapes' character, not their cost
-        windows = 2
-        sizes = {
-            k: min(v, 32) if k in ("state_size", "batch_size", "truncated_backprop_length") else v
-            for k, v in sizes.items()
-        }
-    sizes["total_series_length"] = (
-        sizes["batch_size"] * sizes["truncated_backprop_length"] * windows
-    )
-    cfg = EchoConfig(**sizes)
+    if quick:
+        earlier = SCALING[: SCALING.index(case)]
+        if any(_scaling_config(c, quick) == _scaling_config(case, quick) for c in earlier):
+            pytest.skip("quick mode shrinks this case to an earlier case's shapes")
+    cfg, _ = _scaling_config(case, quick)
     params = init_params(cfg)
-    params = params._replace(W=params.W / cfg.state_size)  # keep tanh out of saturation
+    (layer,) = params.cells  # part 1's one hand-written layer; W / S keeps tanh out of saturation
+    params = params._replace(cells=(layer._replace(W=layer.W / cfg.state_size),))
     with placed(name, device):
         if name.startswith("jax"):
-            from jax_echo.compare import JaxTrainer
-
             trainer = JaxTrainer(cfg, params, remat=remat)
-            memory = trainer.memory_bytes(*epoch_data(cfg, 0))
+            # A compile of its own: quick mode runs it for the JAX-only sizes alone.
+            measure = jax_only or not quick
+            memory = trainer.memory_bytes(*epoch_data(cfg, 0)) if measure else None
         else:
             trainer, memory = new_trainer(name, device, cfg, params), None
         run = epoch_runner(trainer, cfg)
@@ -250,14 +349,14 @@ POPULATION_CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # 20 window
 def test_population(benchmark, quick, size, mode, device):
     """One epoch for every member of a population: one vmapped call, or a loop over members.
 
-    Both train only (no accuracy pass), on the same data and initial weights.
+    Both train only (no accuracy pass), on the same data and initial weights, with
+    ``make_optimizer``'s state (TF1's Adagrad through optax).
     """
-    from jax_echo import make_optimizer
     from jax_echo.model import train_epoch
     from jax_echo.scale import train_population_epoch
 
     size = min(size, 16) if quick else size
-    cfg = POPULATION_CFG
+    cfg = quick_config(POPULATION_CFG, windows=20) if quick else POPULATION_CFG
     with placed("jax", device):
         members = [init_params(cfg, seed) for seed in range(size)]
         x, y = epoch_data(cfg, 0)
@@ -292,17 +391,22 @@ def test_population(benchmark, quick, size, mode, device):
     assert np.shape(losses) == (size, cfg.num_batches)
 
 
+# Part 1 in every implementation; the LSTM parts on the fastest one only.
+ACCURACY = [("part1", name) for name in ALL] + [("part3", "jax-epoch"), ("part4", "jax-epoch")]
+
+
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize(("model", "name"), ACCURACY, ids=[f"{m}-{n}" for m, n in ACCURACY])
 @pytest.mark.benchmark(group="accuracy")
-def test_accuracy(benchmark, quick, name, device):
+def test_accuracy(benchmark, quick, model, name, device):
     """Wall time from scratch (build, compile, train) to 99.9% accuracy after window 0.
 
     A first, untimed pass runs the whole tutorial (100 epochs) to find the epoch at which the
     accuracy on the windows after the first reaches 99.9% and the final accuracy; the timed call
     then trains a fresh model for exactly those epochs.
     """
-    cfg = TINY if quick else TUTORIAL
+    m = SERIES[model]
+    cfg = quick_config(m.cfg) if quick else m.cfg
     data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
     N = cfg.num_batches
 
@@ -327,13 +431,17 @@ def test_accuracy(benchmark, quick, name, device):
             trainer.close()
             return losses
 
-        benchmark.pedantic(train_to_threshold, setup=jax.clear_caches, rounds=1 if quick else 3)
+        # From scratch: JAX's compiled programs are dropped first (quick mode keeps them).
+        setup = None if quick else jax.clear_caches
+        benchmark.pedantic(train_to_threshold, setup=setup, rounds=1 if quick else 3)
         record(
             benchmark,
             name,
             device,
             cfg,
             epochs * N,
+            model=model,
+            part=m.part,
             epochs_to_threshold=reached,
             final_accuracy=float(final.mean()),
             final_accuracy_after_first=float(final[1:].mean()),

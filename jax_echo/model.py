@@ -343,6 +343,7 @@ def train_epoch(
     Returns:
       ``(params, opt_state, losses)``, ``losses`` of shape (num_batches,): one per window.
 
+    >>> from jax_echo import epoch_data, init_params, make_optimizer
     >>> cfg = EchoConfig.for_part(3, total_series_length=750)
     >>> params = init_params(cfg)
     >>> params, opt_state, losses = train_epoch(params, make_optimizer(cfg).init(params),

@@ -1,8 +1,11 @@
 """Strict JAX settings for the whole suite, and configurations shared by the tests."""
 
 import os
+import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The CLI keeps compiled programs in the user's cache; the suite (and its subprocesses) in its own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="jax-echo-test-cache-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax

@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 
 from jax_echo import EchoConfig
 from jax_echo.cli import main as jax_main
-from jax_echo.train import load_params
+from jax_echo.io import CheckpointError, load_params
 from tf_echo.cli import main as tf_main
 
 SMALL = ["--total-series-length", "1500", "--no-progress", "--quiet"]  # 20 windows
@@ -36,6 +36,27 @@ def test_tf_echo_train_mirrors_jax_echo(tmp_path, impl):
     assert tf_main(args) == 0
     assert len(json.loads((out / "history.json").read_text())["history"]["loss"]) == 3
     load_params(out / "params.npz")
+
+
+def test_tf_echo_train_part_5_is_the_dynamic_rnn_program_of_part_4s_model(tmp_path, capsys):
+    runs = {}
+    for part in (4, 5):
+        out = tmp_path / f"part{part}"
+        args = ["train", "--part", str(part), "--epochs", "1", *SMALL, "--out", str(out)]
+        assert tf_main(args) == 0
+        runs[part] = json.loads((out / "history.json").read_text())
+    assert runs[5]["part"] == 5 and runs[5]["config"] == runs[4]["config"]
+    np.testing.assert_allclose(runs[4]["history"]["loss"], runs[5]["history"]["loss"], atol=1e-5)
+    _, cfg = load_params(tmp_path / "part5" / "params.npz")
+    assert (cfg.cell, cfg.num_layers) == ("lstm", 3)
+    # A JAX checkpoint is not a TensorFlow one: resuming across implementations is refused.
+    jax_out = tmp_path / "jax"
+    assert jax_main(["train", "--part", "4", "--epochs", "1", *SMALL, "--out", str(jax_out)]) == 0
+    capsys.readouterr()
+    args = ["train", "--part", "4", "--epochs", "2", *SMALL, "--out", str(jax_out), "--resume"]
+    assert tf_main(args) == 2
+    assert "was written by jax, not tf-graph" in capsys.readouterr().err
+    assert issubclass(CheckpointError, ValueError)
 
 
 def test_compare_prints_a_table_and_writes_json_and_plot(tmp_path, capsys):
@@ -66,7 +87,17 @@ def test_compare_prints_a_table_and_writes_json_and_plot(tmp_path, capsys):
         assert len(results[name]["losses"]) == 60
         assert results[name]["max_loss_diff_vs_tf1"] < 1e-4
         assert results[name]["us_per_window"] > 0
+        assert results[name]["first_epoch_seconds"] > 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_float64_reproduces_the_1e_10_parity_from_the_cli(tmp_path, capsys):
+    args = ["compare", "--part", "3", "--epochs", "1", "--windows", "100", "--float64"]
+    args += ["--impl", "jax-epoch", "tf-graph", "--json", str(tmp_path / "c.json")]
+    assert jax_main(args) == 0
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["dtype"] == "float64" and report["config"]["cell"] == "lstm"
+    assert report["results"]["jax-epoch"]["max_loss_diff_vs_tf1"] < 1e-10
 
 
 def test_compare_without_tensorflow_says_what_to_install(monkeypatch, capsys):

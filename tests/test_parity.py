@@ -1,11 +1,17 @@
-"""The shared suite: every implementation, on identical weights and data, against the TF1 program.
+"""The shared suite: every implementation, on identical weights and data, against the TF1 program
+of each part of the series.
 
-The reference is ``tf-graph``, the tutorial's own ``session.run`` program. In float32 the
+The reference of a model is the author's TF1 program (``tf-graph``: static_rnn, or dynamic_rnn for
+part 5); every other implementation is checked against it, never the reference against itself
+(part 5's dynamic_rnn program is checked against part 4's static_rnn one). In float32 the
 implementations sum in different orders, so they agree to rounding at first; once the loss drops
 steeply (the second epoch of the tutorial run) those differences are amplified and the float32
 trajectories drift apart, so long float32 runs are compared on accuracy, not on losses. In float64
 rounding stays far below the tolerance for a whole epoch.
 """
+
+import dataclasses
+import functools
 
 import jax
 import numpy as np
@@ -13,101 +19,197 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from jax_echo import EchoConfig, epoch_data, init_params
-from jax_echo.compare import IMPLEMENTATIONS, REFERENCE, block, make_trainer
+from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies
+from jax_echo.compare import block, make_trainer
+from jax_echo.registry import IMPLEMENTATIONS, REFERENCE
+from tests import reference
 
-CFG = EchoConfig()
+# (model, part for the TF1 program) -> config; part 6 at keep_prob 1.0 is checked exactly.
+SERIES = {
+    "part1": (EchoConfig.for_part(1), 1),
+    "part2": (EchoConfig.for_part(2), 2),
+    "part3": (EchoConfig.for_part(3), 3),
+    "part4": (EchoConfig.for_part(4), 4),
+    "part5": (EchoConfig.for_part(5), 5),
+    "part6-keep1": (EchoConfig.for_part(6, keep_prob=1.0), 6),
+    "gru": (EchoConfig(cell="gru"), None),
+    "gru-2": (EchoConfig(cell="gru", num_layers=2), None),
+}
+# Every implementation but the reference itself; part 5's reference is the dynamic_rnn program,
+# so there the static_rnn program is one more implementation under test.
+# XLA's compile of TensorFlow's stacked cells takes a minute or more on 2 cores, so the two XLA
+# variants run on part 1 and part 3 (their non-XLA twins run the same TF ops on every model).
+XLA_MODELS = ("part1", "part3")
+CASES = [
+    (impl, model)
+    for model, (_, part) in SERIES.items()
+    for impl in IMPLEMENTATIONS
+    if (impl != REFERENCE or part == 5) and (not impl.endswith("-xla") or model in XLA_MODELS)
+]
+# The fast tier (make test) checks jax-epoch on every model and jax-step on part 1; the slow
+# tier (make test-slow, also in CI) every other pair.
+FAST = {("jax-epoch", model) for model in SERIES} | {("jax-step", "part1")}
 
 
-def window(x, index):
-    T = CFG.truncated_backprop_length
+def case_params(cases):
+    return [
+        pytest.param(*case, marks=() if case in FAST else pytest.mark.slow, id="-".join(case))
+        for case in cases
+    ]
+
+
+def window(cfg, x, index):
+    T = cfg.truncated_backprop_length
     return x[:, index * T : (index + 1) * T]
 
 
-@pytest.fixture(scope="module")
-def reference():
-    """The TF1 program, float32, from the tutorial config's initial weights."""
-    trainer = make_trainer(REFERENCE, CFG, init_params(CFG))
-    yield trainer
-    trainer.close()
+def tf1_reference(model, dtype=np.float32, cfg=None):
+    base, part = SERIES[model]
+    cfg = cfg or base
+    return make_trainer(REFERENCE, cfg, init_params(cfg, dtype=dtype), dtype, part=part)
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
-def impl(request):
-    return request.param
+def under_test(impl, model, dtype=np.float32, cfg=None):
+    base, part = SERIES[model]
+    cfg = cfg or base
+    # The static_rnn program is the one under test where the reference is dynamic_rnn.
+    part = None if impl == REFERENCE else part
+    return make_trainer(impl, cfg, init_params(cfg, dtype=dtype), dtype, part=part)
 
 
-def test_forward_matches_tf1(impl, reference):
-    trainer = make_trainer(impl, CFG, init_params(CFG))
-    x, _ = epoch_data(CFG, 0)
-    h0 = np.random.default_rng(0).uniform(-1, 1, (5, 4)).astype(np.float32)
-    logits, h = trainer.forward(window(x, 3), h0)
-    ref_logits, ref_h = reference.forward(window(x, 3), h0)
-    assert logits.shape == ref_logits.shape == (5, 15, 2)
-    np.testing.assert_allclose(logits, ref_logits, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(h, ref_h, rtol=1e-6, atol=1e-6)
+def leaves(state):
+    return jax.tree.leaves(state)
 
 
-def test_gradients_match_tf1(impl, reference):
-    trainer = make_trainer(impl, CFG, init_params(CFG))
-    x, y = epoch_data(CFG, 0)
-    h0 = np.random.default_rng(1).uniform(-1, 1, (5, 4)).astype(np.float32)
-    loss, grads = trainer.loss_and_gradients(window(x, 5), window(y, 5), h0)
-    ref_loss, ref_grads = reference.loss_and_gradients(window(x, 5), window(y, 5), h0)
-    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
-    for name, g, ref in zip(grads._fields, grads, ref_grads, strict=True):
-        scale = np.abs(ref).max()
-        np.testing.assert_allclose(g, ref, rtol=1e-5, atol=1e-5 * scale, err_msg=name)
-
-
-def test_one_adagrad_step_matches_tf1(impl):
-    params = init_params(CFG)
-    trainer, ref = make_trainer(impl, CFG, params), make_trainer(REFERENCE, CFG, params)
-    x, y = epoch_data(CFG, 0)
-    h0 = np.zeros((5, 4), np.float32)
-    h, loss = trainer.train_step(h0, window(x, 0), window(y, 0))
-    ref_h, ref_loss = ref.train_step(h0, window(x, 0), window(y, 0))
-    np.testing.assert_allclose(block(loss), ref_loss, rtol=1e-6)
-    np.testing.assert_allclose(block(h), ref_h, rtol=1e-6, atol=1e-6)
-    (p, s), (ref_p, ref_s) = trainer.get_state(), ref.get_state()
-    for a, b in zip([*p, *s.accumulator], [*ref_p, *ref_s.accumulator], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    assert not np.allclose(p.W, params.W)  # the step did move the weights
-
-
-def test_first_100_windows_match_tf1(impl):
-    cfg = EchoConfig(total_series_length=7500)  # 100 windows
-    params = init_params(cfg)
+@pytest.mark.parametrize(("impl", "model"), case_params(CASES))
+def test_forward_gradients_and_one_step_match_tf1(impl, model):
+    cfg, _ = SERIES[model]
     x, y = epoch_data(cfg, 0)
-    losses = block(make_trainer(impl, cfg, params).train_epoch(x, y))
-    ref_losses = make_trainer(REFERENCE, cfg, params).train_epoch(x, y)
-    assert losses.shape == (100,)
-    np.testing.assert_allclose(losses, ref_losses, atol=1e-4)
+    trainer, ref = under_test(impl, model), tf1_reference(model)
+    state = jax.tree.map(lambda a: a.astype(np.float32), reference.random_state(cfg, 0))
+    logits, h = trainer.forward(window(cfg, x, 3), state)
+    ref_logits, ref_h = ref.forward(window(cfg, x, 3), state)
+    assert logits.shape == ref_logits.shape == (5, 15, 2)
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-6)
+    for a, b in zip(leaves(h), leaves(ref_h), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    loss, grads = trainer.loss_and_gradients(window(cfg, x, 5), window(cfg, y, 5), state)
+    ref_loss, ref_grads = ref.loss_and_gradients(window(cfg, x, 5), window(cfg, y, 5), state)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+    assert grads.keys() == ref_grads.keys()
+    for name, g in grads.items():
+        scale = np.abs(ref_grads[name]).max()
+        np.testing.assert_allclose(g, ref_grads[name], rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+    start = trainer.params
+    zeros = jax.tree.map(np.zeros_like, state)
+    h, loss = trainer.train_step(zeros, window(cfg, x, 0), window(cfg, y, 0))
+    ref_h, ref_loss = ref.train_step(zeros, window(cfg, x, 0), window(cfg, y, 0))
+    np.testing.assert_allclose(block(loss), ref_loss, rtol=1e-6)
+    for a, b in zip(leaves(h), leaves(ref_h), strict=True):
+        np.testing.assert_allclose(block(a), b, rtol=1e-5, atol=1e-6)
+    for name, value in trainer.params.items():
+        np.testing.assert_allclose(value, ref.params[name], rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            trainer.accumulators[name], ref.accumulators[name], rtol=1e-6, atol=1e-7
+        )
+    assert any(not np.allclose(start[k], v) for k, v in trainer.params.items())  # it moved
+    trainer.close()
+    ref.close()
 
 
-def test_float64_epoch_trajectories_agree_to_1e_10(impl):
+@functools.cache
+def tf1_float64_epoch(model):
+    """The TF1 program's float64 losses over epoch 0, once per model."""
+    cfg, _ = SERIES[model]
+    ref = tf1_reference(model, np.float64)
+    losses = ref.train_epoch(*epoch_data(cfg, 0))
+    ref.close()
+    return losses
+
+
+@pytest.mark.parametrize(("impl", "model"), case_params(CASES))
+def test_float64_epoch_trajectories_agree_to_1e_10(impl, model):
+    cfg, _ = SERIES[model]
     with jax.enable_x64(True):
-        params = init_params(CFG, dtype=np.float64)
-        x, y = epoch_data(CFG, 0)
-        losses = block(make_trainer(impl, CFG, params, np.float64).train_epoch(x, y))
-        ref = make_trainer(REFERENCE, CFG, params, np.float64)
-        ref_losses = ref.train_epoch(x, y)
+        x, y = epoch_data(cfg, 0)
+        losses = block(under_test(impl, model, np.float64).train_epoch(x, y))
+    ref_losses = tf1_float64_epoch(model)
     assert losses.dtype == ref_losses.dtype == np.float64
     assert losses.shape == (666,)
     np.testing.assert_allclose(losses, ref_losses, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "impl",
+    ["jax-epoch", *(pytest.param(i, marks=pytest.mark.slow) for i in ("jax-step", "tf-function"))],
+)
+def test_first_100_windows_match_tf1_in_float32(impl):
+    cfg = EchoConfig.for_part(4, total_series_length=7500)  # 100 windows
+    x, y = epoch_data(cfg, 0)
+    losses = block(under_test(impl, "part4", cfg=cfg).train_epoch(x, y))
+    ref_losses = tf1_reference("part4", cfg=cfg).train_epoch(x, y)
+    assert losses.shape == (100,)
+    np.testing.assert_allclose(losses, ref_losses, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "impl", ["jax-epoch", "tf-graph", pytest.param("tf-function-epoch", marks=pytest.mark.slow)]
+)
+def test_dropout_trains_and_predicts_without_dropout(impl):
+    """Part 6 below keep_prob 1: no shared random stream, so properties, not numbers."""
+    cfg = EchoConfig.for_part(6, total_series_length=7500)
+    keep_all = dataclasses.replace(cfg, keep_prob=1.0)
+    x, y = epoch_data(cfg, 0)
+    params = init_params(cfg)
+    trainer = make_trainer(impl, cfg, params, part=6)
+    losses = block(trainer.train_epoch(x, y))
+    clean = block(make_trainer(impl, keep_all, params, part=6).train_epoch(x, y))
+    assert np.isfinite(losses).all()
+    assert not np.allclose(losses, clean)  # masks were applied while training
+    # Predictions never drop: deterministic, and those of the same weights at keep_prob 1.
+    predictions = trainer.predict_epoch(x)
+    np.testing.assert_array_equal(predictions, trainer.predict_epoch(x))
+    same_weights = make_trainer(impl, keep_all, trainer.params, part=6)
+    np.testing.assert_array_equal(predictions, same_weights.predict_epoch(x))
+    trainer.close()
+    same_weights.close()
+
+
+SLOW_RUNS = {  # model -> the accuracy after each epoch's first window the run must reach
+    "part1": 0.999,
+    "part2": 0.999,
+    "part3": 0.999,
+    "part4": 0.999,
+    "part6": 0.99,
+    "gru": 0.999,
+}
+
+
 @pytest.mark.slow
-def test_full_tutorial_run_learns_the_echo(impl):
-    params = init_params(CFG)
-    trainer = make_trainer(impl, CFG, params)
-    for epoch in range(CFG.num_epochs):
-        x, y = epoch_data(CFG, epoch)
+@pytest.mark.parametrize("model", list(SLOW_RUNS))
+def test_every_parts_tutorial_run_learns_the_echo(model):
+    cfg = EchoConfig.for_part(6) if model == "part6" else SERIES[model][0]
+    trainer = make_trainer("jax-epoch", cfg, init_params(cfg))
+    for epoch in range(cfg.num_epochs):
+        x, y = epoch_data(cfg, epoch)
         losses = block(trainer.train_epoch(x, y))
     assert np.isfinite(losses).all()
-    T = CFG.truncated_backprop_length
-    y_NxBxT = y[:, : 666 * T].reshape(5, 666, T).swapaxes(0, 1)
-    accs = (trainer.predict_epoch(x) == y_NxBxT).mean(axis=(1, 2))
+    accs = prediction_accuracies(trainer.predict_epoch(x), y)
+    assert accs[1:].mean() >= SLOW_RUNS[model]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", [i for i in IMPLEMENTATIONS if i != "jax-epoch"])
+def test_full_tutorial_run_learns_the_echo(impl):
+    cfg = EchoConfig()
+    trainer = make_trainer(impl, cfg, init_params(cfg))
+    for epoch in range(cfg.num_epochs):
+        x, y = epoch_data(cfg, epoch)
+        losses = block(trainer.train_epoch(x, y))
+    assert np.isfinite(losses).all()
+    accs = prediction_accuracies(trainer.predict_epoch(x), y)
     assert accs[1:].mean() >= 0.999
     assert np.mean(losses[1:]) < 0.01
 
@@ -115,9 +217,11 @@ def test_full_tutorial_run_learns_the_echo(impl):
 def test_tf1_program_leaves_eager_execution_on():
     import tensorflow as tf
 
-    trainer = make_trainer("tf-graph", CFG, init_params(CFG))
+    cfg = EchoConfig.for_part(4)
+    trainer = tf1_reference("part4")
     x, y = epoch_data(EchoConfig(total_series_length=750), 0)
-    trainer.train_step(np.zeros((5, 4), np.float32), window(x, 0), window(y, 0))
+    state = jax.tree.map(lambda a: a.astype(np.float32), reference.zero_state(cfg))
+    trainer.train_step(state, window(cfg, x, 0), window(cfg, y, 0))
     assert tf.executing_eagerly()
     assert float(tf.reduce_sum(tf.ones(3))) == 3.0  # eager ops still run
     assert tf.compat.v1.get_default_graph() is not trainer.graph

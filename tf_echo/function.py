@@ -1,167 +1,299 @@
-"""The same model in modern TensorFlow: ``tf.Variable``s, ``GradientTape``, ``tf.function``.
+"""The same models in modern TensorFlow: ``tf.Variable``s, ``GradientTape``, ``tf.function``.
 
 The fair peer of the JAX version: one compiled call per window (``train_step``) or per epoch
 (``train_epoch``, a ``tf.range`` loop over windows inside one ``tf.function``), each with or
-without XLA (``jit_compile=True``). Adagrad is written out as TF1's kernel computes it
+without XLA (``jit_compile=True``). The cells are written in TF ops with TF1's math (TUTORIAL.md),
+stacked per time step over layers; with ``keep_prob < 1`` each layer's output (the top one's too,
+never the carried state) is dropped while training, with stateless masks drawn from
+``(cfg.seed, windows trained so far)``. Adagrad is written out as TF1's kernel computes it
 (accumulator starting at 0.1, no epsilon, ``var -= grad * lr * rsqrt(accum)``).
+
+Variables are named by their flat TF1-layout keys (``cell_0/kernel``, ``W2``, ...).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 
-from jax_echo.model import AdagradState
-from jax_echo.task import EchoConfig, Params, split_windows
+from jax_echo.cells import LSTM_FORGET_BIAS, flat_names, params_from_dict, params_to_dict
+from jax_echo.task import EchoConfig, split_windows
+
+# Under XLA, contractions whose broadcast product has at most this many elements are written as
+# a multiply and a sum, which XLA:CPU fuses with the surrounding elementwise work; a dot is a
+# separate call (part 4, epoch-xla: ~300 instead of ~800 us per window on a 2-core CPU). Without
+# XLA every op is a kernel launch and the one matmul is faster.
+_FUSED_CONTRACTION_LIMIT = 2048
+
+
+def _matmul_dense(a_BxK, w_KxM, b_M):
+    return tf.matmul(a_BxK, w_KxM) + b_M
+
+
+def _fused_dense(a_BxK, w_KxM, b_M):
+    if a_BxK.shape[0] * w_KxM.shape[0] * w_KxM.shape[1] > _FUSED_CONTRACTION_LIMIT:
+        return _matmul_dense(a_BxK, w_KxM, b_M)
+    return tf.reduce_sum(a_BxK[:, :, None] * w_KxM[None], axis=1) + b_M
+
+
+# --- The cells, in TF ops: step(params, state, x_BxI, dense) -> (state, out_BxS) ---------------
+
+
+def _tanh_step(params, h_BxS, x_BxI, dense):
+    """Parts 1 and 2: ``h = tanh(concat([x, h]) @ W + b)``; the output is the state."""
+    kernel, bias = params
+    h_BxS = tf.tanh(dense(tf.concat([x_BxI, h_BxS], 1), kernel, bias))
+    return h_BxS, h_BxS
+
+
+def _lstm_step(params, state, x_BxI, dense):
+    """``BasicLSTMCell`` / ``LSTMCell``: gate columns i, j, f, o; state ``(c, h)``."""
+    kernel, bias = params
+    c_BxS, h_BxS = state
+    z_Bx4S = dense(tf.concat([x_BxI, h_BxS], 1), kernel, bias)
+    i, j, f, o = tf.split(z_Bx4S, 4, axis=1)
+    c_BxS = c_BxS * tf.sigmoid(f + LSTM_FORGET_BIAS) + tf.sigmoid(i) * tf.tanh(j)
+    h_BxS = tf.tanh(c_BxS) * tf.sigmoid(o)
+    return (c_BxS, h_BxS), h_BxS
+
+
+def _gru_step(params, h_BxS, x_BxI, dense):
+    """TF1's ``GRUCell``: the reset gate scales the state before the candidate's matmul."""
+    gates_kernel, gates_bias, candidate_kernel, candidate_bias = params
+    gates_Bx2S = tf.sigmoid(dense(tf.concat([x_BxI, h_BxS], 1), gates_kernel, gates_bias))
+    r_BxS, u_BxS = tf.split(gates_Bx2S, 2, axis=1)
+    candidate_input = tf.concat([x_BxI, r_BxS * h_BxS], 1)
+    c_BxS = tf.tanh(dense(candidate_input, candidate_kernel, candidate_bias))
+    h_BxS = u_BxS * h_BxS + (1 - u_BxS) * c_BxS
+    return h_BxS, h_BxS
+
+
+_STEPS = {"tutorial": _tanh_step, "basic_rnn": _tanh_step, "lstm": _lstm_step, "gru": _gru_step}
 
 
 class FunctionTrainer:
     """TF2 training from the given weights.
 
     Args:
-      cfg: the configuration (shapes and learning rate).
-      params: initial weights (``Params`` or dict of arrays).
+      cfg: the configuration (cell, layers, keep_prob, shapes, learning rate, seed).
+      params: initial weights, a flat TF1-layout dict (or ``jax_echo.cells.Params``).
       dtype: float32, or float64 for the high-precision parity checks.
       jit_compile: compile the ``tf.function``s with XLA.
       per_epoch: ``train_epoch`` is one ``tf.function`` over all windows; otherwise a Python loop
         over the per-window ``tf.function``.
+
+    State in and out: a tuple with one entry per layer, an array (B, S) or a pair (c, h).
+    Dropout masks of the k-th window this trainer trains come from ``(cfg.seed, k)``.
     """
 
     def __init__(
         self,
         cfg: EchoConfig,
-        params: Params | dict,
-        dtype=np.float32,
+        params: Any,
+        dtype: Any = np.float32,
         jit_compile: bool = False,
         per_epoch: bool = False,
     ):
-        params = Params.from_dict(params, cfg)
+        structured = params_from_dict(params, cfg)
+        flat = params_to_dict(structured)
         self.cfg, self.dtype, self.per_epoch = cfg, np.dtype(dtype), per_epoch
         self.name = (
             "tf-function" + ("-epoch" if per_epoch else "") + ("-xla" if jit_compile else "")
         )
-        self.variables = Params(*(tf.Variable(p.astype(self.dtype)) for p in params))
-        self.accumulators = Params(
-            *(tf.Variable(tf.fill(p.shape, tf.constant(0.1, self.dtype))) for p in params)
-        )
-        self.learning_rate = tf.constant(cfg.learning_rate, self.dtype)
-        B, T, S = cfg.batch_size, cfg.truncated_backprop_length, cfg.state_size
-        window = [
-            tf.TensorSpec([B, S], self.dtype),
-            tf.TensorSpec([B, T], self.dtype),
-            tf.TensorSpec([B, T], tf.int32),
+        self._variables = {
+            name: tf.Variable(value.astype(self.dtype), name=name) for name, value in flat.items()
+        }
+        self._accumulators = {
+            name: tf.Variable(tf.fill(value.shape, tf.constant(0.1, self.dtype)))
+            for name, value in flat.items()
+        }
+        self._layers = [
+            tuple(self._variables[name] for name in flat_names(cell_params, layer))
+            for layer, cell_params in enumerate(structured.cells)
         ]
-        self._train_step = tf.function(
-            self._train_window, jit_compile=jit_compile, input_signature=window
-        )
-        self._train_epoch = tf.function(
-            self._train_all_windows,
-            jit_compile=jit_compile,
-            input_signature=[
-                tf.TensorSpec([None, B, T], self.dtype),
-                tf.TensorSpec([None, B, T], tf.int32),
-            ],
-        )
-        self._forward = tf.function(self._logits_and_state, jit_compile=jit_compile)
+        self._step = _STEPS[cfg.cell]
+        self._dense = _fused_dense if jit_compile else _matmul_dense
+        self._learning_rate = tf.constant(cfg.learning_rate, self.dtype)
+        self._seed = tf.constant(cfg.seed, tf.int64)
+        self._windows_trained = tf.Variable(0, dtype=tf.int64)  # counts the dropout draws
 
-    # --- The model, in TF ops --------------------------------------------------------------
+        B, T, S = cfg.batch_size, cfg.truncated_backprop_length, cfg.state_size
+        h_spec = tf.TensorSpec([B, S], self.dtype)
+        layer_spec = (h_spec, h_spec) if cfg.cell == "lstm" else h_spec
+        state_spec = tuple(layer_spec for _ in range(cfg.num_layers))
+        x_spec = tf.TensorSpec([B, T], self.dtype)
+        y_spec = tf.TensorSpec([B, T], tf.int32)
+        x_windows = tf.TensorSpec([None, B, T], self.dtype)
+        y_windows = tf.TensorSpec([None, B, T], tf.int32)
 
-    def _logits_and_state(self, x_BxT, h_BxS):
-        W, b, W2, b2 = self.variables
-        states = []
-        for x_B in tf.unstack(x_BxT, axis=1):
-            h_BxS = tf.tanh(tf.matmul(tf.concat([x_B[:, None], h_BxS], 1), W) + b)
-            states.append(h_BxS)
-        logits_TxBxC = tf.matmul(tf.stack(states), W2) + b2
-        return logits_TxBxC, h_BxS
+        def compiled(fn, *signature):
+            return tf.function(fn, jit_compile=jit_compile, input_signature=signature)
 
-    def _loss(self, h_BxS, x_BxT, y_BxT):
-        logits_TxBxC, h_BxS = self._logits_and_state(x_BxT, h_BxS)
+        self._train_step = compiled(self._train_window, state_spec, x_spec, y_spec)
+        self._train_epoch = compiled(self._train_all_windows, x_windows, y_windows)
+        self._forward = compiled(self._logits_and_state, state_spec, x_spec)
+        self._loss_and_grads = compiled(self._loss_and_gradients, state_spec, x_spec, y_spec)
+        self._predict_epoch = compiled(self._predict_all_windows, x_windows)
+
+    # --- The model, in TF ops -----------------------------------------------------------------
+
+    def _zero_state(self):
+        zeros_BxS = tf.zeros([self.cfg.batch_size, self.cfg.state_size], self.dtype)
+        layer = (zeros_BxS, zeros_BxS) if self.cfg.cell == "lstm" else zeros_BxS
+        return tuple(layer for _ in range(self.cfg.num_layers))
+
+    def _logits_and_state(self, state, x_BxT, dropout_seed=None):
+        """Logits (T, B, C) and the final state; dropout only when given a seed."""
+        cfg = self.cfg
+        keep_prob = cfg.keep_prob
+        if dropout_seed is not None:  # one draw per window (T, layers, B, S); XLA's differs
+            shape = [cfg.truncated_backprop_length, cfg.num_layers, cfg.batch_size, cfg.state_size]
+            u_TxLxBxS = tf.random.stateless_uniform(
+                shape, dropout_seed, dtype=self.dtype, alg="philox"
+            )
+        outs = []
+        for t, x_B in enumerate(tf.unstack(x_BxT, axis=1)):
+            out_BxS, new_state = x_B[:, None], []
+            for layer, (params, layer_state) in enumerate(zip(self._layers, state, strict=True)):
+                layer_state, out_BxS = self._step(params, layer_state, out_BxS, self._dense)
+                if dropout_seed is not None:  # DropoutWrapper(output_keep_prob=keep_prob)
+                    keep = u_TxLxBxS[t, layer] < keep_prob
+                    out_BxS = tf.where(keep, out_BxS / keep_prob, tf.zeros_like(out_BxS))
+                new_state.append(layer_state)
+            state = tuple(new_state)
+            outs.append(out_BxS)
+        W2, b2 = self._variables["W2"], self._variables["b2"]
+        logits_TBxC = self._dense(tf.concat(outs, 0), W2, b2)
+        return tf.reshape(logits_TBxC, [len(outs), cfg.batch_size, cfg.num_classes]), state
+
+    def _loss(self, state, x_BxT, y_BxT, dropout_seed=None):
+        logits_TxBxC, state = self._logits_and_state(state, x_BxT, dropout_seed)
         losses_TxB = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.transpose(y_BxT), logits=logits_TxBxC
         )
-        return tf.reduce_mean(losses_TxB), h_BxS
+        return tf.reduce_mean(losses_TxB), state
 
-    def _train_window(self, h_BxS, x_BxT, y_BxT):
+    def _loss_and_gradients(self, state, x_BxT, y_BxT):
+        variables = list(self._variables.values())
         with tf.GradientTape() as tape:
-            loss, h_BxS = self._loss(h_BxS, x_BxT, y_BxT)
-        grads = tape.gradient(loss, list(self.variables))
-        for var, accum, grad in zip(self.variables, self.accumulators, grads, strict=True):
+            loss, _ = self._loss(state, x_BxT, y_BxT)
+        return loss, tape.gradient(loss, variables)
+
+    def _train_window(self, state, x_BxT, y_BxT):
+        dropout_seed = None
+        if self.cfg.keep_prob < 1:
+            dropout_seed = tf.stack([self._seed, self._windows_trained.assign_add(1)])
+        variables = list(self._variables.values())
+        with tf.GradientTape() as tape:
+            loss, state = self._loss(state, x_BxT, y_BxT, dropout_seed)
+        grads = tape.gradient(loss, variables)
+        for var, accum, grad in zip(variables, self._accumulators.values(), grads, strict=True):
             accum.assign_add(grad * grad)
-            var.assign_sub(grad * self.learning_rate * tf.math.rsqrt(accum))
-        return h_BxS, loss
+            var.assign_sub(grad * self._learning_rate * tf.math.rsqrt(accum))
+        return state, loss
 
     def _train_all_windows(self, x_NxBxT, y_NxBxT):
         n = tf.shape(x_NxBxT)[0]
-        h_BxS = tf.zeros([self.cfg.batch_size, self.cfg.state_size], self.dtype)
+        state = self._zero_state()
         losses = tf.TensorArray(self.dtype, size=n)
         for i in tf.range(n):
-            h_BxS, loss = self._train_window(h_BxS, x_NxBxT[i], y_NxBxT[i])
+            state, loss = self._train_window(state, x_NxBxT[i], y_NxBxT[i])
             losses = losses.write(i, loss)
         return losses.stack()
 
-    # --- The verbs -------------------------------------------------------------------------
+    def _predict_all_windows(self, x_NxBxT):
+        n = tf.shape(x_NxBxT)[0]
+        state = self._zero_state()
+        preds = tf.TensorArray(tf.int32, size=n)
+        for i in tf.range(n):
+            logits_TxBxC, state = self._logits_and_state(state, x_NxBxT[i])
+            preds = preds.write(i, tf.transpose(tf.argmax(logits_TxBxC, -1, tf.int32)))
+        return preds.stack()
 
-    def train_step(self, h_BxS, x_BxT, y_BxT):
-        """One window in one compiled call; returns the carried state and the loss (tensors)."""
-        return self._train_step(h_BxS, x_BxT, y_BxT)
+    # --- The verbs ----------------------------------------------------------------------------
 
-    def train_epoch(self, x, y) -> np.ndarray:
-        """Every window of the epoch, state reset at the start, then carried."""
-        x_NxBxT = self._windows(np.asarray(x, self.dtype))
-        y_NxBxT = self._windows(np.asarray(y, np.int32))
+    def train_step(self, state: Any, x_BxT: Any, y_BxT: Any) -> tuple[tuple, np.ndarray]:
+        """One window in one compiled call: the state to carry and the loss."""
+        state, loss = self._train_step(
+            self._state_in(state), np.asarray(x_BxT, self.dtype), np.asarray(y_BxT, np.int32)
+        )
+        return _numpy(state), loss.numpy()
+
+    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+        """Every window of a series, state reset to zeros, then carried; losses (N,)."""
+        x_NxBxT = self._windows(np.asarray(x_BxL, self.dtype))
+        y_NxBxT = self._windows(np.asarray(y_BxL, np.int32))
         if self.per_epoch:
             return self._train_epoch(x_NxBxT, y_NxBxT).numpy()
-        h_BxS = tf.zeros([self.cfg.batch_size, self.cfg.state_size], self.dtype)
+        state = self._zero_state()
         losses = []
         for x_BxT, y_BxT in zip(x_NxBxT, y_NxBxT, strict=True):
-            h_BxS, loss = self._train_step(h_BxS, x_BxT, y_BxT)
+            state, loss = self._train_step(state, x_BxT, y_BxT)
             losses.append(loss)
         return tf.stack(losses).numpy()
 
-    def _windows(self, a_BxL):
+    def forward(self, x_BxT: Any, state: Any) -> tuple[np.ndarray, tuple]:
+        """``(logits (B, T, C), final state)`` of one window, without dropout."""
+        logits_TxBxC, state = self._forward(self._state_in(state), np.asarray(x_BxT, self.dtype))
+        return np.swapaxes(logits_TxBxC.numpy(), 0, 1), _numpy(state)
+
+    def loss_and_gradients(
+        self, x_BxT: Any, y_BxT: Any, state: Any
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(loss, gradients as a flat dict)`` of one window, without dropout."""
+        loss, grads = self._loss_and_grads(
+            self._state_in(state), np.asarray(x_BxT, self.dtype), np.asarray(y_BxT, np.int32)
+        )
+        return loss.numpy(), {
+            name: g.numpy() for name, g in zip(self._variables, grads, strict=True)
+        }
+
+    def predict_epoch(self, x_BxL: Any) -> np.ndarray:
+        """Predictions (N, B, T) over a series in one compiled call, state carried, no dropout."""
+        return self._predict_epoch(self._windows(np.asarray(x_BxL, self.dtype))).numpy()
+
+    def _windows(self, a_BxL: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(split_windows(a_BxL, self.cfg.truncated_backprop_length))
 
-    # --- Inspection, for the parity checks ------------------------------------------------------
-
-    def forward(self, x_BxT, h_BxS):
-        logits_TxBxC, h = self._forward(
-            tf.constant(x_BxT, self.dtype), tf.constant(h_BxS, self.dtype)
-        )
-        return np.swapaxes(logits_TxBxC.numpy(), 0, 1), h.numpy()
-
-    def loss_and_gradients(self, x_BxT, y_BxT, h_BxS):
-        with tf.GradientTape() as tape:
-            loss, _ = self._loss(
-                tf.constant(h_BxS, self.dtype), tf.constant(x_BxT, self.dtype), tf.constant(y_BxT)
+    def _state_in(self, state: Any) -> tuple:
+        """A per-layer state tuple of array-likes as NumPy arrays in the trainer's dtype."""
+        cfg, lstm = self.cfg, self.cfg.cell == "lstm"
+        state_Lx2xBxS = np.asarray(state, self.dtype)  # (L, B, S) for cells without c
+        expected = (cfg.num_layers, *((2,) if lstm else ()), cfg.batch_size, cfg.state_size)
+        if state_Lx2xBxS.shape != expected:
+            raise ValueError(
+                f"the state must be a tuple of {cfg.num_layers} per-layer "
+                f"{'(c, h) pairs' if lstm else 'arrays'} of shape (B, S) = "
+                f"{expected[-2:]}, which stacks to {expected}; got {state_Lx2xBxS.shape}"
             )
-        grads = tape.gradient(loss, list(self.variables))
-        return loss.numpy(), Params(*(g.numpy() for g in grads))
+        return tuple(tuple(layer) if lstm else layer for layer in state_Lx2xBxS)
 
-    def predict_epoch(self, x) -> np.ndarray:
-        x_NxBxT = self._windows(np.asarray(x, self.dtype))
-        h = tf.zeros([self.cfg.batch_size, self.cfg.state_size], self.dtype)
-        preds = []
-        for x_BxT in x_NxBxT:
-            logits_TxBxC, h = self._forward(tf.constant(x_BxT), h)
-            preds.append(np.argmax(logits_TxBxC.numpy(), axis=-1).T)
-        return np.stack(preds).astype(np.int32)
-
-    # --- Weights in and out ------------------------------------------------------------------
+    # --- Weights in and out -------------------------------------------------------------------
 
     @property
-    def params(self) -> Params:
-        return Params(*(v.numpy() for v in self.variables))
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: v.numpy() for name, v in self._variables.items()}
 
-    def get_state(self) -> tuple[Params, AdagradState]:
-        lr = np.asarray(self.cfg.learning_rate, self.dtype)
-        return self.params, AdagradState(Params(*(a.numpy() for a in self.accumulators)), lr)
+    @property
+    def accumulators(self) -> dict[str, np.ndarray]:
+        return {name: a.numpy() for name, a in self._accumulators.items()}
 
-    def set_state(self, params: Params, opt_state: AdagradState) -> None:
-        for var, value in zip(self.variables, params, strict=True):
-            var.assign(np.asarray(value, self.dtype))
-        for accum, value in zip(self.accumulators, opt_state.accumulator, strict=True):
-            accum.assign(np.asarray(value, self.dtype))
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``(params, Adagrad accumulators)``, flat TF1-layout dicts."""
+        return self.params, self.accumulators
+
+    def set_state(self, params: Any, accumulators: Any) -> None:
+        """Restores ``get_state()``'s result."""
+        for targets, values in ((self._variables, params), (self._accumulators, accumulators)):
+            flat = params_to_dict(params_from_dict(values, self.cfg))
+            for name, var in targets.items():
+                var.assign(np.asarray(flat[name], self.dtype))
 
     def close(self) -> None:
-        pass
+        """Nothing to free: the variables go with the trainer."""
+
+
+def _numpy(state) -> tuple:
+    return tf.nest.map_structure(lambda t: t.numpy(), state)

@@ -1,176 +1,385 @@
-"""The tutorial's TensorFlow 1.x program, faithfully, through ``tf.compat.v1``.
+"""The tutorial series' TensorFlow 1.x programs, faithfully, through ``tf.compat.v1``.
 
-Placeholders for the window and the initial state, ``unstack`` over time, ``concat([x_t, state])``,
-tanh, softmax, per-step ``sparse_softmax_cross_entropy_with_logits``, ``reduce_mean``,
-``AdagradOptimizer(lr).minimize`` and one ``session.run`` per window, feeding the final state
-back as the next window's initial state. The graph lives in its own ``tf.Graph`` and session, so
-eager execution stays on for the rest of the process.
+Part 1 is the hand-written tanh RNN: placeholders for the window and the state, ``unstack`` over
+time, ``concat([x_t, state])``, tanh. Parts 2-6 are the author's programs with TF1's own cells
+(``BasicRNNCell``, ``BasicLSTMCell``, a ``MultiRNNCell`` of ``LSTMCell``s, ``GRUCell``, each
+optionally in a ``DropoutWrapper``) through ``static_rnn`` over T inputs [B, 1], or with
+``dynamic=True`` (parts 5-6) ``dynamic_rnn`` over [B, T, 1]. Then per-step
+``sparse_softmax_cross_entropy_with_logits``, ``reduce_mean``, ``AdagradOptimizer(lr).minimize``
+and one ``session.run`` per window, feeding the final state back as the next window's initial
+state. The graph lives in its own ``tf.Graph`` and session, so eager execution stays on for the
+rest of the process.
 
-Names follow the tutorial (``batchX_placeholder``, ``current_state``, ...).
+Corrections of the published code, as TUTORIAL.md states them: part 3 feeds ``cell_state`` and
+``hidden_state``; parts 4-6 build one new cell per layer; the loss takes keywords. One deviation:
+with dropout, the keep probability is a ``placeholder_with_default`` that ``forward``,
+``loss_and_gradients`` and ``predict_epoch`` feed 1.0 (the published program keeps dropout on
+when it predicts for the plot). Two additions make dropout runs repeat: a graph-level seed
+(``cfg.seed``) and, with dropout under ``dynamic_rnn``, ``parallel_iterations=1``. Part 1 has
+no dropout in the tutorial; with ``keep_prob < 1`` it drops its outputs as ``DropoutWrapper``
+would. Names follow the author's (``batchX_placeholder``, ``init_state``, ``current_state``, ...).
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 
-from jax_echo.model import AdagradState
-from jax_echo.task import EchoConfig, Params
+# TF1's cell classes; tf.compat.v1.nn.rnn_cell refuses to run under Keras 3 (TUTORIAL.md).
+from tensorflow.python.ops import rnn_cell_impl
+
+from jax_echo.cells import params_from_dict, params_to_dict
+from jax_echo.task import EchoConfig, split_windows
 
 tf1 = tf.compat.v1
 
 
 class GraphTrainer:
-    """The tutorial's graph and session, starting from the given weights.
+    """The author's graph and session for ``cfg``'s part, starting from the given weights.
 
     Args:
-      cfg: the configuration (shapes and learning rate).
-      params: initial weights (``Params`` or dict of arrays).
+      cfg: the configuration (cell, layers, keep_prob, shapes, learning rate, seed).
+      params: initial weights, a flat TF1-layout dict (or ``jax_echo.cells.Params``).
       dtype: float32 as in the tutorial; float64 for the high-precision parity checks.
       device: where to place the graph ("/CPU:0", "/GPU:0"); by default TensorFlow decides.
+      dynamic: ``dynamic_rnn`` (parts 5-6) instead of ``static_rnn``; not for part 1's cell.
+
+    State in and out: a tuple with one entry per layer, an array (B, S) or a pair (c, h).
     """
 
     name = "tf-graph"
 
     def __init__(
-        self, cfg: EchoConfig, params: Params | dict, dtype=np.float32, device: str | None = None
+        self,
+        cfg: EchoConfig,
+        params: Any,
+        dtype: Any = np.float32,
+        device: str | None = None,
+        dynamic: bool = False,
     ):
-        params = Params.from_dict(params, cfg)
-        B, T, S = cfg.batch_size, cfg.truncated_backprop_length, cfg.state_size
-        self.cfg, self.dtype = cfg, np.dtype(dtype)
+        if dynamic and cfg.cell == "tutorial":
+            raise ValueError("dynamic=True needs a TF1 cell: part 1 is written out by hand")
+        flat = params_to_dict(params_from_dict(params, cfg))
+        self.cfg, self.dtype, self.dynamic = cfg, np.dtype(dtype), dynamic
         self.graph = tf.Graph()
-        with self.graph.as_default(), tf.device(device):  # None: TensorFlow's own placement
-            tf_dtype = tf.as_dtype(self.dtype)
-            self.batchX_placeholder = tf1.placeholder(tf_dtype, [B, T])
-            self.batchY_placeholder = tf1.placeholder(tf.int32, [B, T])
+        with self.graph.as_default(), tf.device(device), warnings.catch_warnings():
+            # TF1's cells warn that they are deprecated, on every construction.
+            warnings.filterwarnings("ignore", r".*deprecated", UserWarning)
+            tf1.set_random_seed(cfg.seed)  # dropout masks repeat from run to run
+            self._build(flat, tf.as_dtype(self.dtype))
+        self.sess = tf1.Session(graph=self.graph)
+        self.sess.run(self._init)
+        self._assign(self._assign_params, flat)
+
+    # --- The author's programs ----------------------------------------------------------------
+
+    def _build(self, flat: dict[str, np.ndarray], tf_dtype: tf.DType) -> None:
+        cfg = self.cfg
+        B, T = cfg.batch_size, cfg.truncated_backprop_length
+        self.batchX_placeholder = tf1.placeholder(tf_dtype, [B, T])
+        self.batchY_placeholder = tf1.placeholder(tf.int32, [B, T])
+        self.keep_prob = None  # keep_prob 1.0 builds no dropout op at all
+        if cfg.keep_prob < 1:
+            self.keep_prob = tf1.placeholder_with_default(tf.constant(cfg.keep_prob, tf_dtype), [])
+
+        if cfg.cell == "tutorial":
+            variables, losses = self._build_part1(flat, tf_dtype)
+        else:
+            variables, losses = self._build_cells(flat, tf_dtype)
+        self.total_loss = tf.reduce_mean(losses)
+
+        # TF1 turns a Python float learning rate into a float32 tensor; in float64 that
+        # rounding would change every step, so it is given in the variables' dtype.
+        learning_rate = tf.constant(cfg.learning_rate, dtype=tf_dtype)
+        optimizer = tf1.train.AdagradOptimizer(learning_rate)
+        self.train_step_op = optimizer.minimize(self.total_loss)
+        self.variables = variables
+        grads = tf.gradients(self.total_loss, [*variables.values()])
+        self.gradients = dict(zip(variables, grads, strict=True))
+        self._accumulators = {
+            name: optimizer.get_slot(var, "accumulator") for name, var in variables.items()
+        }
+        # Assigning weights and accumulators (the given weights, to resume, to compare).
+        self._assign_params = _assigners(variables, tf_dtype)
+        self._assign_accumulators = _assigners(self._accumulators, tf_dtype)
+        self._init = tf1.global_variables_initializer()
+
+    def _build_part1(self, flat, tf_dtype):
+        """Part 1, written out by hand; returns its variables and the per-step losses."""
+        B = self.cfg.batch_size
+        self.init_state = tf1.placeholder(tf_dtype, [B, self.cfg.state_size])
+
+        self.W = tf.Variable(flat["W"], dtype=tf_dtype)
+        self.b = tf.Variable(flat["b"], dtype=tf_dtype)
+        self.W2 = tf.Variable(flat["W2"], dtype=tf_dtype)
+        self.b2 = tf.Variable(flat["b2"], dtype=tf_dtype)
+
+        # Unpack columns
+        inputs_series = tf.unstack(self.batchX_placeholder, axis=1)
+        labels_series = tf.unstack(self.batchY_placeholder, axis=1)
+
+        # Forward pass
+        current_state = self.init_state
+        states_series = []
+        for current_input in inputs_series:
+            current_input = tf.reshape(current_input, [B, 1])
+            input_and_state_concatenated = tf.concat([current_input, current_state], 1)
+            next_state = tf.tanh(tf.matmul(input_and_state_concatenated, self.W) + self.b)
+            states_series.append(next_state)
+            current_state = next_state
+        self.current_state = current_state
+        if self.keep_prob is not None:  # as DropoutWrapper: the output, never the carried state
+            states_series = [tf.nn.dropout(s, rate=1 - self.keep_prob) for s in states_series]
+
+        logits_series = [tf.matmul(state, self.W2) + self.b2 for state in states_series]
+        self.predictions_series = [tf.nn.softmax(logits) for logits in logits_series]
+        self.logits_BxTxC = tf.stack(logits_series, axis=1)
+        losses = [
+            tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels)
+            for logits, labels in zip(logits_series, labels_series, strict=True)
+        ]
+        variables = {"W": self.W, "b": self.b, "W2": self.W2, "b2": self.b2}
+        return variables, losses
+
+    def _build_cells(self, flat, tf_dtype):
+        """Parts 2-6 with TF1's cells; returns the variables by flat name and the losses."""
+        cfg = self.cfg
+        B, T, S, C, L = (
+            cfg.batch_size,
+            cfg.truncated_backprop_length,
+            cfg.state_size,
+            cfg.num_classes,
+            cfg.num_layers,
+        )
+        if cfg.cell == "lstm" and L == 1:  # part 3
+            self.cell_state = tf1.placeholder(tf_dtype, [B, S])
+            self.hidden_state = tf1.placeholder(tf_dtype, [B, S])
+            rnn_tuple_state = rnn_cell_impl.LSTMStateTuple(self.cell_state, self.hidden_state)
+        elif cfg.cell == "lstm":  # parts 4-6
+            self.init_state = tf1.placeholder(tf_dtype, [L, 2, B, S])
+            state_per_layer_list = tf.unstack(self.init_state, axis=0)
+            rnn_tuple_state = tuple(
+                rnn_cell_impl.LSTMStateTuple(
+                    state_per_layer_list[idx][0], state_per_layer_list[idx][1]
+                )
+                for idx in range(L)
+            )
+        elif L == 1:  # part 2
             self.init_state = tf1.placeholder(tf_dtype, [B, S])
+            rnn_tuple_state = self.init_state
+        else:  # stacked basic_rnn or gru cells: one (B, S) state per layer
+            self.init_state = tf1.placeholder(tf_dtype, [L, B, S])
+            rnn_tuple_state = tuple(tf.unstack(self.init_state, axis=0))
 
-            self.W = tf.Variable(params.W, dtype=tf_dtype)
-            self.b = tf.Variable(params.b, dtype=tf_dtype)
-            self.W2 = tf.Variable(params.W2, dtype=tf_dtype)
-            self.b2 = tf.Variable(params.b2, dtype=tf_dtype)
-            self.variables = Params(self.W, self.b, self.W2, self.b2)
+        W2 = tf.Variable(flat["W2"], dtype=tf_dtype)
+        b2 = tf.Variable(flat["b2"], dtype=tf_dtype)
 
-            # Unpack columns
-            inputs_series = tf.unstack(self.batchX_placeholder, axis=1)
+        # Forward passes
+        cells = [self._make_cell(tf_dtype) for _ in range(L)]
+        cell = cells[0] if L == 1 else rnn_cell_impl.MultiRNNCell(cells, state_is_tuple=True)
+        if self.dynamic:  # parts 5-6
+            # A dropout mask's random op does not wait for the state: with several loop
+            # iterations in flight, masks would land on time steps in a varying order.
+            parallel = {} if self.keep_prob is None else {"parallel_iterations": 1}
+            states_series, self.current_state = tf1.nn.dynamic_rnn(
+                cell,
+                tf.expand_dims(self.batchX_placeholder, -1),
+                initial_state=rnn_tuple_state,
+                **parallel,
+            )
+            states_series = tf.reshape(states_series, [-1, S])
+            logits = tf.matmul(states_series, W2) + b2  # Broadcasted addition
+            labels = tf.reshape(self.batchY_placeholder, [-1])
+            self.logits_BxTxC = tf.reshape(logits, [B, T, C])
+            logits_series = tf.unstack(self.logits_BxTxC, axis=1)
+            self.predictions_series = [tf.nn.softmax(logit) for logit in logits_series]
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels)
+        else:  # parts 2-4 (and 6 as static_rnn)
+            inputs_series = tf.split(self.batchX_placeholder, T, axis=1)
             labels_series = tf.unstack(self.batchY_placeholder, axis=1)
-
-            # Forward pass
-            current_state = self.init_state
-            states_series = []
-            for current_input in inputs_series:
-                current_input = tf.reshape(current_input, [B, 1])
-                input_and_state_concatenated = tf.concat([current_input, current_state], 1)
-                next_state = tf.tanh(tf.matmul(input_and_state_concatenated, self.W) + self.b)
-                states_series.append(next_state)
-                current_state = next_state
-            self.current_state = current_state
-
-            self.logits_series = [tf.matmul(state, self.W2) + self.b2 for state in states_series]
-            self.predictions_series = [tf.nn.softmax(logits) for logits in self.logits_series]
+            states_series, self.current_state = tf1.nn.static_rnn(
+                cell, inputs_series, rnn_tuple_state
+            )
+            logits_series = [tf.matmul(state, W2) + b2 for state in states_series]
+            self.predictions_series = [tf.nn.softmax(logits) for logits in logits_series]
+            self.logits_BxTxC = tf.stack(logits_series, axis=1)
             losses = [
                 tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels)
-                for logits, labels in zip(self.logits_series, labels_series, strict=True)
+                for logits, labels in zip(logits_series, labels_series, strict=True)
             ]
-            self.total_loss = tf.reduce_mean(losses)
+        cell_variables = [v for v in tf1.trainable_variables() if v is not W2 and v is not b2]
+        cell_names = [name for name in flat if name not in ("W2", "b2")]
+        variables = _match_variables(cell_variables, cell_names, L)
+        return variables | {"W2": W2, "b2": b2}, losses
 
-            # TF1 turns a Python float learning rate into a float32 tensor; in float64 that
-            # rounding would change every step, so it is given in the variables' dtype.
-            learning_rate = tf.constant(cfg.learning_rate, dtype=tf_dtype)
-            optimizer = tf1.train.AdagradOptimizer(learning_rate)
-            self.train_step_op = optimizer.minimize(self.total_loss)
-            self.gradients = tf.gradients(self.total_loss, list(self.variables))
-            self.accumulators = Params(
-                *(optimizer.get_slot(v, "accumulator") for v in self.variables)
-            )
-            # Assigning weights and accumulators (to resume, or to start a comparison).
-            self._assign_values = [tf1.placeholder(tf_dtype, v.shape) for v in self._state_vars()]
-            self._assign = [
-                v.assign(p) for v, p in zip(self._state_vars(), self._assign_values, strict=True)
-            ]
-            init = tf1.global_variables_initializer()
-        self.sess = tf1.Session(graph=self.graph)
-        self.sess.run(init)
+    def _make_cell(self, tf_dtype):
+        """One layer's cell, in a ``DropoutWrapper`` when ``keep_prob < 1``."""
+        cfg, S = self.cfg, self.cfg.state_size
+        if cfg.cell == "basic_rnn":
+            cell = rnn_cell_impl.BasicRNNCell(S, dtype=tf_dtype)
+        elif cfg.cell == "gru":
+            cell = rnn_cell_impl.GRUCell(S, dtype=tf_dtype)
+        elif cfg.num_layers == 1:
+            cell = rnn_cell_impl.BasicLSTMCell(S, state_is_tuple=True, dtype=tf_dtype)
+        else:
+            cell = rnn_cell_impl.LSTMCell(S, state_is_tuple=True, dtype=tf_dtype)
+        if self.keep_prob is not None:
+            cell = rnn_cell_impl.DropoutWrapper(cell, output_keep_prob=self.keep_prob)
+        return cell
 
-    def _state_vars(self):
-        return [*self.variables, *self.accumulators]
+    # --- The author's loop --------------------------------------------------------------------
 
-    # --- The tutorial's verbs -----------------------------------------------------------------
-
-    def train_step(self, h_BxS, x_BxT, y_BxT):
-        """One ``session.run`` of the tutorial: returns the carried state and the loss."""
+    def train_step(self, state: Any, x_BxT: Any, y_BxT: Any) -> tuple[tuple, np.ndarray]:
+        """One ``session.run`` of the author's loop: the state to carry and the loss."""
         total_loss, _, current_state, _ = self.sess.run(
             [self.total_loss, self.train_step_op, self.current_state, self.predictions_series],
-            feed_dict={
-                self.batchX_placeholder: x_BxT,
-                self.batchY_placeholder: y_BxT,
-                self.init_state: h_BxS,
-            },
+            feed_dict=self._feed(x_BxT, state, y_BxT),
         )
-        return current_state, total_loss
+        return self._layers(current_state), total_loss
 
-    def train_epoch(self, x, y) -> np.ndarray:
-        """The tutorial's inner loop: every window, state reset at the start, then carried."""
-        T = self.cfg.truncated_backprop_length
-        current_state = np.zeros((self.cfg.batch_size, self.cfg.state_size), self.dtype)
-        losses = np.empty(self.cfg.num_batches, self.dtype)
-        for batch_idx in range(self.cfg.num_batches):
-            start_idx = batch_idx * T
-            end_idx = start_idx + T
-            current_state, losses[batch_idx] = self.train_step(
-                current_state, x[:, start_idx:end_idx], y[:, start_idx:end_idx]
-            )
+    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+        """The author's inner loop: every window, state reset to zeros, then fed back."""
+        x_NxBxT = split_windows(np.asarray(x_BxL), self.cfg.truncated_backprop_length)
+        y_NxBxT = split_windows(np.asarray(y_BxL), self.cfg.truncated_backprop_length)
+        current_state = self._zero_state()
+        losses = np.empty(len(x_NxBxT), self.dtype)
+        for batch_idx, (batchX, batchY) in enumerate(zip(x_NxBxT, y_NxBxT, strict=True)):
+            current_state, losses[batch_idx] = self.train_step(current_state, batchX, batchY)
         return losses
 
-    # --- Inspection, for the parity checks ------------------------------------------------------
+    # --- Inspection, without dropout ----------------------------------------------------------
 
-    def _feed(self, x_BxT, h_BxS, y_BxT=None):
-        feed = {self.batchX_placeholder: x_BxT, self.init_state: h_BxS}
-        if y_BxT is not None:
-            feed[self.batchY_placeholder] = y_BxT
-        return feed
-
-    def forward(self, x_BxT, h_BxS):
-        """``(logits (B, T, C), final state)`` for one window, without training."""
-        logits, h = self.sess.run(
-            [self.logits_series, self.current_state], self._feed(x_BxT, h_BxS)
+    def forward(self, x_BxT: Any, state: Any) -> tuple[np.ndarray, tuple]:
+        """``(logits (B, T, C), final state)`` of one window, without training."""
+        logits_BxTxC, current_state = self.sess.run(
+            [self.logits_BxTxC, self.current_state], self._feed(x_BxT, state, dropout=False)
         )
-        return np.stack(logits, axis=1), h
+        return logits_BxTxC, self._layers(current_state)
 
-    def loss_and_gradients(self, x_BxT, y_BxT, h_BxS):
-        """``(loss, grads as Params)`` of one window, without training."""
-        loss, grads = self.sess.run(
-            [self.total_loss, self.gradients], self._feed(x_BxT, h_BxS, y_BxT)
+    def loss_and_gradients(
+        self, x_BxT: Any, y_BxT: Any, state: Any
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(loss, gradients as a flat dict)`` of one window, without training."""
+        return self.sess.run(
+            (self.total_loss, self.gradients), self._feed(x_BxT, state, y_BxT, dropout=False)
         )
-        return loss, Params(*grads)
 
-    def predict_epoch(self, x) -> np.ndarray:
+    def predict_epoch(self, x_BxL: Any) -> np.ndarray:
         """Predictions (N, B, T) over a series with the current weights, state carried."""
-        T = self.cfg.truncated_backprop_length
-        h = np.zeros((self.cfg.batch_size, self.cfg.state_size), self.dtype)
+        current_state = self._zero_state()
         preds = []
-        for i in range(self.cfg.num_batches):
-            probs, h = self.sess.run(
+        for batchX in split_windows(np.asarray(x_BxL), self.cfg.truncated_backprop_length):
+            predictions_series, current_state = self.sess.run(
                 [self.predictions_series, self.current_state],
-                self._feed(x[:, i * T : (i + 1) * T], h),
+                self._feed(batchX, current_state, dropout=False),
             )
-            preds.append(np.argmax(np.stack(probs, axis=1), axis=-1))
+            current_state = self._layers(current_state)
+            preds.append(np.argmax(np.stack(predictions_series, axis=1), axis=-1))
         return np.stack(preds).astype(np.int32)
 
-    # --- Weights in and out ------------------------------------------------------------------
+    # --- Feeding and fetching the state -------------------------------------------------------
+
+    def _zero_state(self) -> tuple:
+        B, S = self.cfg.batch_size, self.cfg.state_size
+        zeros_BxS = np.zeros((B, S), self.dtype)
+        lstm = self.cfg.cell == "lstm"
+        return tuple(
+            (zeros_BxS, zeros_BxS) if lstm else zeros_BxS for _ in range(self.cfg.num_layers)
+        )
+
+    def _feed(self, x_BxT, state, y_BxT=None, dropout=True) -> dict:
+        """The feed of one window; the state goes into the placeholders as the author feeds it."""
+        cfg = self.cfg
+        lstm = cfg.cell == "lstm"
+        state_Lx2xBxS = np.asarray(state, self.dtype)  # (L, B, S) for cells without c
+        expected = (cfg.num_layers, *((2,) if lstm else ()), cfg.batch_size, cfg.state_size)
+        if state_Lx2xBxS.shape != expected:
+            raise ValueError(
+                f"the state must be a tuple of {cfg.num_layers} per-layer "
+                f"{'(c, h) pairs' if lstm else 'arrays'} of shape (B, S) = "
+                f"{expected[-2:]}, which stacks to {expected}; got {state_Lx2xBxS.shape}"
+            )
+        feed = {self.batchX_placeholder: x_BxT}
+        if lstm and cfg.num_layers == 1:
+            feed[self.cell_state], feed[self.hidden_state] = state_Lx2xBxS[0]
+        else:
+            feed[self.init_state] = state_Lx2xBxS[0] if cfg.num_layers == 1 else state_Lx2xBxS
+        if y_BxT is not None:
+            feed[self.batchY_placeholder] = y_BxT
+        if self.keep_prob is not None and not dropout:
+            feed[self.keep_prob] = 1.0
+        return feed
+
+    def _layers(self, current_state) -> tuple:
+        """A fetched ``current_state`` as one entry per layer, ``(c, h)`` for the LSTM."""
+        if self.cfg.num_layers == 1:
+            current_state = (current_state,)
+        if self.cfg.cell == "lstm":
+            return tuple((c, h) for c, h in current_state)
+        return tuple(current_state)
+
+    # --- Weights in and out -------------------------------------------------------------------
 
     @property
-    def params(self) -> Params:
-        return Params(*self.sess.run(list(self.variables)))
+    def params(self) -> dict[str, np.ndarray]:
+        return self.sess.run(self.variables)
 
-    def get_state(self) -> tuple[Params, AdagradState]:
-        values = self.sess.run(self._state_vars())
-        lr = np.asarray(self.cfg.learning_rate, self.dtype)
-        return Params(*values[:4]), AdagradState(Params(*values[4:]), lr)
+    @property
+    def accumulators(self) -> dict[str, np.ndarray]:
+        return self.sess.run(self._accumulators)
 
-    def set_state(self, params: Params, opt_state: AdagradState) -> None:
-        values = [*params, *opt_state.accumulator]
-        self.sess.run(self._assign, dict(zip(self._assign_values, values, strict=True)))
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``(params, Adagrad accumulators)``, flat TF1-layout dicts."""
+        return self.sess.run((self.variables, self._accumulators))
+
+    def set_state(self, params: Any, accumulators: Any) -> None:
+        """Restores ``get_state()``'s result."""
+        self._assign(self._assign_params, params)
+        self._assign(self._assign_accumulators, accumulators)
+
+    def _assign(self, assigners: dict, values: Any) -> None:
+        flat = params_to_dict(params_from_dict(values, self.cfg))
+        ops = [op for _, op in assigners.values()]
+        self.sess.run(ops, {value: flat[name] for name, (value, _) in assigners.items()})
 
     def close(self) -> None:
         self.sess.close()
+
+
+def _assigners(variables: dict[str, Any], tf_dtype: tf.DType) -> dict[str, tuple[Any, Any]]:
+    """A ``(value placeholder, assign op)`` per variable, by flat name."""
+    assigners = {}
+    for name, var in variables.items():
+        value = tf1.placeholder(tf_dtype, var.shape)
+        assigners[name] = (value, var.assign(value))
+    return assigners
+
+
+def _match_variables(variables, names: list[str], num_layers: int) -> dict[str, Any]:
+    """The TF1 cell variable of each flat name, by layer and suffix; one-to-one or an error.
+
+    ``cell_1/kernel`` is ``.../cell_1/lstm_cell/kernel:0`` in a ``MultiRNNCell`` and
+    ``.../basic_lstm_cell/kernel:0`` for a lone cell; ``cell_0/gates/kernel`` is
+    ``.../gru_cell/gates/kernel:0``.
+    """
+    matched = {}
+    for name in names:
+        layer, suffix = name.split("/", 1)
+        found = [
+            v
+            for v in variables
+            if v.name.endswith(f"_cell/{suffix}:0") and (num_layers == 1 or f"/{layer}/" in v.name)
+        ]
+        if len(found) != 1:
+            raise RuntimeError(
+                f"expected one TF1 variable for {name!r}, found {[v.name for v in found]} "
+                f"among {[v.name for v in variables]}"
+            )
+        matched[name] = found[0]
+    unmatched = [v.name for v in variables if all(v is not m for m in matched.values())]
+    if unmatched:
+        raise RuntimeError(f"TF1 cell variables with no flat name: {unmatched}")
+    return matched

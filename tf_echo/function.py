@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from jax_echo.cells import LSTM_FORGET_BIAS, flat_names, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
+from tf_echo.state import stacked_state
 
 # Under XLA, contractions whose broadcast product has at most this many elements are written as
 # a multiply and a sum, which XLA:CPU fuses with the surrounding elementwise work; a dot is a
@@ -259,15 +260,8 @@ class FunctionTrainer:
 
     def _state_in(self, state: Any) -> tuple:
         """A per-layer state tuple of array-likes as NumPy arrays in the trainer's dtype."""
-        cfg, lstm = self.cfg, self.cfg.cell == "lstm"
-        state_Lx2xBxS = np.asarray(state, self.dtype)  # (L, B, S) for cells without c
-        expected = (cfg.num_layers, *((2,) if lstm else ()), cfg.batch_size, cfg.state_size)
-        if state_Lx2xBxS.shape != expected:
-            raise ValueError(
-                f"the state must be a tuple of {cfg.num_layers} per-layer "
-                f"{'(c, h) pairs' if lstm else 'arrays'} of shape (B, S) = "
-                f"{expected[-2:]}, which stacks to {expected}; got {state_Lx2xBxS.shape}"
-            )
+        lstm = self.cfg.cell == "lstm"
+        state_Lx2xBxS = stacked_state(self.cfg, state, self.dtype)
         return tuple(tuple(layer) if lstm else layer for layer in state_Lx2xBxS)
 
     # --- Weights in and out -------------------------------------------------------------------

@@ -33,6 +33,7 @@ from tensorflow.python.ops import rnn_cell_impl
 
 from jax_echo.cells import params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
+from tf_echo.state import stacked_state
 
 tf1 = tf.compat.v1
 
@@ -294,14 +295,7 @@ class GraphTrainer:
         """The feed of one window; the state goes into the placeholders as the author feeds it."""
         cfg = self.cfg
         lstm = cfg.cell == "lstm"
-        state_Lx2xBxS = np.asarray(state, self.dtype)  # (L, B, S) for cells without c
-        expected = (cfg.num_layers, *((2,) if lstm else ()), cfg.batch_size, cfg.state_size)
-        if state_Lx2xBxS.shape != expected:
-            raise ValueError(
-                f"the state must be a tuple of {cfg.num_layers} per-layer "
-                f"{'(c, h) pairs' if lstm else 'arrays'} of shape (B, S) = "
-                f"{expected[-2:]}, which stacks to {expected}; got {state_Lx2xBxS.shape}"
-            )
+        state_Lx2xBxS = stacked_state(cfg, state, self.dtype)
         feed = {self.batchX_placeholder: x_BxT}
         if lstm and cfg.num_layers == 1:
             feed[self.cell_state], feed[self.hidden_state] = state_Lx2xBxS[0]

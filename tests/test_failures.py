@@ -106,8 +106,9 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):
     cmd = ["-m", "jax_echo", "train", *RUN, "--epochs", "100000", "--out", str(out)]
     with started(*cmd) as proc:
         wait_for(lambda: (out / CHECKPOINT).exists(), proc)
+        time.sleep(1.0)  # in the middle of training, past compilation and the first files
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "interrupted; rerun with --resume" in err
     # The checkpoint is whole; the run resumes from it.

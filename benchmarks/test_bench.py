@@ -153,19 +153,30 @@ def epoch_runner(trainer, cfg: EchoConfig):
     return lambda: block(trainer.train_epoch(x, y))
 
 
+def warm_runner(name: str, device: str, cfg: EchoConfig):
+    """A new trainer and its timed call, compiled and warmed up: one epoch per call for the
+    epoch-level implementations, one window per call (state carried) for the others.
+
+    Returns ``(trainer, run, windows_per_call)``.
+    """
+    trainer = new_trainer(name, device, cfg)
+    per_epoch = name in PER_EPOCH
+    run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
+    run()  # compile and warm up, untimed
+    run()
+    return trainer, run, cfg.num_batches if per_epoch else 1
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.benchmark(group="window")
 def test_window(benchmark, quick, name, device):
     cfg = TINY if quick else TUTORIAL
     with placed(name, device):
-        trainer = new_trainer(name, device, cfg)
-        per_epoch = name in PER_EPOCH
-        run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
-        run()  # compile and warm up, untimed
-        run()
+        trainer, run, windows_per_call = warm_runner(name, device, cfg)
         loss = benchmark(run)
-        record(benchmark, name, device, cfg, cfg.num_batches if per_epoch else 1)
+        trainer.close()
+        record(benchmark, name, device, cfg, windows_per_call)
     assert np.isfinite(loss).all()
 
 
@@ -198,11 +209,7 @@ def test_series(benchmark, quick, model, name, device):
         pytest.skip("quick mode: part 1's cases are the window group's (same config and calls)")
     cfg = quick_config(m.cfg) if quick else m.cfg
     with placed(name, device):
-        trainer = new_trainer(name, device, cfg)
-        per_epoch = name in PER_EPOCH
-        run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
-        run()  # compile and warm up, untimed
-        run()
+        trainer, run, windows_per_call = warm_runner(name, device, cfg)
         loss = benchmark(run)
         trainer.close()
         record(
@@ -210,7 +217,7 @@ def test_series(benchmark, quick, model, name, device):
             name,
             device,
             cfg,
-            cfg.num_batches if per_epoch else 1,
+            windows_per_call,
             model=model,
             part=m.part,
             what_changed=m.what_changed,

@@ -31,7 +31,16 @@ test: $(VENV)/.stamp-all
 test-slow: $(VENV)/.stamp-all
 	$(BIN)/python -m pytest -m slow
 
-bench: $(VENV)/.stamp-all
+# PyTorch's CPU wheel unless the machine has an NVIDIA GPU (the default wheel brings CUDA's ~3 GB).
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi),https://pypi.org/simple,https://download.pytorch.org/whl/cpu)
+
+$(VENV)/.stamp-peers: pyproject.toml $(VENV)/.stamp-all
+	$(BIN)/pip install --quiet torch --index-url $(TORCH_INDEX)
+	$(BIN)/pip install --quiet -e ".[tf,bench,dev,peers]"
+	touch $@
+
+# Every speed group in 3 processes (medians with their spread), from a committed tree.
+bench: $(VENV)/.stamp-peers
 	$(BIN)/python -m benchmarks.run --readme
 
 lint: $(VENV)/.stamp-all

@@ -15,10 +15,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax
 import pytest
 
+from benchmarks.peers import PEERS
+
 DEVICES = ("cpu", "gpu")
 
-# pytest's --doctest-modules imports every module here; the PyTorch row is optional.
-collect_ignore = [] if importlib.util.find_spec("torch") else ["torch_echo.py"]
+# pytest's --doctest-modules imports every module here; a peer's library is optional.
+collect_ignore = sorted(
+    {
+        f"peers/{p.module.rsplit('.', 1)[1]}.py"
+        for p in PEERS
+        if importlib.util.find_spec(p.library) is None
+    }
+)
 
 
 def jax_device(platform_name: str):
@@ -45,7 +53,7 @@ def quick(benchmark) -> bool:
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     versions = {"jax": jax.__version__, "python": platform.python_version()}
-    for name in ("jaxlib", "optax", "numpy", "tensorflow", "torch"):
+    for name in ("jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras"):
         try:
             module = __import__(name)
             versions[name] = module.__version__

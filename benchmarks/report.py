@@ -1,13 +1,18 @@
-"""Renders a pytest-benchmark JSON file as markdown tables and PNG plots.
+"""Renders pytest-benchmark JSON files as markdown tables and PNG plots.
 
+    python -m benchmarks.report benchmarks/results/DIR [--readme README.md]
     python -m benchmarks.report benchmarks/results/FILE.json [--readme README.md]
 
-Writes ``FILE.md`` beside the JSON, and ``FILE-window.png`` and ``FILE-scaling.png`` where the
-file has those groups. First, per device, the ``series`` table: one row per model of the
-tutorial series, its cost per window in JAX and TensorFlow, and a check of the targets
-(``COST_VS_PART1``, ``MIN_SPEEDUP_VS_TF1``, ``MIN_SPEEDUP_VS_TF2``). Then per group and device,
-a table of medians per implementation with ratios to the TF1 reference (``tf-graph``) and to the
-fastest TensorFlow variant; ``x faster`` means that implementation's time divides into the
+A directory is one ``benchmarks.run``: one JSON per process, merged here. Every row's value is
+the median over the processes of each process's median, shown with the min-max over processes
+where there were several (``merge``). Writes ``report.md`` into the directory (``FILE.md``
+beside a file), and ``-window.png`` and ``-scaling.png`` plots where the run has those groups.
+
+First, per device, the ``series`` table: one row per model of the tutorial series, its cost per
+window in JAX and TensorFlow, and a check of the targets (``COST_VS_PART1``,
+``MIN_SPEEDUP_VS_TF1``, ``MIN_SPEEDUP_VS_TF2``). Then per group and device, a table of medians
+per implementation with ratios to the TF1 reference (``tf-graph``), to the fastest TensorFlow
+variant and to ``jax-epoch``; ``x faster`` means that implementation's time divides into the
 other's that many times. With ``--readme``, the block between ``<!-- bench:DEVICE:start -->``
 and ``<!-- bench:DEVICE:end -->`` is replaced with the tables.
 """
@@ -18,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -35,7 +41,49 @@ MIN_SPEEDUP_VS_TF2 = 5.0
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """One JSON file, or every process's JSON of a ``benchmarks.run`` directory, merged."""
+    path = Path(path)
+    if path.is_file():
+        return merge([json.loads(path.read_text())])
+    files = sorted(f for f in path.glob("*.json") if f.name != "run.json")
+    if not files:
+        raise SystemExit(f"{path} holds no benchmark JSON")
+    data = merge([json.loads(f.read_text()) for f in files])
+    run = path / "run.json"
+    if run.exists():
+        data["source"] = json.loads(run.read_text())
+    return data
+
+
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One benchmark per case: the median over processes of each process's median.
+
+    ``stats["process_medians"]`` keeps every process's median, for the spread.
+    """
+    cases: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for data in runs:
+        for b in data["benchmarks"]:
+            cases[b["fullname"]].append(b)
+    benches = []
+    for group in cases.values():
+        medians = sorted(b["stats"]["median"] for b in group)
+        merged = {**group[0], "stats": {**group[0]["stats"]}}
+        merged["stats"]["median"] = float(statistics.median(medians))
+        merged["stats"]["process_medians"] = medians
+        benches.append(merged)
+    return {**runs[0], "benchmarks": benches}
+
+
+def spread(b: dict[str, Any], value) -> str:
+    """``value(b)``, and its range over processes where there were several: ``12.3 (11.0-14.1)``."""
+    v = value(b)
+    medians = b["stats"].get("process_medians", [])
+    if len(medians) < 2:
+        return f"{v:,.1f}"
+    ends = sorted(
+        value({**b, "stats": {**b["stats"], "median": m}}) for m in medians[:: len(medians) - 1]
+    )
+    return f"{v:,.1f} ({ends[0]:,.1f}-{ends[1]:,.1f})"
 
 
 def per_window_us(bench: dict[str, Any]) -> float:
@@ -49,23 +97,37 @@ def by_device(benches: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _ratio(num: float | None, den: float) -> str:
-    return "" if num is None else f"{num / den:.1f}x"
+def _ratio(num: float | None, den: float | None) -> str:
+    return "" if num is None or den is None else f"{num / den:.1f}x"
 
 
 def speed_table(benches: list[dict[str, Any]], value, unit: str) -> list[str]:
-    """Rows sorted fastest first, with ratios to tf-graph and to the fastest TF variant."""
-    values = {b["extra_info"]["implementation"]: value(b) for b in benches}
-    ref = values.get(REFERENCE)
+    """Rows sorted fastest first: the median (min-max over processes), how many times that row
+    is faster than tf-graph and than the fastest TF variant, and how many times jax-epoch is
+    faster than it."""
+    rows_by_name = {b["extra_info"]["implementation"]: b for b in benches}
+    values = {name: value(b) for name, b in rows_by_name.items()}
+    ref, jax_epoch = values.get(REFERENCE), values.get(JAX_EPOCH)
     tf_values = [v for k, v in values.items() if k.startswith("tf-")]
     fastest_tf = min(tf_values) if tf_values else None
     rows = [
-        f"| implementation | median {unit} | vs TF1 graph | vs fastest TF |",
-        "| --- | ---: | ---: | ---: |",
+        f"| implementation | median {unit} (min-max) | vs TF1 graph | vs fastest TF | "
+        "jax-epoch faster by |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, v in sorted(values.items(), key=lambda kv: kv[1]):
-        rows.append(f"| {name} | {v:,.1f} | {_ratio(ref, v)} | {_ratio(fastest_tf, v)} |")
+        rows.append(
+            f"| {label(rows_by_name[name])} | {spread(rows_by_name[name], value)} | "
+            f"{_ratio(ref, v)} | {_ratio(fastest_tf, v)} | {_ratio(v, jax_epoch)} |"
+        )
     return rows
+
+
+def label(b: dict[str, Any]) -> str:
+    """The row's name; a peer whose cell is not TF1's math says so."""
+    e = b["extra_info"]
+    differs = e.get("exact_math") is False
+    return e["implementation"] + (" (own cell math)" if differs else "")
 
 
 def _us(v: float | None) -> str:
@@ -126,6 +188,37 @@ def series_table(benches: list[dict[str, Any]]) -> list[str]:
     return [*rows, "", "Targets:", "", *checks]
 
 
+def series_by_implementation(benches: list[dict[str, Any]]) -> list[str]:
+    """Every implementation and peer (rows) on every model (columns): us per window."""
+    models: dict[str, dict[str, Any]] = {}
+    cells: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for b in benches:
+        e = b["extra_info"]
+        models[e["model"]] = e
+        cells[e["implementation"]][e["model"]] = b
+    order = sorted(models, key=lambda m: (models[m].get("part") is None, models[m].get("part"), m))
+    names = sorted(
+        cells, key=lambda n: per_window_us(cells[n].get(order[0]) or next(iter(cells[n].values())))
+    )
+    heads = [f"part {models[m]['part']}" if models[m].get("part") else m for m in order]
+    rows = [
+        "| implementation | " + " | ".join(f"{h} us/window" for h in heads) + " |",
+        "| --- | " + " | ".join("---:" for _ in order) + " |",
+    ]
+    for name in names:
+        shown = []
+        for m in order:
+            b = cells[name].get(m)
+            mark = " *" if b is not None and b["extra_info"].get("exact_math") is False else ""
+            shown.append("" if b is None else spread(b, per_window_us) + mark)
+        rows.append(f"| {name} | " + " | ".join(shown) + " |")
+    return [
+        *rows,
+        "",
+        "\\* the library's own cell, different math from TF1's (timed, not compared).",
+    ]
+
+
 def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
     impls = sorted({b["extra_info"]["implementation"] for b in benches})
     cells: dict[tuple, dict[str, float]] = defaultdict(dict)
@@ -134,12 +227,12 @@ def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
         e = b["extra_info"]
         key = (e["axis"], e["state_size"], e["batch_size"], e["window_length"], e.get("remat"))
         cells[key][e["implementation"]] = per_window_us(b)
-        if e.get("xla_temp_bytes") is not None:
-            memory[key] = e["xla_temp_bytes"] / 2**20
+        if e.get("xla_memory_bytes") is not None:
+            memory[key] = e["xla_memory_bytes"]["peak"] / 2**20
     rows = [
         "| grows | state | batch | window | remat | "
         + " | ".join(f"{i} us/window" for i in impls)
-        + " | ratio | JAX XLA temp MiB |",
+        + " | ratio | JAX peak MiB (XLA args+outputs+temps) |",
         "| --- | ---: | ---: | ---: | --- | "
         + " | ".join("---:" for _ in impls)
         + " | ---: | ---: |",
@@ -161,22 +254,89 @@ def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
 
 
 def population_table(benches: list[dict[str, Any]]) -> list[str]:
-    cells: dict[int, dict[str, float]] = defaultdict(dict)
+    cells: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for b in benches:
         e = b["extra_info"]
-        mode = e["implementation"].removeprefix("jax-population-")
-        cells[e["population"]][mode] = e["windows_per_call"] / b["stats"]["median"]
+        cells[e["population"]][e["implementation"].removeprefix("jax-population-")] = b
+
+    def throughput(b):
+        return b["extra_info"]["windows_per_call"] / b["stats"]["median"]
+
     rows = [
-        "| models | vmap: windows / s | one by one: windows / s | vmap speed-up |",
+        "| models | vmap: windows / s (min-max) | one by one: windows / s (min-max) | "
+        "vmap speed-up |",
         "| ---: | ---: | ---: | ---: |",
     ]
     for size in sorted(cells):
         v, o = cells[size].get("vmap"), cells[size].get("one-by-one")
-        speedup = f"{v / o:.1f}x" if v and o else ""
+        speedup = f"{throughput(v) / throughput(o):.1f}x" if v and o else ""
         rows.append(
-            f"| {size} | {'' if v is None else f'{v:,.0f}'} | "
-            f"{'' if o is None else f'{o:,.0f}'} | {speedup} |"
+            f"| {size} | {'' if v is None else spread(v, throughput)} | "
+            f"{'' if o is None else spread(o, throughput)} | {speedup} |"
         )
+    return rows
+
+
+def realistic_table(benches: list[dict[str, Any]]) -> list[str]:
+    """Per LSTM size, every row fastest first: ms per window, vs jax-epoch, peak memory."""
+
+    def ms(b):
+        return per_window_us(b) / 1e3
+
+    def size(b):
+        e = b["extra_info"]
+        return (e["state_size"], e["batch_size"], e["window_length"])
+
+    rows = [
+        "| LSTM state, batch, window | implementation | ms / window (min-max) | jax-epoch "
+        "faster by | peak MiB (what is measured) |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    for key in sorted({size(b) for b in benches}):
+        case = sorted((b for b in benches if size(b) == key), key=ms)
+        jax_epoch = next(
+            (ms(b) for b in case if b["extra_info"]["implementation"] == JAX_EPOCH), None
+        )
+        for b in case:
+            e = b["extra_info"]
+            memory = (
+                f"{e['peak_bytes'] / 2**20:,.1f} ({e['peak_what']})"
+                if e.get("peak_bytes") is not None
+                else "not measured"
+            )
+            rows.append(
+                f"| {key[0]}, {key[1]}, {key[2]} | {label(b)} | {spread(b, ms)} | "
+                f"{_ratio(ms(b), jax_epoch)} | {memory} |"
+            )
+    return rows
+
+
+def end_to_end_table(benches: list[dict[str, Any]]) -> list[str]:
+    """The whole training run as a subprocess: wall time and where it went (history.json)."""
+
+    def seconds(b):
+        return b["stats"]["median"]
+
+    rows = [
+        "| run | wall s (min-max) | training s | compile s | outside them s | outside / inside "
+        "| compilations (cache hits) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for b in sorted(benches, key=seconds):
+        e = b["extra_info"]
+        parts = e.get("breakdown") or {}
+        train, comp = parts.get("training"), parts.get("compile")
+        if train is not None and comp is not None:
+            outside = seconds(b) - train - comp
+            split = f"{train:.2f} | {comp:.2f} | {outside:.2f} | {outside / (train + comp):.2f}"
+        else:
+            split = " | | | "
+        cache = (
+            f"{e['compilations']} ({e.get('compile_cache_hits')})"
+            if e.get("compilations") is not None
+            else ""
+        )
+        rows.append(f"| {e['implementation']} | {spread(b, seconds)} | {split} | {cache} |")
     return rows
 
 
@@ -208,10 +368,17 @@ def machine_line(data: dict[str, Any]) -> str:
     v = m.get("library_versions", {})
     libs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
     cpu = m.get("cpu", {}).get("brand_raw", m.get("processor", ""))
+    source = data.get("source") or {}
+    commit = source.get("commit") or (data.get("commit_info") or {}).get("id", "")
+    dirty = " WITH UNCOMMITTED CHANGES" if source.get("dirty") else ""
+    processes = max(
+        (len(b["stats"].get("process_medians", [])) for b in data["benchmarks"]), default=1
+    )
     return (
         f"Machine: {cpu}, {m.get('cpu_count')} cores, {m.get('system')} {m.get('release', '')}; "
         f"JAX devices: {', '.join(m.get('jax_devices', []))}. {libs}. "
-        f"Run {data.get('datetime', '')[:19]}."
+        f"Run {data.get('datetime', '')[:19]} at commit {commit[:10]}{dirty}; medians over up to "
+        f"{processes} processes."
     )
 
 
@@ -227,6 +394,11 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
             "The series: training cost per window of each model (median us; epoch-level "
             "implementations: one epoch / 666)",
             series_table,
+        ),
+        (
+            "series",
+            "The series by implementation (median us per window, min-max over processes)",
+            series_by_implementation,
         ),
         (
             "window",
@@ -254,9 +426,19 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
             population_table,
         ),
         (
+            "realistic",
+            "Realistic sizes: LSTMs of state 128-256, batch 32-256, windows of 50-200 steps",
+            realistic_table,
+        ),
+        (
             "accuracy",
             "Accuracy: the tutorial run, and wall time to 99.9% from scratch",
             accuracy_table,
+        ),
+        (
+            "end_to_end",
+            "The main job: `jax-echo train` (tutorial defaults) and the TF runs, end to end",
+            end_to_end_table,
         ),
     ]
     for group, title, table in sections:
@@ -348,11 +530,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", type=Path, help="a pytest-benchmark JSON file")
+    parser.add_argument(
+        "file", type=Path, help="a benchmarks.run directory, or one pytest-benchmark JSON file"
+    )
     parser.add_argument("--readme", type=Path, help="update this README's benchmark blocks")
     args = parser.parse_args(argv)
     data = load(args.file)
-    prefix = args.file.with_suffix("")
+    prefix = args.file / "report" if args.file.is_dir() else args.file.with_suffix("")
     plot(data, prefix)
     docs = render(data, prefix.name)
     md = "\n\n".join(f"### {device.upper()}\n\n{doc}" for device, doc in docs.items())

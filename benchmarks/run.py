@@ -1,46 +1,105 @@
-"""``make bench``: the whole benchmark suite, its JSON under benchmarks/results/, and the report.
+"""``make bench``: the benchmark suite in several processes, its JSON, and the report.
 
-    python -m benchmarks.run [--readme] [extra pytest arguments]
+    python -m benchmarks.run [--processes N] [--readme] [--allow-dirty] [extra pytest arguments]
 
-The file is named after the device JAX uses by default (cpu or gpu) and the date; the report
-(tables and plots) is written beside it, and with ``--readme`` into README.md.
+XLA:CPU timings of one program differ by up to 2x from process to process, so every speed group
+runs in ``--processes`` fresh processes (default 3) and the report shows each row's median over
+them with the min-max spread. The ``accuracy`` and ``end_to_end`` groups run in the first
+process only: they take minutes, and ``end_to_end`` starts a new process every round anyway. The
+Keras rows run once more under ``KERAS_BACKEND=tensorflow`` (Keras has one backend a process).
+
+Everything goes into ``benchmarks/results/DEVICE-DATE/``: one JSON per process, ``run.json``
+(the commit, whether the tree had uncommitted changes, the commands) and the report. The run
+refuses a tree with uncommitted changes to tracked files, unless ``--allow-dirty``; tables made
+from one say so. With ``--readme`` the report goes into README.md's blocks too.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import jax
-import pytest
 
 from benchmarks import report
 
 RESULTS = Path(__file__).parent / "results"
+ONE_PROCESS_GROUPS = ("test_accuracy", "test_end_to_end")
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def source_state() -> dict[str, object]:
+    """The commit the numbers are from, and the tracked files changed since (if any)."""
+    changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+    return {"commit": git("rev-parse", "HEAD").strip(), "dirty": changed}
+
+
+def pytest_command(json_path: Path, selection: str | None, extra: list[str]) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks",
+        "-p",
+        "no:cacheprovider",
+        "--benchmark-enable",
+        f"--benchmark-json={json_path}",
+        "--benchmark-columns=median,iqr,rounds",
+        *extra,
+    ]
+    return command + (["-k", selection] if selection else [])
 
 
 def main(argv: list[str]) -> int:
-    readme = "--readme" in argv
-    argv = [a for a in argv if a != "--readme"]
-    RESULTS.mkdir(exist_ok=True)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--processes", type=int, default=3, metavar="N")
+    parser.add_argument("--readme", action="store_true", help="write README.md's blocks")
+    parser.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
+    args, extra = parser.parse_known_args(argv)
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, got {args.processes}")
+    state = source_state()
+    if state["dirty"] and not args.allow_dirty:
+        print(
+            "benchmarks.run: uncommitted changes to tracked files:\n  "
+            + "\n  ".join(state["dirty"])
+            + "\ncommit them first (numbers must name the code they measure), or --allow-dirty",
+            file=sys.stderr,
+        )
+        return 2
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
-    path = RESULTS / f"{jax.default_backend()}-{stamp}.json"
-    code = pytest.main(
-        [
-            "benchmarks",
-            "-p",
-            "no:cacheprovider",
-            "--benchmark-enable",
-            f"--benchmark-json={path}",
-            "--benchmark-columns=median,iqr,rounds",
-            *argv,
-        ]
-    )
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not path.exists():
-        return int(code)
-    report.main([str(path), *(["--readme", "README.md"] if readme else [])])
-    return int(code)
+    out = RESULTS / f"{jax.default_backend()}-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    repeats = " and ".join(f"not {g}" for g in ONE_PROCESS_GROUPS)
+    runs = [
+        (f"process-{k}.json", None if k == 1 else repeats, {}) for k in range(1, args.processes + 1)
+    ]
+    runs += [
+        (
+            f"keras-tensorflow-{k}.json",
+            "keras" if k == 1 else f"keras and {repeats}",
+            {"KERAS_BACKEND": "tensorflow"},
+        )
+        for k in range(1, args.processes + 1)
+    ]
+    commands = []
+    for name, selection, env in runs:
+        command = pytest_command(out / name, selection, extra)
+        commands.append({"json": name, "command": command, "env": env})
+        code = subprocess.run(command, env={**os.environ, **env}).returncode
+        if code not in (0, 1):  # 1: some case failed; its JSON still holds the others
+            print(f"benchmarks.run: {name} exited {code}", file=sys.stderr)
+            return code
+    (out / "run.json").write_text(json.dumps({**state, "runs": commands}, indent=1) + "\n")
+    return report.main([str(out), *(["--readme", "README.md"] if args.readme else [])])
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 Groups (one ``group`` per measurement, so pytest-benchmark and the report put all
 implementations of it in one table): ``series`` (every model of the tutorial series, every
-implementation), then for part 1 ``window``, ``epoch``, ``compile``, ``scaling``, ``population``
-and ``accuracy`` (with parts 3 and 4 on ``jax-epoch``), each on CPU and, where the library sees
-one, GPU.
+implementation and peer library), then for part 1 ``window``, ``epoch``, ``compile``,
+``scaling``, ``population`` and ``accuracy`` (with parts 3 and 4 on ``jax-epoch``), ``realistic``
+(LSTMs of the sizes people train) and ``end_to_end`` (the tutorial's whole training run as a
+user starts it), each on CPU and, where the library sees one, GPU. The peers (PyTorch, Flax,
+Keras: ``benchmarks.peers``) are skipped, with the reason, where their library is missing.
 
 Timing rules: the trainer is built, compiled and warmed up before the timed call; the timed call
 ends in ``jax.block_until_ready`` or a host read of the result (``compare.block``).
@@ -16,12 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
 from benchmarks.conftest import DEVICES, jax_device, tf_gpu_available
+from benchmarks.peers import PEER_NAMES, PEERS, peer
 from jax_echo import (
     EchoConfig,
     epoch_data,
@@ -33,9 +40,13 @@ from jax_echo import (
 )
 from jax_echo.compare import IMPLEMENTATIONS, JaxTrainer, block, make_trainer
 
-TORCH = "torch-eager"
-ALL = (*IMPLEMENTATIONS, TORCH)
-PER_EPOCH = ("jax-epoch", "tf-function-epoch", "tf-function-epoch-xla")
+ALL = (*IMPLEMENTATIONS, *PEER_NAMES)
+PER_EPOCH = (
+    "jax-epoch",
+    "tf-function-epoch",
+    "tf-function-epoch-xla",
+    *(p.name for p in PEERS if p.per_epoch),
+)
 FASTEST_TF = "tf-function-epoch-xla"
 TUTORIAL = EchoConfig()
 THRESHOLD = 0.999
@@ -79,31 +90,45 @@ SERIES = {
 @contextlib.contextmanager
 def placed(name: str, device: str):
     """Runs the block on ``device`` for implementation ``name``; skips with the reason if none."""
-    if name.startswith("jax"):  # "jax" alone: a JAX-only measurement
+    if name in PEER_NAMES:
+        p = peer(name)
+        reason = p.available()
+        if reason is not None:
+            pytest.skip(reason)
+        if device == "gpu" and not peer_sees_gpu(p.library, p.backend):
+            pytest.skip(f"{name} sees no GPU")
+        yield  # a peer places its own arrays (its device argument)
+    elif name.startswith("jax"):  # "jax" alone: a JAX-only measurement
         dev = jax_device(device)
         if dev is None:
             pytest.skip(f"JAX sees no {device.upper()}")
         with jax.default_device(dev):
             yield
-    elif name.startswith("tf"):
+    else:
         tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
         if device == "gpu" and not tf_gpu_available():
             pytest.skip("TensorFlow sees no GPU")
         with tf.device(f"/{device.upper()}:0"):
             yield
-    else:
-        torch = pytest.importorskip("torch", reason="PyTorch is not installed (optional row)")
-        if device == "gpu" and not torch.cuda.is_available():
-            pytest.skip("PyTorch sees no GPU")
-        yield
+
+
+def peer_sees_gpu(library: str, backend: str | None) -> bool:
+    if library == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    if backend == "tensorflow":
+        return tf_gpu_available()
+    return jax_device("gpu") is not None  # Flax, Keras on JAX
 
 
 def new_trainer(name: str, device: str, cfg: EchoConfig, params=None):
+    """A trainer of ``name`` on ``device``: a ``registry.Trainer``, or a peer's ``PeerTrainer``."""
     params = init_params(cfg) if params is None else params
-    if name == TORCH:
-        from benchmarks.torch_echo import TorchTrainer
-
-        return TorchTrainer(cfg, params, device="cuda" if device == "gpu" else "cpu")
+    if name in PEER_NAMES:
+        return peer(name).make(cfg, params, device=device)
+    if name == "jax-epoch-remat":
+        return JaxTrainer(cfg, params, remat=True)
     if name == "tf-graph":
         import tf_echo
 
@@ -111,7 +136,17 @@ def new_trainer(name: str, device: str, cfg: EchoConfig, params=None):
     return make_trainer(name, cfg, params)
 
 
+def quick_peer_skip(quick: bool, name: str, where: str) -> None:
+    """Quick mode (CI) runs the peers in the ``window`` group and the part-3 ``series`` case
+    only: each of their first calls costs seconds of compilation."""
+    if quick and name in PEER_NAMES:
+        pytest.skip(f"quick mode: peers are not run in {where}")
+
+
 def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call: int, **extra):
+    if name in PEER_NAMES:
+        p = peer(name)
+        extra |= {"library": p.library, "exact_math": cfg.cell in p.exact_cells}
     benchmark.extra_info.update(
         implementation=name,
         device=device,
@@ -141,7 +176,10 @@ def window_runner(trainer, cfg: EchoConfig):
 
     def run():
         nonlocal state, i
-        state, loss = trainer.train_step(state, xs[i % N], ys[i % N])
+        if hasattr(trainer, "train_window"):  # a peer carries its state itself
+            loss = trainer.train_window(xs[i % N], ys[i % N])
+        else:
+            state, loss = trainer.train_step(state, xs[i % N], ys[i % N])
         i += 1
         return block(loss)
 
@@ -184,6 +222,7 @@ def test_window(benchmark, quick, name, device):
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.benchmark(group="epoch")
 def test_epoch(benchmark, quick, name, device):
+    quick_peer_skip(quick, name, "the epoch group")
     cfg = TINY if quick else TUTORIAL
     with placed(name, device):
         trainer = new_trainer(name, device, cfg)
@@ -195,18 +234,21 @@ def test_epoch(benchmark, quick, name, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("model", list(SERIES))
 @pytest.mark.benchmark(group="series")
 def test_series(benchmark, quick, model, name, device):
-    """Training cost per window of every model of the series, in every implementation.
+    """Training cost per window of every model of the series, in every implementation and peer.
 
     At the tutorial's sizes: epoch-level implementations train one epoch (666 windows) per call,
-    per-window ones one window per call, with the state carried.
+    per-window ones one window per call, with the state carried. A peer whose cell differs from
+    TF1's in math (the GRU of PyTorch and Flax) is timed, with ``exact_math`` False.
     """
     m = SERIES[model]
     if quick and m.cfg == TUTORIAL:
         pytest.skip("quick mode: part 1's cases are the window group's (same config and calls)")
+    if model != "part3":
+        quick_peer_skip(quick, name, "series models other than part 3")
     cfg = quick_config(m.cfg) if quick else m.cfg
     with placed(name, device):
         trainer, run, windows_per_call = warm_runner(name, device, cfg)
@@ -226,10 +268,11 @@ def test_series(benchmark, quick, model, name, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("name", ALL)
 @pytest.mark.benchmark(group="compile")
 def test_compile(benchmark, quick, name, device):
     """First-call cost: build the trainer and run its first call (tracing and compilation)."""
+    quick_peer_skip(quick, name, "the compile group")
     cfg = TINY if quick else TUTORIAL
     params = init_params(cfg)
     x, y = epoch_data(cfg, 0)
@@ -240,6 +283,8 @@ def test_compile(benchmark, quick, name, device):
         trainer = new_trainer(name, device, cfg, params)
         if name in PER_EPOCH:
             out = block(trainer.train_epoch(x, y))
+        elif hasattr(trainer, "train_window"):
+            out = block(trainer.train_window(x[:, :T], y[:, :T]))
         else:
             out = block(trainer.train_step(state, x[:, :T], y[:, :T])[1])
         trainer.close()
@@ -326,7 +371,7 @@ def test_scaling(benchmark, quick, name, device, case):
             trainer = JaxTrainer(cfg, params, remat=remat)
             # A compile of its own: quick mode runs it for the JAX-only sizes alone.
             measure = jax_only or not quick
-            memory = trainer.memory_bytes(*epoch_data(cfg, 0)) if measure else None
+            memory = trainer.memory_analysis(*epoch_data(cfg, 0)) if measure else None
         else:
             trainer, memory = new_trainer(name, device, cfg, params), None
         run = epoch_runner(trainer, cfg)
@@ -340,7 +385,7 @@ def test_scaling(benchmark, quick, name, device, case):
             cfg.num_batches,
             axis=axis,
             remat=remat,
-            xla_temp_bytes=memory,
+            xla_memory_bytes=memory,
         )
     assert np.isfinite(losses).all()
 
@@ -410,8 +455,10 @@ def test_accuracy(benchmark, quick, model, name, device):
 
     A first, untimed pass runs the whole tutorial (100 epochs) to find the epoch at which the
     accuracy on the windows after the first reaches 99.9% and the final accuracy; the timed call
-    then trains a fresh model for exactly those epochs.
+    then trains a fresh model for exactly those epochs (three times for the epoch-level
+    implementations, once for the per-window ones: minutes each).
     """
+    quick_peer_skip(quick, name, "the accuracy group")
     m = SERIES[model]
     cfg = quick_config(m.cfg) if quick else m.cfg
     data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
@@ -440,7 +487,8 @@ def test_accuracy(benchmark, quick, model, name, device):
 
         # From scratch: JAX's compiled programs are dropped first (quick mode keeps them).
         setup = None if quick else jax.clear_caches
-        benchmark.pedantic(train_to_threshold, setup=setup, rounds=1 if quick else 3)
+        rounds = 1 if quick or name not in PER_EPOCH else 3
+        benchmark.pedantic(train_to_threshold, setup=setup, rounds=rounds)
         record(
             benchmark,
             name,
@@ -455,3 +503,157 @@ def test_accuracy(benchmark, quick, model, name, device):
         )
     if not quick:
         assert final[1:].mean() >= THRESHOLD
+
+
+# LSTMs of the sizes people train: (state, batch, window length, windows per epoch).
+REALISTIC = [(128, 32, 50, 4), (256, 64, 200, 2), (256, 256, 100, 2)]
+REALISTIC_NAMES = (
+    "jax-epoch",
+    "jax-epoch-remat",
+    "jax-step",
+    "tf-graph",
+    "tf-function-xla",
+    "tf-function-epoch-xla",
+    *PEER_NAMES,
+)
+QUICK_REALISTIC = (8, 4, 4, 2)
+
+
+def realistic_config(case: tuple[int, int, int, int]) -> EchoConfig:
+    S, B, T, windows = case
+    return EchoConfig(
+        cell="lstm",
+        state_size=S,
+        batch_size=B,
+        truncated_backprop_length=T,
+        total_series_length=B * T * windows,
+    )
+
+
+def peak_memory(name: str, device: str, trainer, cfg: EchoConfig) -> tuple[int | None, str]:
+    """What the row's training held at most, and what that number is.
+
+    JAX: XLA's arguments + outputs + temporaries of the compiled epoch (``memory_analysis``);
+    PyTorch on a GPU: ``torch.cuda.max_memory_allocated``; elsewhere nothing is measured: a
+    process-wide peak would mix the rows.
+    """
+    if name.startswith("jax-epoch"):
+        return trainer.memory_analysis(*epoch_data(cfg, 0))["peak"], "XLA args+outputs+temps"
+    if device == "gpu" and name.startswith("torch"):
+        import torch
+
+        return torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
+    return None, ""
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", REALISTIC_NAMES)
+@pytest.mark.parametrize("case", REALISTIC, ids=["S{}-B{}-T{}".format(*c) for c in REALISTIC])
+@pytest.mark.benchmark(group="realistic")
+def test_realistic(benchmark, quick, case, name, device):
+    """An LSTM of a realistic size, one epoch (per-window rows: one window) per timed call.
+
+    Weights are TF1's initialisers for every row that maps them (``init_params``); the peak
+    memory is recorded where it can be measured for the row alone (``peak_memory``).
+    """
+    if quick:
+        if case != REALISTIC[0] or name != "jax-epoch":
+            pytest.skip(
+                "quick mode runs jax-epoch on the first case, shrunk (the other rows' "
+                "trainers are the series group's)"
+            )
+        case = QUICK_REALISTIC
+    cfg = realistic_config(case)
+    impl = name.removesuffix("-remat")
+    with placed(impl, device):
+        if device == "gpu" and name.startswith("torch"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        trainer = new_trainer(name, device, cfg)
+        run = (epoch_runner if impl in PER_EPOCH else window_runner)(trainer, cfg)
+        run()  # compile and warm up, untimed
+        loss = benchmark.pedantic(run, rounds=1 if quick else 3, iterations=1)
+        memory, what = peak_memory(name, device, trainer, cfg)
+        trainer.close()
+        record(
+            benchmark,
+            name,
+            device,
+            cfg,
+            cfg.num_batches if impl in PER_EPOCH else 1,
+            peak_bytes=memory,
+            peak_what=what,
+        )
+    assert np.isfinite(loss).all()
+
+
+# The tutorial's training run as a user starts it, in a fresh process: (row, command).
+END_TO_END = {
+    "jax-echo train (cold cache)": ["-m", "jax_echo", "train"],
+    "jax-echo train (warm cache)": ["-m", "jax_echo", "train"],
+    "tf-echo train --impl graph": ["-m", "tf_echo", "train", "--impl", "graph"],
+    "tf-echo train --impl function-epoch-xla": [
+        "-m",
+        "tf_echo",
+        "train",
+        "--impl",
+        "function-epoch-xla",
+    ],
+}
+QUICK_RUN = ["--epochs", "2", "--total-series-length", "1500"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("row", list(END_TO_END))
+@pytest.mark.benchmark(group="end_to_end")
+def test_end_to_end(benchmark, quick, row, device, tmp_path):
+    """Wall time of the whole training run with the tutorial defaults, as a subprocess: imports,
+    compilation, 100 epochs, the accuracy pass, checkpoints and the figure.
+
+    A cold cache is a new, empty JAX compilation cache each round; a warm one was filled by an
+    untimed run first. history.json's breakdown of the last round goes into the results.
+    """
+    if quick and row != "jax-echo train (cold cache)":
+        pytest.skip("quick mode runs the cold jax-echo row (tf-echo train: tests/test_cli_tf.py)")
+    if row.startswith("tf-echo"):
+        pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
+        if device == "gpu":
+            pytest.skip("the TensorFlow runs are measured on CPU")
+    elif jax_device(device) is None:
+        pytest.skip(f"JAX sees no {device.upper()}")
+    env = {**os.environ, "JAX_PLATFORMS": {"cpu": "cpu", "gpu": "cuda"}[device]}
+    runs = iter(range(1_000))
+    out = tmp_path / "run"
+
+    def command() -> list[str]:
+        return [sys.executable, *END_TO_END[row], "--quiet", "--no-progress", "--out", str(out)]
+
+    def fresh():
+        n = next(runs)
+        env["XDG_CACHE_HOME"] = str(tmp_path / ("cache" if "warm" in row else f"cache{n}"))
+        if out.exists():
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+        return (), {}
+
+    def train():
+        args = command() + (QUICK_RUN if quick else [])
+        subprocess.run(args, env=env, check=True, capture_output=True, text=True)
+
+    if "warm" in row:
+        fresh()
+        train()  # fills the cache, untimed
+    slow = row == "tf-echo train --impl graph"  # 100 epochs of session.run: minutes
+    benchmark.pedantic(train, setup=fresh, rounds=1 if quick or slow else 3)
+    history = json.loads((out / "history.json").read_text())
+    record(
+        benchmark,
+        row,
+        device,
+        TUTORIAL,
+        1,
+        breakdown=history.get("seconds"),
+        compilations=history.get("compilations"),
+        compile_cache_hits=history.get("compile_cache_hits"),
+    )
+    assert len(history["history"]["loss"]) == (2 if quick else TUTORIAL.num_epochs)

@@ -97,14 +97,28 @@ class JaxTrainer:
     def zero_state(self):
         return jax.tree.map(np.asarray, initial_state(self.cfg, dtype=self.dtype))
 
-    def memory_bytes(self, x, y) -> int:
-        """XLA's temporary buffers for one ``train_epoch`` call (its activations and workspace)."""
+    def memory_analysis(self, x, y) -> dict[str, int]:
+        """XLA's buffers for one compiled ``train_epoch`` call, in bytes.
+
+        ``arguments`` (params, optimizer state, the epoch's series), ``outputs``, ``aliased``
+        (outputs written into donated arguments), ``temporaries`` (activations saved for the
+        backward pass, the data rearranged into windows, workspace) and ``peak``: what the call
+        holds at once at most, ``arguments + outputs - aliased + temporaries``.
+        """
         epoch = jax.jit(model.make_train_epoch(self.cfg, remat=self.remat))
         key = model.epoch_key(self.cfg, 0) if self.cfg.keep_prob < 1 else None
         compiled = epoch.lower(
             self._params, self._opt_state, np.asarray(x, self.dtype), y, key
         ).compile()
-        return compiled.memory_analysis().temp_size_in_bytes
+        m = compiled.memory_analysis()
+        out = {
+            "arguments": m.argument_size_in_bytes,
+            "outputs": m.output_size_in_bytes,
+            "aliased": m.alias_size_in_bytes,
+            "temporaries": m.temp_size_in_bytes,
+        }
+        out["peak"] = out["arguments"] + out["outputs"] - out["aliased"] + out["temporaries"]
+        return out
 
     def forward(self, x_BxT, state):
         logits, state = model.forward(self._params, x_BxT, state, self.cfg)

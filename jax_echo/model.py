@@ -55,11 +55,21 @@ class _Spec(NamedTuple):
     window: int
     remat: bool = False
     optimizer: optax.GradientTransformation = _TF1_ADAGRAD
+    members: int = 1  # models run side by side under vmap: decides fused products or dots
+
+    def dense(self) -> Callable:
+        """``cells.dense`` for this many members."""
+        return functools.partial(dense, members=self.members)
 
 
-def _spec(cfg: EchoConfig, remat: bool = False, optimizer=None) -> _Spec:
+def _spec(cfg: EchoConfig, remat: bool = False, optimizer=None, members: int = 1) -> _Spec:
     return _Spec(
-        cfg.cell, cfg.keep_prob, cfg.truncated_backprop_length, remat, optimizer or _TF1_ADAGRAD
+        cfg.cell,
+        cfg.keep_prob,
+        cfg.truncated_backprop_length,
+        remat,
+        optimizer or _TF1_ADAGRAD,
+        members,
     )
 
 
@@ -94,7 +104,7 @@ def _outputs(
         masks = dropout_masks(key, T, L, B, S, spec.keep_prob, dtype)
 
     def step(state, x_Bx1_masks):
-        return stack_step(cell, params.cells, state, *x_Bx1_masks)
+        return stack_step(cell, params.cells, state, *x_Bx1_masks, dense=spec.dense())
 
     if spec.remat:  # keep only each step's carry for the backward pass; recompute the rest
         step = jax.checkpoint(step)
@@ -105,7 +115,7 @@ def _outputs(
 
 def _logits(params, x_BxT, state, spec, key=None):
     out_TxBxS, state = _outputs(params, x_BxT, state, spec, key)
-    return dense(out_TxBxS, params.W2, params.b2), state
+    return spec.dense()(out_TxBxS, params.W2, params.b2), state
 
 
 def _loss(params, x_BxT, y_BxT, state, spec, key=None):
@@ -269,14 +279,17 @@ def make_train_epoch(
     *,
     optimizer: optax.GradientTransformation | None = None,
     remat: bool = False,
+    members: int = 1,
 ) -> Callable:
     """One epoch as a plain function ``(params, opt_state, x_BxL, y_BxL, key) -> (params,
     opt_state, losses_N)``, not yet compiled: ``jit`` it, or ``vmap`` it over a population.
 
     Reads ``cfg.cell``, ``cfg.keep_prob`` and ``cfg.truncated_backprop_length``; the learning
-    rate comes from ``opt_state``. ``key`` may be ``None`` when nothing is dropped.
+    rate comes from ``opt_state``. ``key`` may be ``None`` when nothing is dropped. ``members``:
+    how many models one ``vmap`` of it runs side by side (it picks fused products or dots,
+    ``cells.dense``; same numbers either way).
     """
-    return _epoch_function(_spec(cfg, remat, optimizer))
+    return _epoch_function(_spec(cfg, remat, optimizer, members))
 
 
 def _epoch_function(spec: _Spec) -> Callable:
@@ -355,10 +368,10 @@ def train_epoch(
     return _compiled_epoch(_spec(cfg, remat, optimizer))(params, opt_state, x, y, key)
 
 
-def make_predict_epoch(cfg: EchoConfig) -> Callable:
+def make_predict_epoch(cfg: EchoConfig, *, members: int = 1) -> Callable:
     """``(params, x_BxL) -> predictions (N, B, T)`` as a plain function, state carried from
-    zeros, without dropout."""
-    return _predict_function(_spec(cfg))
+    zeros, without dropout. ``members`` as for ``make_train_epoch``."""
+    return _predict_function(_spec(cfg, members=members))
 
 
 def _predict_function(spec: _Spec) -> Callable:

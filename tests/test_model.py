@@ -286,6 +286,20 @@ def test_population_under_vmap_equals_members():
         np.testing.assert_allclose(pop_losses[i], losses, rtol=1e-5)
 
 
+@pytest.mark.parametrize("members", [1, 256])
+def test_the_population_width_picks_fused_products_or_batched_dots(members):
+    # One member's tutorial products are tiny: multiply-and-sum, fused with the step. Under a vmap
+    # of 256 members the same products are one batched dot_general each (cells.dense).
+    cfg = EchoConfig(total_series_length=150)
+    params = init_params(cfg)
+    pop_params = jax.tree.map(lambda a: jnp.stack([a] * members), params)
+    pop_state = jax.vmap(make_optimizer(cfg).init)(pop_params)
+    x, y = (np.stack([a] * members) for a in epoch_data(cfg, 0))
+    epoch = jax.vmap(make_train_epoch(cfg, members=members))
+    jaxpr = str(jax.make_jaxpr(epoch)(pop_params, pop_state, x, y, None))  # scan bodies too
+    assert ("dot_general" in jaxpr) == (members > 1)
+
+
 @pytest.mark.parametrize("name", ["part1", "part4"])
 def test_window_accuracies(name):
     cfg = dataclasses.replace(MODELS[name], total_series_length=1500)

@@ -5,6 +5,9 @@
 ``--state-size``, ...) that overrides it. The parser maps them onto the dataclass, which
 validates them. A user's mistake (a bad value, a refused file) is one ``error:`` line and exit
 code 2; anything else keeps its traceback.
+
+``train`` records in ``history.json`` where its wall time went (``Stopwatch``): imports, compile,
+data, training, evaluation, files, figure and the rest, in seconds that sum to the wall time.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,103 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def process_seconds() -> float:
+    """Seconds since this process started: the interpreter's start-up and every import included.
+
+    Read from the kernel's start time of the process (``/proc/self/stat``, in clock ticks: 10 ms
+    on Linux). Without ``/proc``, the seconds since this module finished its imports.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rpartition(")")[2].split()  # from field 3, the state, on
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
+
+
+_IMPORTED = time.perf_counter()
+
+
+class CompileLog:
+    """Counts XLA compilations and persistent-cache hits, and their seconds, while it exists.
+
+    ``compile_seconds`` is XLA's part (or loading the program from the cache); ``seconds`` adds
+    JAX's tracing and lowering, which a persistent-cache hit still does.
+    """
+
+    STEPS = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+
+    def __init__(self) -> None:
+        self.compilations, self.compile_seconds, self.cache_hits = 0, 0.0, 0
+        self.seconds = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._duration)
+        jax.monitoring.register_event_listener(self._event)
+
+    def _duration(self, event: str, seconds: float, **kwargs) -> None:
+        if event in self.STEPS:
+            self.seconds += seconds
+        if event == self.STEPS[-1]:
+            self.compilations += 1
+            self.compile_seconds += seconds
+
+    def _event(self, event: str, **kwargs) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            self.cache_hits += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {  # a cache hit also reports a (short) backend compile: loading the program
+            "compilations": self.compilations - self.cache_hits,
+            "compile_seconds": self.compile_seconds,
+            "compile_cache_hits": self.cache_hits,
+        }
+
+
+class Stopwatch:
+    """Where a run's wall time went, in seconds that sum to ``wall``.
+
+    ``imports`` runs from the process's start (``process_seconds``) to the stopwatch's creation.
+    ``section(name)`` adds the time of its block to ``name``, less the compilation inside it,
+    which goes to ``compile``: all of JAX's, as ``compile_log.seconds`` counts it (tracing,
+    lowering and XLA, or loading from the persistent cache). Sections do not nest. ``other`` is
+    the time in no section (starting the backend, loading a checkpoint, printing); ``wall`` runs
+    from the process's start to ``seconds()``.
+    """
+
+    KEYS = ("imports", "compile", "data", "training", "evaluation", "files", "figure")
+
+    def __init__(self, compile_log: CompileLog | None = None) -> None:
+        now = time.perf_counter()
+        self.started = now - process_seconds()
+        self.compile_log = compile_log
+        self.totals = dict.fromkeys(self.KEYS, 0.0)
+        self.totals["imports"] = now - self.started
+
+    def _compiled(self) -> float:
+        return self.compile_log.seconds if self.compile_log else 0.0
+
+    @contextlib.contextmanager
+    def section(self, name: str) -> Iterator[None]:
+        t0, compiled = time.perf_counter(), self._compiled()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - t0 - (self._compiled() - compiled)
+            self.totals[name] = self.totals.get(name, 0.0) + spent
+
+    def seconds(self) -> dict[str, float]:
+        """``{"imports", "compile", ..., "other", "wall"}``; no ``compile`` without a counter."""
+        wall = time.perf_counter() - self.started
+        seconds = {**self.totals, "compile": self._compiled()}
+        if self.compile_log is None:
+            del seconds["compile"]
+        return {**seconds, "other": wall - sum(seconds.values()), "wall": wall}
+
+
 def write_run(
     out: str | Path,
     cfg: EchoConfig,
@@ -97,31 +197,48 @@ def write_run(
     history: dict[str, Any],
     run_info: dict[str, Any],
     predict_last_window: Callable[[Params, Any], Any],
+    stopwatch: Stopwatch,
 ) -> None:
-    """Writes ``params.npz``, ``history.json`` and ``echo.png`` (the tutorial's figure) to ``out``.
+    """Writes ``params.npz``, ``echo.png`` (the tutorial's figure) and ``history.json`` to ``out``.
 
     ``predict_last_window(params, x_BxL)`` gives the predictions (B, T) of the last window of an
     epoch's series, state carried, without dropout; it is the only implementation-specific part.
+    ``history.json`` is written last, with ``stopwatch.seconds()``: its own write (one file of
+    the already encoded history, some milliseconds) and the process's exit are not in them.
     """
     out = Path(out)
-    save_params(out / "params.npz", params, cfg)
-    record = {"config": cfg.to_dict(), **run_info, "history": history}
-    atomic_write(out / "history.json", lambda f: json.dump(record, f, indent=1), mode="w")
-
-    last = len(history["loss"]) - 1
-    x, y = epoch_data(cfg, last)
-    T, N = cfg.truncated_backprop_length, cfg.num_batches
-    window = slice((N - 1) * T, N * T)
-    losses = [loss for epoch in history["loss"] for loss in epoch]
-    fig = echo_figure(
-        losses,
-        x[:, window],
-        y[:, window],
-        predict_last_window(params, x),
-        title=f"{run_info.get('implementation', '')} ({cfg.cell}, {cfg.num_layers} layer(s)): "
-        f"epoch {last}, last window",
-    )
-    save_figure(fig, out / "echo.png")
+    with stopwatch.section("files"):
+        save_params(out / "params.npz", params, cfg)
+        history_json = json.dumps(history)  # the bulk of history.json
+    with stopwatch.section("figure"):
+        last = len(history["loss"]) - 1
+        x, y = epoch_data(cfg, last)
+        T, N = cfg.truncated_backprop_length, cfg.num_batches
+        window = slice((N - 1) * T, N * T)
+        losses = [loss for epoch in history["loss"] for loss in epoch]
+        fig = echo_figure(
+            losses,
+            x[:, window],
+            y[:, window],
+            predict_last_window(params, x),
+            title=f"{run_info.get('implementation', '')} ({cfg.cell}, {cfg.num_layers} "
+            f"layer(s)): epoch {last}, last window",
+        )
+        save_figure(fig, out / "echo.png")
+    seconds = stopwatch.seconds()
+    record = {
+        "config": cfg.to_dict(),
+        **run_info,
+        **(stopwatch.compile_log.as_dict() if stopwatch.compile_log else {}),
+        "wall_seconds": seconds["wall"],
+        "training_seconds": sum(history["epoch_seconds"]),
+        "seconds": seconds,
+    }
+    # One key a line; the history on one line (encoding it with indents takes long).
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in record.items()]
+    lines.append(f' "history": {history_json}')
+    text = "{\n" + ",\n".join(lines) + "\n}\n"
+    atomic_write(out / "history.json", lambda f: f.write(text), mode="w")
 
 
 def summary_line(history: dict[str, Any]) -> str:
@@ -168,34 +285,9 @@ def use_compile_cache(enabled: bool) -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-class CompileLog:
-    """Counts XLA compilations and persistent-cache hits, and their seconds, while it exists."""
-
-    def __init__(self) -> None:
-        self.compilations, self.compile_seconds, self.cache_hits = 0, 0.0, 0
-        jax.monitoring.register_event_duration_secs_listener(self._duration)
-        jax.monitoring.register_event_listener(self._event)
-
-    def _duration(self, event: str, seconds: float, **kwargs) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            self.compilations += 1
-            self.compile_seconds += seconds
-
-    def _event(self, event: str, **kwargs) -> None:
-        if event == "/jax/compilation_cache/cache_hits":
-            self.cache_hits += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {  # a cache hit also reports a (short) backend compile: loading the program
-            "compilations": self.compilations - self.cache_hits,
-            "compile_seconds": self.compile_seconds,
-            "compile_cache_hits": self.cache_hits,
-        }
-
-
 def cmd_train(args: argparse.Namespace) -> int:
+    stopwatch = Stopwatch(CompileLog())
     use_compile_cache(not args.no_compile_cache)
-    compile_log = CompileLog()
     cfg = config_from_args(args)
     if args.coordinator:
         scale.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
@@ -206,26 +298,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         "quiet": args.quiet or not writer,
         "progress": not args.no_progress and writer,
     }
-    t0 = time.perf_counter()
     with run_lock(args.out) if writer else contextlib.nullcontext():  # training and files
         if args.data_parallel or args.coordinator:
             mesh = scale.data_parallel_mesh()
-            params, history = scale.fit_data_parallel(cfg, mesh, **options)
+            params, history = scale.fit_data_parallel(cfg, mesh, **options, timer=stopwatch.section)
         else:
             mesh = None
-            params, history = train.fit(cfg, **options)
+            params, history = train.fit(cfg, **options, timer=stopwatch.section)
         if writer:
-            seconds = time.perf_counter() - t0
-            _write_jax_run(args, cfg, params, history, mesh, seconds, compile_log.as_dict())
+            _write_jax_run(args, cfg, params, history, mesh, stopwatch)
     return 0
 
 
-def _write_jax_run(args, cfg, params, history, mesh, seconds, compiles) -> None:
+def _write_jax_run(args, cfg, params, history, mesh, stopwatch) -> None:
     info = {
         **_jax_info(),
-        "wall_seconds": seconds,
-        "training_seconds": sum(history["epoch_seconds"]),
-        **compiles,
         "devices": 1 if mesh is None else mesh.size,
         "processes": jax.process_count(),
     }
@@ -233,7 +320,7 @@ def _write_jax_run(args, cfg, params, history, mesh, seconds, compiles) -> None:
     def predict_last_window(params, x):
         return np.asarray(model.predict_epoch(params, x, cfg))[-1]
 
-    write_run(args.out, cfg, params, history, info, predict_last_window)
+    write_run(args.out, cfg, params, history, info, predict_last_window, stopwatch)
     print(summary_line(history))
     print(f"Wrote {args.out}/params.npz, history.json, echo.png")
 

@@ -3,7 +3,14 @@
 Weights are stored in TF1's flat layout (``cells.params_to_dict``), so a params file of any cell
 reads the same way from JAX and TensorFlow. A checkpoint adds the optimizer state (any pytree,
 stored leaf by leaf under its key path and restored into the structure the implementation's
-fresh state has), the history and the name of the implementation that wrote it.
+fresh state has), the name of the implementation that wrote it and a ``HistoryMark``: how much of
+the history beside it, ``history.jsonl``, it covers. The history is append-only, one line of JSON
+per epoch, so an epoch costs the same to record at epoch 1 as at epoch 1000.
+
+Order of the writes: each epoch's line is appended to the history; when a checkpoint is due, the
+history is flushed to disk, then the checkpoint replaced. A crash between the two leaves lines
+the checkpoint does not cover; resuming drops them (``start_history``) and trains those epochs
+again.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -25,6 +33,7 @@ from jax_echo.cells import Params, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig
 
 CHECKPOINT = "checkpoint.npz"
+HISTORY = "history.jsonl"  # beside the checkpoint: one line of JSON per epoch
 LOCK = ".lock"
 
 
@@ -80,11 +89,18 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[Any], None],
+    mode: str = "wb",
+    *,
+    sync_dir: bool = True,
+) -> None:
     """Writes through ``write(file)`` to a temporary file beside ``path``, then renames it over.
 
-    The file is flushed to disk before the rename and the directory after it, so ``path`` holds
-    either the old or the new content, also after a power loss.
+    The file is flushed to disk before the rename, so ``path`` holds either the old or the new
+    content, also after a power loss. ``sync_dir`` also flushes the directory after the rename,
+    which makes the new content the one a power loss keeps.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,15 +114,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    if sync_dir:
+        _sync_dir(path.parent)
+
+
+def _sync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
 
 
-def _save_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+def _save_npz(path: str | os.PathLike, arrays: dict[str, Any], sync_dir: bool = True) -> None:
+    atomic_write(path, lambda f: np.savez(f, **arrays), sync_dir=sync_dir)
 
 
 def _load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -148,6 +169,95 @@ def load_params(path: str | os.PathLike) -> tuple[Params, EchoConfig]:
     return _params(arrays, "params/", cfg, path), cfg
 
 
+# --- History: one line of JSON per epoch, beside the checkpoint -----------------------------------
+
+
+class HistoryMark(NamedTuple):
+    """How much of a history file a checkpoint covers: ``epochs`` lines, the file's first
+    ``size`` bytes, whose CRC-32 is ``crc32``."""
+
+    epochs: int = 0
+    size: int = 0
+    crc32: int = 0
+
+
+def start_history(path: str | os.PathLike, epochs: int) -> HistoryMark:
+    """Makes the history at ``path`` hold its first ``epochs`` lines, on disk; creates it empty
+    for a new run. Lines past them (an epoch appended but never checkpointed) are dropped."""
+    path = Path(path)
+    data = path.read_bytes() if epochs else b""
+    size = 0
+    for _ in range(epochs):
+        end = data.find(b"\n", size)
+        if end < 0:
+            raise CheckpointError(f"{path} has fewer than the {epochs} epochs to resume from")
+        size = end + 1
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _sync_dir(path.parent)  # a new file's name is on disk before a checkpoint refers to it
+    return HistoryMark(epochs, size, zlib.crc32(data[:size]))
+
+
+def append_history(
+    path: str | os.PathLike, values: dict[str, Any], mark: HistoryMark, *, sync: bool = True
+) -> HistoryMark:
+    """Appends one epoch, ``{"epoch": mark.epochs, **values}``, as a line of JSON; returns the
+    mark that covers it. With ``sync`` the history is on disk when this returns, as it must be
+    before a checkpoint that covers it is saved."""
+    line = (json.dumps({"epoch": mark.epochs, **values}) + "\n").encode()
+    with open(path, "ab") as f:
+        f.write(line)
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+    return HistoryMark(mark.epochs + 1, mark.size + len(line), zlib.crc32(line, mark.crc32))
+
+
+def read_history(path: str | os.PathLike, mark: HistoryMark) -> dict[str, list]:
+    """The history ``mark`` covers, as ``{key: [one value per epoch]}``; lines past it are
+    ignored. ``CheckpointError`` if the file is missing, shorter, different or corrupt."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(mark.size)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{path} is missing: a checkpoint's history is kept beside it, and the checkpoint "
+            f"covers {mark.epochs} epochs of it"
+        ) from None
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be read: {e}") from e
+    if len(data) < mark.size:
+        raise CheckpointError(
+            f"{path} has {len(data)} bytes, fewer than the {mark.size} of the {mark.epochs} "
+            "epochs the checkpoint covers"
+        )
+    if zlib.crc32(data) != mark.crc32:
+        raise CheckpointError(
+            f"{path} does not match the checkpoint: its first {mark.epochs} epochs differ from "
+            "those the checkpoint was saved with"
+        )
+    lines = data.split(b"\n")[:-1]
+    history: dict[str, list] = {}
+    for epoch, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if record.pop("epoch") != epoch or (history and record.keys() != history.keys()):
+                raise ValueError("out of order, or other keys than the line before")
+        except (ValueError, KeyError, AttributeError, TypeError) as e:
+            raise CheckpointError(f"{path}, line {epoch + 1}, is corrupt: {e!r}") from e
+        for key, value in record.items():
+            history.setdefault(key, []).append(value)
+    if len(lines) != mark.epochs:
+        raise CheckpointError(
+            f"{path} has {len(lines)} epochs where the checkpoint has {mark.epochs}"
+        )
+    return history
+
+
 # --- Checkpoints --------------------------------------------------------------------------------
 
 
@@ -168,23 +278,29 @@ def save_checkpoint(
     cfg: EchoConfig,
     params: Params,
     opt_state: Any,
-    history: dict[str, list],
+    history: HistoryMark,
     implementation: str,
 ) -> None:
-    """Everything needed to resume: params, optimizer state, config, history, implementation."""
+    """Everything needed to resume: params, optimizer state, config, implementation, and how much
+    of the history beside it (``HISTORY``, already on disk) it covers.
+
+    Replaced atomically; the directory is not flushed (a power loss may keep the previous
+    checkpoint, which the history's extra line then does not contradict).
+    """
     arrays = {f"params/{k}": v for k, v in params_to_dict(jax.tree.map(host_array, params)).items()}
     arrays |= {k: host_array(v) for k, v in _leaves_by_path(opt_state).items()}
-    meta = {"config": cfg.to_dict(), "implementation": implementation, "history": history}
-    _save_npz(path, {**arrays, "meta": _json(meta)})
+    meta = {"config": cfg.to_dict(), "implementation": implementation, "history": history._asdict()}
+    _save_npz(path, {**arrays, "meta": _json(meta)}, sync_dir=False)
 
 
 def load_checkpoint(
     path: str | os.PathLike, cfg: EchoConfig, opt_state_like: Any, implementation: str
 ) -> tuple[Params, Any, dict[str, list]]:
-    """Loads a checkpoint of a run of ``cfg``; a longer ``num_epochs`` may extend it.
+    """Loads a checkpoint of a run of ``cfg``, with its history; a longer ``num_epochs`` may
+    extend it.
 
     Args:
-      path: the checkpoint file.
+      path: the checkpoint file; its history is ``HISTORY`` in the same directory.
       cfg: the run's configuration; every field but ``num_epochs`` must be the saved one.
       opt_state_like: a fresh optimizer state of the implementation: the structure, shapes and
         dtypes the saved one must have.
@@ -197,8 +313,10 @@ def load_checkpoint(
     try:
         meta = json.loads(str(arrays["meta"]))
         saved = EchoConfig.from_dict(meta["config"])
-        saved_by, history = meta["implementation"], meta["history"]
-        done = len(history["loss"])
+        saved_by, mark = meta["implementation"], HistoryMark(**meta["history"])
+        done = mark.epochs
+        if not all(isinstance(n, int) and n >= 0 for n in mark) or done < 1:
+            raise ValueError(f"history {mark}")
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path} is not a valid checkpoint: {e!r}") from e
     differing = {
@@ -230,4 +348,5 @@ def load_checkpoint(
             )
         leaves.append(value)
     opt_state = jax.tree.unflatten(jax.tree.structure(opt_state_like), leaves)
+    history = read_history(Path(path).with_name(HISTORY), mark)
     return params, opt_state, history

@@ -1,39 +1,51 @@
 """Figures: the tutorial's (loss history and the current window of every row), loss overlays.
 
 Drawn on ``matplotlib.figure.Figure`` directly: no pyplot, no display, no global figure state.
+Matplotlib is imported by the functions that draw, not with this module: it takes about as long
+to import as JAX, and only the commands that draw need it (``jax-echo eval`` does not).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from jax_echo.io import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def echo_figure(losses: Any, x_BxT: Any, y_BxT: Any, pred_BxT: Any, title: str = "") -> Figure:
     """A 2x3 grid: per-window loss history, then rows 0-4 of one window as bars.
 
     Input in blue (height 1), target in red (height 0.5), prediction in green (height 0.3),
-    on the axis [0, T, 0, 2], as in the tutorial.
+    on the axis [0, T, 0, 2], as in the tutorial. Drawn cheaply (a fixed layout, one filled step
+    outline per series rather than a bar per step, few ticks, no mathtext): it is part of every
+    training run.
     """
-    fig = Figure(figsize=(12, 6), layout="tight")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 6))
+    fig.subplots_adjust(left=0.065, right=0.98, bottom=0.07, top=0.88, wspace=0.18, hspace=0.4)
     axes = fig.subplots(2, 3).ravel()
     axes[0].plot(np.asarray(losses))
     axes[0].set(title="loss per window", xlabel="window", yscale="log")
+    axes[0].minorticks_off()
+    axes[0].yaxis.set_major_formatter("{x:g}")  # plain text: no mathtext parser to build
     T = np.shape(x_BxT)[1]
+    edges = np.arange(T + 1)
     for row, ax in enumerate(axes[1:6]):
         if row >= np.shape(x_BxT)[0]:
             ax.axis("off")
             continue
-        left = np.arange(T)
-        ax.bar(left, np.asarray(x_BxT[row]), width=1, color="blue", align="edge")
-        ax.bar(left, np.asarray(y_BxT[row]) * 0.5, width=1, color="red", align="edge")
-        ax.bar(left, np.asarray(pred_BxT[row]) * 0.3, width=1, color="green", align="edge")
+        ax.stairs(np.asarray(x_BxT[row]), edges, fill=True, color="blue")
+        ax.stairs(np.asarray(y_BxT[row]) * 0.5, edges, fill=True, color="red")
+        ax.stairs(np.asarray(pred_BxT[row]) * 0.3, edges, fill=True, color="green")
         ax.axis([0, T, 0, 2])
+        ax.set(xticks=np.linspace(0, T, 4).round(), yticks=[0, 1, 2])
         ax.set_title(f"row {row}: input, target, prediction", fontsize=9)
     if title:
         fig.suptitle(title)
@@ -42,6 +54,8 @@ def echo_figure(losses: Any, x_BxT: Any, y_BxT: Any, pred_BxT: Any, title: str =
 
 def loss_curves(curves: dict[str, Any], title: str) -> Figure:
     """Per-window loss curves, one per label, on a log scale (a legend up to 12 curves)."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(10, 5), layout="tight")
     ax = fig.subplots()
     for label, curve in curves.items():

@@ -3,6 +3,12 @@
 ``run_epochs`` is the only stateful layer: it owns the loop over epochs, the files and the
 printing, and calls an implementation's ``EpochVerbs`` (pure compiled functions for JAX, a
 TensorFlow trainer for ``tf_echo``) once per epoch. ``fit`` runs it with ``jax_echo.model``.
+
+Each epoch appends one line to the history (``io.HISTORY``); the checkpoint (params, optimizer
+state, how much of the history it covers) is replaced after the first and the last epoch and
+whenever ``checkpoint_seconds`` have passed since the last one. Neither costs more as the epochs
+add up. A ``timer`` sees where the time goes: ``timer(name)`` is entered around each part of an
+epoch ("data", "training", "evaluation", "files").
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ from jax_echo import model
 from jax_echo.cells import Params, init_params, params_from_dict
 from jax_echo.io import (
     CHECKPOINT,
+    HISTORY,
     CheckpointError,
+    append_history,
     host_array,
     load_checkpoint,
     run_lock,
     save_checkpoint,
+    start_history,
 )
 from jax_echo.optim import make_optimizer
 from jax_echo.task import EchoConfig, epoch_data
@@ -72,15 +81,29 @@ def new_history() -> dict[str, list]:
     return {"loss": [], "accuracy": [], "accuracy_after_first": [], "epoch_seconds": []}
 
 
-def epoch_record(history: dict[str, list], losses: Any, accs: Any, seconds: float) -> None:
-    """Appends one epoch's results to ``history`` (any implementation's)."""
+def epoch_record(
+    history: dict[str, list], losses: Any, accs: Any, seconds: float
+) -> dict[str, Any]:
+    """Appends one epoch's results to ``history`` (any implementation's) and returns them."""
     accs = np.asarray(accs, np.float64)
-    history["loss"].append(np.asarray(losses, np.float64).tolist())
-    history["accuracy"].append(float(accs.mean()))
-    history["accuracy_after_first"].append(
-        float(accs[1:].mean()) if len(accs) > 1 else float("nan")
-    )
-    history["epoch_seconds"].append(seconds)
+    record = {
+        "loss": np.asarray(losses, np.float64).tolist(),
+        "accuracy": float(accs.mean()),
+        "accuracy_after_first": float(accs[1:].mean()) if len(accs) > 1 else float("nan"),
+        "epoch_seconds": seconds,
+    }
+    for key, value in record.items():
+        history[key].append(value)
+    return record
+
+
+Timer = Callable[[str], contextlib.AbstractContextManager]
+
+
+def untimed(name: str) -> contextlib.AbstractContextManager:
+    """The default ``Timer``: measures nothing."""
+    del name
+    return contextlib.nullcontext()
 
 
 def check_finite(losses: Any, epoch: int) -> None:
@@ -108,6 +131,8 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
     progress: bool = True,
+    checkpoint_seconds: float = 1.0,
+    timer: Timer = untimed,
 ) -> tuple[Params, dict[str, Any]]:
     """Trains for ``cfg.num_epochs`` epochs, each on fresh data, as the tutorial does.
 
@@ -116,10 +141,17 @@ def fit(
         every epoch's data and its dropout masks.
       params: initial weights, ``Params`` or a flat TF1-layout dict (default
         ``init_params(cfg)``).
-      out_dir: if given, a checkpoint is written there after every epoch (atomically).
+      out_dir: if given, each epoch's line is appended to the history there (``history.jsonl``)
+        and a checkpoint is written (atomically, the history on disk before it) after the first
+        and the last epoch, and after any other that ends ``checkpoint_seconds`` or more after
+        the last checkpoint (0: after every epoch).
       resume: continue from the checkpoint in ``out_dir``; the result equals an uninterrupted run.
       quiet: do not print the tutorial's loss lines.
       progress: show a progress bar over epochs.
+      checkpoint_seconds: see ``out_dir``; a crash loses at most the epochs of this many seconds
+        (and one more), which a resumed run trains again.
+      timer: ``timer(name)`` is entered around each part of each epoch ("data", "training",
+        "evaluation", "files"), to measure them.
 
     Returns:
       ``(params, history)``: the final weights (NumPy) and ``history`` with, per epoch, the window
@@ -137,6 +169,8 @@ def fit(
         resume=resume,
         quiet=quiet,
         progress=progress,
+        checkpoint_seconds=checkpoint_seconds,
+        timer=timer,
     )
 
 
@@ -187,11 +221,13 @@ def run_epochs(
     quiet: bool = False,
     progress: bool = True,
     start: Start | None = None,
+    checkpoint_seconds: float = 1.0,
+    timer: Timer = untimed,
 ) -> tuple[Params, dict[str, Any]]:
     """``fit`` for any implementation, given its ``EpochVerbs`` (see ``fit``).
 
     ``start`` replaces ``start_run``'s decision (used where one process decides for several).
-    Process 0 alone holds ``out_dir`` (``io.run_lock``) and writes the checkpoints.
+    Process 0 alone holds ``out_dir`` (``io.run_lock``) and writes the history and checkpoints.
     """
     writer = out_dir is not None and jax.process_index() == 0
     with run_lock(out_dir) if writer else contextlib.nullcontext():
@@ -200,9 +236,12 @@ def run_epochs(
         params, opt_state, history = start
         if resume and not quiet:
             print(f"Resuming from {out_dir} after {len(history['loss'])} epochs")
-        checkpoint = Path(out_dir, CHECKPOINT) if writer else None
-        write = tqdm.write if progress else print
         first = len(history["loss"])
+        if writer:  # drops any epoch appended after the last checkpoint
+            with timer("files"):
+                mark = start_history(Path(out_dir, HISTORY), first)
+            saved_at = time.perf_counter()
+        write = tqdm.write if progress else print
         epochs = tqdm(
             range(first, cfg.num_epochs),
             initial=first,
@@ -213,15 +252,29 @@ def run_epochs(
             file=sys.stderr,
         )
         for epoch in epochs:
-            x, y = epoch_data(cfg, epoch)
-            t0 = time.perf_counter()
-            params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
-            losses = host_array(losses)  # waits for the computation
-            seconds = time.perf_counter() - t0
+            with timer("data"):
+                x, y = epoch_data(cfg, epoch)
+            with timer("training"):
+                t0 = time.perf_counter()
+                params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
+                losses = host_array(losses)  # waits for the computation
+                seconds = time.perf_counter() - t0
             check_finite(losses, epoch)
-            epoch_record(history, losses, verbs.window_accuracies(params, x, y), seconds)
+            with timer("evaluation"):
+                accs = host_array(verbs.window_accuracies(params, x, y))
+            record = epoch_record(history, losses, accs, seconds)
             if not quiet:
                 print_losses(epoch, losses, write)
-            if checkpoint is not None:
-                save_checkpoint(checkpoint, cfg, params, opt_state, history, verbs.name)
+            if writer:
+                with timer("files"):
+                    due = (
+                        epoch in (first, cfg.num_epochs - 1)
+                        or time.perf_counter() - saved_at >= checkpoint_seconds
+                    )  # then the history is on disk before the checkpoint that covers it
+                    mark = append_history(Path(out_dir, HISTORY), record, mark, sync=due)
+                    if due:
+                        save_checkpoint(
+                            Path(out_dir, CHECKPOINT), cfg, params, opt_state, mark, verbs.name
+                        )
+                        saved_at = time.perf_counter()
     return jax.tree.map(host_array, params), history

@@ -20,9 +20,21 @@ SMALL = ["--total-series-length", "1500", "--no-progress", "--quiet"]  # 20 wind
 def test_tf_echo_train_mirrors_jax_echo(tmp_path, impl):
     out = tmp_path / impl
     assert tf_main(["train", "--impl", impl, "--epochs", "2", *SMALL, "--out", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} >= {"params.npz", "history.json", "echo.png"}
+    assert {p.name for p in out.iterdir()} >= {
+        "params.npz",
+        "history.json",
+        "echo.png",
+        "checkpoint.npz",
+        "history.jsonl",
+    }
     record = json.loads((out / "history.json").read_text())
     assert record["implementation"] == f"tf-{impl}"
+    # jax-echo's breakdown of the wall time, but no compile: TensorFlow's is inside the others.
+    seconds = record["seconds"]
+    assert "compile" not in seconds and all(v >= 0 for v in seconds.values()), seconds
+    parts = sum(v for k, v in seconds.items() if k != "wall")
+    assert parts == pytest.approx(seconds["wall"], rel=1e-9) == record["wall_seconds"]
+    assert seconds["imports"] > 0
     assert record["config"] == EchoConfig(num_epochs=2, total_series_length=1500).to_dict()
     # Same weights and data as jax-echo: the first losses agree.
     jax_out = tmp_path / "jax"

@@ -17,7 +17,7 @@ import pytest
 
 from jax_echo import EchoConfig, init_params, make_optimizer
 from jax_echo.cli import main
-from jax_echo.io import CHECKPOINT, LOCK, load_checkpoint, load_params
+from jax_echo.io import CHECKPOINT, HISTORY, LOCK, load_checkpoint, load_params
 
 ROOT = Path(__file__).parent.parent
 # Six epochs of 20 windows: long enough to be killed in the middle, short enough for a test.
@@ -99,6 +99,51 @@ def test_kill_9_at_random_moments_then_resume_is_bit_identical(tmp_path, module,
     whole = json.loads((tmp_path / "whole" / "history.json").read_text())["history"]
     resumed = json.loads((out / "history.json").read_text())["history"]
     assert resumed["loss"] == whole["loss"]
+    assert history_losses(out / HISTORY) == whole["loss"]
+
+
+def history_losses(path):
+    """The per-epoch losses of a history file, checking it has each epoch once, in order."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == list(range(len(lines)))
+    return [line["loss"] for line in lines]
+
+
+# Dies (exit code 9, no cleanup) as run_epochs is about to save the checkpoint of the last epoch:
+# every epoch's history line is on disk, the checkpoint has fewer epochs (1 if the run takes
+# under the second between checkpoints).
+DIE_BEFORE_THE_LAST_CHECKPOINT = """
+import os, sys
+from jax_echo import train
+from jax_echo.cli import main
+
+def save_checkpoint(path, cfg, params, opt_state, mark, implementation):
+    if mark.epochs == cfg.num_epochs:
+        os._exit(9)
+    save(path, cfg, params, opt_state, mark, implementation)
+
+save, train.save_checkpoint = train.save_checkpoint, save_checkpoint
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_death_between_the_history_line_and_the_checkpoint_then_resume_is_bit_identical(
+    tmp_path,
+):
+    run_args = ["train", "--part", "3", *RUN]
+    assert main([*run_args, "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "died"
+    code, _, err = run("-c", DIE_BEFORE_THE_LAST_CHECKPOINT, *run_args, "--out", str(out))
+    assert code == 9, err
+    assert len(history_losses(out / HISTORY)) == 6
+    cfg = EchoConfig.for_part(3, num_epochs=6, total_series_length=1500)
+    like = make_optimizer(cfg).init(init_params(cfg))
+    assert 1 <= len(load_checkpoint(out / CHECKPOINT, cfg, like, "jax")[2]["loss"]) < 6
+    assert main([*run_args, "--out", str(out), "--resume"]) == 0
+    assert_same_params(tmp_path / "whole" / "params.npz", out / "params.npz")
+    whole = json.loads((tmp_path / "whole" / "history.json").read_text())["history"]
+    assert history_losses(out / HISTORY) == whole["loss"]
+    assert json.loads((out / "history.json").read_text())["history"]["loss"] == whole["loss"]
 
 
 def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_resume(tmp_path):

@@ -1,7 +1,14 @@
 """The training run: convergence, determinism, checkpoints, resumption, errors and the CLI."""
 
 import dataclasses
+import itertools
 import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -12,10 +19,13 @@ from jax_echo import train as train_module
 from jax_echo.cli import main
 from jax_echo.io import (
     CHECKPOINT,
+    HISTORY,
     LOCK,
     CheckpointError,
+    HistoryMark,
     load_checkpoint,
     load_params,
+    save_checkpoint,
     save_params,
 )
 from jax_echo.train import TrainingDivergedError, fit
@@ -75,10 +85,113 @@ def test_resume_equals_an_uninterrupted_run(part, tmp_path):
     assert history["loss"] == full_history["loss"]
 
 
+def history_lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("every", "saved"), [(0, [1, 2, 3]), (float("inf"), [1, 3])])
+def test_the_history_grows_by_one_line_per_epoch_and_checkpoints_cover_it(
+    every, saved, small_cfg, tmp_path, monkeypatch
+):
+    seen = []  # (the history file, the mark) as each checkpoint is saved
+
+    def save(path, cfg, params, opt_state, mark, implementation):
+        seen.append(((tmp_path / HISTORY).read_bytes(), mark))
+        save_checkpoint(path, cfg, params, opt_state, mark, implementation)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    _, history = fit(
+        small_cfg, out_dir=tmp_path, quiet=True, progress=False, checkpoint_seconds=every
+    )
+    # After the first and the last epoch, and others as often as checkpoint_seconds allows.
+    assert [mark.epochs for _, mark in seen] == saved
+    for (before, a), (after, b) in itertools.pairwise(seen):  # append-only
+        assert after.startswith(before)
+        assert after.count(b"\n") == before.count(b"\n") + b.epochs - a.epochs
+    for data, mark in seen:  # each line is in the file before the checkpoint that covers it
+        assert mark == HistoryMark(mark.epochs, len(data), zlib.crc32(data))
+    lines = history_lines(tmp_path / HISTORY)
+    assert [line["epoch"] for line in lines] == [0, 1, 2]
+    assert [line["loss"] for line in lines] == history["loss"]
+    loaded = load_checkpoint(tmp_path / CHECKPOINT, small_cfg, opt_like(small_cfg), "jax")
+    assert loaded[2] == history
+
+
+class Crash(BaseException):
+    """The process dying: nothing after it runs."""
+
+
+@pytest.mark.parametrize(
+    ("part", "every", "crash_at", "done"),
+    [(1, 0, 3, 2), (6, 0, 3, 2), (1, float("inf"), 4, 1)],
+    ids=["part1-every-epoch", "part6-every-epoch", "part1-first-and-last"],
+)
+def test_resume_after_a_crash_between_the_history_and_the_checkpoint(
+    part, every, crash_at, done, tmp_path, monkeypatch
+):
+    cfg = EchoConfig.for_part(part, num_epochs=4, total_series_length=1500)
+    full, full_history = fit(cfg, out_dir=tmp_path / "full", quiet=True, progress=False)
+    out = tmp_path / "crashed"
+
+    def crash(path, cfg, params, opt_state, mark, implementation):
+        if mark.epochs == crash_at:
+            raise Crash
+        save_checkpoint(path, cfg, params, opt_state, mark, implementation)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", crash)
+    with pytest.raises(Crash):
+        fit(cfg, out_dir=out, quiet=True, progress=False, checkpoint_seconds=every)
+    monkeypatch.undo()
+    # The history has the lines of crash_at epochs, the checkpoint covers done: the rest go.
+    assert len(history_lines(out / HISTORY)) == crash_at
+    assert len(load_checkpoint(out / CHECKPOINT, cfg, opt_like(cfg), "jax")[2]["loss"]) == done
+    resumed, history = fit(cfg, out_dir=out, resume=True, quiet=True, progress=False)
+    assert_same_params(full, resumed)
+    assert history["loss"] == full_history["loss"]
+    lines = history_lines(out / HISTORY)
+    assert [line["epoch"] for line in lines] == [0, 1, 2, 3]
+    assert [line["loss"] for line in lines] == full_history["loss"]
+
+
+def test_a_missing_short_different_or_corrupt_history_is_refused(small_cfg, tmp_path):
+    cfg = dataclasses.replace(small_cfg, num_epochs=2)
+    fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
+    path, like = tmp_path / HISTORY, opt_like(small_cfg)
+    good = path.read_bytes()
+
+    def refused(match):
+        with pytest.raises(CheckpointError, match=match):
+            fit(small_cfg, out_dir=tmp_path, resume=True, quiet=True, progress=False)
+
+    path.unlink()
+    refused(f"{HISTORY} is missing: .* covers 2 epochs")
+    path.write_bytes(good[:-10])
+    refused(f"{HISTORY} has {len(good) - 10} bytes, fewer than the {len(good)} of the 2 epochs")
+    assert path.read_bytes() == good[:-10]  # left for the user to inspect
+    path.write_bytes(good.replace(b'"epoch": 1', b'"epoch": 7'))
+    refused(f"{HISTORY} does not match the checkpoint: its first 2 epochs differ")
+    # Lines past the checkpoint's (a crash before it was replaced) are no error.
+    path.write_bytes(good + b'{"epoch": 2, "loss": [')
+    _, _, history = load_checkpoint(tmp_path / CHECKPOINT, small_cfg, like, "jax")
+    assert len(history["loss"]) == 2
+    # A checkpoint that covers a corrupt line (written by something else than run_epochs).
+    params = init_params(small_cfg)
+    for bad, match in [
+        (b"not json\n", "line 1, is corrupt"),
+        (b'{"epoch": 1, "loss": []}\n', "line 1, is corrupt: .*out of order"),
+    ]:
+        path.write_bytes(bad)
+        mark = HistoryMark(1, len(bad), zlib.crc32(bad))
+        save_checkpoint(tmp_path / CHECKPOINT, small_cfg, params, like, mark, "jax")
+        with pytest.raises(CheckpointError, match=match):
+            load_checkpoint(tmp_path / CHECKPOINT, small_cfg, like, "jax")
+
+
 def test_checkpoint_is_never_silently_overwritten(tmp_path):
     cfg = EchoConfig(num_epochs=1, total_series_length=7500)
     fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
     before = (tmp_path / CHECKPOINT).read_bytes()
+    history = (tmp_path / HISTORY).read_bytes()
     with pytest.raises(CheckpointError, match="exists: pass resume=True"):
         fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
     with pytest.raises(CheckpointError, match="another configuration .*state_size: saved 4, now 8"):
@@ -95,6 +208,7 @@ def test_checkpoint_is_never_silently_overwritten(tmp_path):
     with pytest.raises(CheckpointError, match="cannot resume: no checkpoint"):
         fit(cfg, out_dir=tmp_path / "empty", resume=True, quiet=True, progress=False)
     assert (tmp_path / CHECKPOINT).read_bytes() == before
+    assert (tmp_path / HISTORY).read_bytes() == history
 
 
 def test_corrupt_or_foreign_checkpoint_is_refused(small_cfg, tmp_path):
@@ -189,13 +303,13 @@ def test_cli_train_writes_its_three_files_and_eval_reads_them(tmp_path, capsys):
     ]
     assert main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["params.npz", "history.json", "echo.png", CHECKPOINT, LOCK]
+        ["params.npz", "history.json", "echo.png", CHECKPOINT, HISTORY, LOCK]
     )
     record = json.loads((out / "history.json").read_text())
     assert record["config"] == EchoConfig(num_epochs=2, total_series_length=7500).to_dict()
     assert len(record["history"]["loss"]) == 2 and len(record["history"]["loss"][0]) == 100
     assert record["implementation"] == "jax" and record["jax_version"] and record["device"]
-    assert record["wall_seconds"] > 0
+    assert_breakdown(record)
     assert (out / "echo.png").read_bytes()[:4] == b"\x89PNG"
     params, _ = load_params(out / "params.npz")
     assert isinstance(params, Params)
@@ -231,6 +345,50 @@ def test_cli_part_and_cell_options(tmp_path, capsys):
     assert main(["eval", "--params", str(out / "params.npz"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (result["cell"], result["num_layers"]) == ("gru", 2)
+
+
+BREAKDOWN = ["imports", "compile", "data", "training", "evaluation", "files", "figure", "other"]
+
+
+def assert_breakdown(record):
+    """``seconds`` has every part, none negative, and they sum to the wall time."""
+    seconds = record["seconds"]
+    assert list(seconds) == [*BREAKDOWN, "wall"]
+    assert all(v >= 0 for v in seconds.values()), seconds
+    assert sum(seconds[k] for k in BREAKDOWN) == pytest.approx(seconds["wall"], rel=1e-9)
+    assert record["wall_seconds"] == seconds["wall"]
+    assert seconds["training"] > 0 and seconds["imports"] > 0
+    assert record["training_seconds"] == sum(record["history"]["epoch_seconds"])
+
+
+def test_a_second_process_compiles_nothing_and_the_breakdown_is_the_processs(tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = ["train", "--epochs", "2", "--total-series-length", "1500", "--no-progress", "--quiet"]
+    records = []
+    for name in ["cold", "warm"]:
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "jax_echo", *run, "--out", str(tmp_path / name)],
+            env=env,
+            cwd=Path(__file__).parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 0, proc.stderr
+        record = json.loads((tmp_path / name / "history.json").read_text())
+        assert_breakdown(record)
+        # From the process's start: the interpreter and imports are in it.
+        assert record["seconds"]["imports"] > 0.1
+        assert record["seconds"]["wall"] <= elapsed
+        records.append(record)
+    cold, warm = records
+    # The optimizer's init, the epoch and the evaluation: compiled once, then loaded.
+    assert cold["compilations"] >= 3 and cold["compile_cache_hits"] == 0
+    assert warm["compilations"] == 0
+    assert warm["compile_cache_hits"] == cold["compilations"]
+    assert warm["history"]["loss"] == cold["history"]["loss"]
 
 
 @pytest.mark.parametrize(

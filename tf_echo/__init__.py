@@ -17,7 +17,7 @@ import numpy as np
 from jax_echo.cells import Params, init_params, params_from_dict, params_to_dict
 from jax_echo.registry import TF_IMPLEMENTATIONS, tf_impl
 from jax_echo.task import EchoConfig, prediction_accuracies
-from jax_echo.train import EpochVerbs, run_epochs
+from jax_echo.train import EpochVerbs, Timer, run_epochs, untimed
 from tf_echo.function import FunctionTrainer
 from tf_echo.graph import GraphTrainer
 
@@ -56,8 +56,11 @@ def fit(
     quiet: bool = False,
     progress: bool = True,
     dynamic: bool = False,
+    checkpoint_seconds: float = 1.0,
+    timer: Timer = untimed,
 ) -> tuple[Params, dict[str, Any]]:
-    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints and history.
+    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints, history and
+    ``timer`` sections.
 
     The checkpoint's optimizer state is the trainer's Adagrad accumulators. TensorFlow draws
     its own dropout masks, so with ``keep_prob < 1`` a resumed run is not bit-identical to an
@@ -91,6 +94,8 @@ def fit(
             resume=resume,
             quiet=quiet,
             progress=progress,
+            checkpoint_seconds=checkpoint_seconds,
+            timer=timer,
         )
     finally:
         trainer.close()

@@ -1,6 +1,7 @@
 """``make bench``: the benchmark suite in several processes, its JSON, and the report.
 
-    python -m benchmarks.run [--processes N] [--readme] [--allow-dirty] [extra pytest arguments]
+    python -m benchmarks.run [--processes N] [--select EXPR] [--readme] [--allow-dirty]
+                             [extra pytest arguments]
 
 XLA:CPU timings of one program differ by up to 2x from process to process, so every speed group
 runs in ``--processes`` fresh processes (default 3) and the report shows each row's median over
@@ -63,6 +64,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--processes", type=int, default=3, metavar="N")
     parser.add_argument("--readme", action="store_true", help="write README.md's blocks")
     parser.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
+    parser.add_argument(
+        "--select",
+        metavar="EXPR",
+        help="only these cases (a pytest -k expression, e.g. test_series)",
+    )
     args, extra = parser.parse_known_args(argv)
     if args.processes < 1:
         parser.error(f"--processes must be at least 1, got {args.processes}")
@@ -79,13 +85,19 @@ def main(argv: list[str]) -> int:
     out = RESULTS / f"{jax.default_backend()}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
     repeats = " and ".join(f"not {g}" for g in ONE_PROCESS_GROUPS)
+
+    def select(*parts: str | None) -> str | None:
+        chosen = [f"({p})" for p in (args.select, *parts) if p]
+        return " and ".join(chosen) or None
+
     runs = [
-        (f"process-{k}.json", None if k == 1 else repeats, {}) for k in range(1, args.processes + 1)
+        (f"process-{k}.json", select(None if k == 1 else repeats), {})
+        for k in range(1, args.processes + 1)
     ]
     runs += [
         (
             f"keras-tensorflow-{k}.json",
-            "keras" if k == 1 else f"keras and {repeats}",
+            select("keras", None if k == 1 else repeats),
             {"KERAS_BACKEND": "tensorflow"},
         )
         for k in range(1, args.processes + 1)
@@ -95,7 +107,8 @@ def main(argv: list[str]) -> int:
         command = pytest_command(out / name, selection, extra)
         commands.append({"json": name, "command": command, "env": env})
         code = subprocess.run(command, env={**os.environ, **env}).returncode
-        if code not in (0, 1):  # 1: some case failed; its JSON still holds the others
+        # 1: some case failed (its JSON holds the others); 5: the selection left no case here.
+        if code not in (0, 1, 5):
             print(f"benchmarks.run: {name} exited {code}", file=sys.stderr)
             return code
     (out / "run.json").write_text(json.dumps({**state, "runs": commands}, indent=1) + "\n")

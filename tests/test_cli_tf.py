@@ -16,7 +16,9 @@ from tf_echo.cli import main as tf_main
 SMALL = ["--total-series-length", "1500", "--no-progress", "--quiet"]  # 20 windows
 
 
-@pytest.mark.parametrize("impl", ["graph", "function-epoch-xla"])
+@pytest.mark.parametrize(
+    "impl", ["graph", pytest.param("function-epoch-xla", marks=pytest.mark.slow)]
+)
 def test_tf_echo_train_mirrors_jax_echo(tmp_path, impl):
     out = tmp_path / impl
     assert tf_main(["train", "--impl", impl, "--epochs", "2", *SMALL, "--out", str(out)]) == 0
@@ -50,6 +52,7 @@ def test_tf_echo_train_mirrors_jax_echo(tmp_path, impl):
     load_params(out / "params.npz")
 
 
+@pytest.mark.slow  # builds and trains TF1's 3-layer LSTM through dynamic_rnn: ~30 s on 2 cores
 def test_tf_echo_train_part_5_is_the_dynamic_rnn_program_of_part_4s_model(tmp_path, capsys):
     runs = {}
     for part in (4, 5):

@@ -214,6 +214,7 @@ def test_dropout_same_key_same_numbers_other_key_other_numbers():
     )
 
 
+@pytest.mark.slow  # op-by-op over a whole epoch: ~17 s on 2 cores
 def test_train_epoch_same_with_and_without_jit():
     cfg = EchoConfig.for_part(3, total_series_length=150)  # 2 windows: eager is slow
     x, y = epoch_data(cfg, 0)

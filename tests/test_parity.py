@@ -46,9 +46,11 @@ CASES = [
     for impl in IMPLEMENTATIONS
     if (impl != REFERENCE or part == 5) and (not impl.endswith("-xla") or model in XLA_MODELS)
 ]
-# The fast tier (make test) checks jax-epoch on every model and jax-step on part 1; the slow
-# tier (make test-slow, also in CI) every other pair.
-FAST = {("jax-epoch", model) for model in SERIES} | {("jax-step", "part1")}
+# The fast tier (make test) checks jax-epoch on each distinct JAX program (part 1, the LSTM, the
+# stacked LSTM, the GRU) and jax-step on part 1; the slow tier (make test-slow, also in CI) every
+# other pair: part 2 (part 1's math in TF1's layout), part 5 (part 4's program against
+# dynamic_rnn), part 6 at keep_prob 1, the 2-layer GRU, and every other implementation.
+FAST = {("jax-epoch", m) for m in ("part1", "part3", "part4", "gru")} | {("jax-step", "part1")}
 
 
 def case_params(cases):

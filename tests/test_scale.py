@@ -163,6 +163,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two Python processes, each compiling: ~20 s on 2 cores
 def test_two_processes_train_to_the_params_of_one(tmp_path):
     common = [
         "--epochs",

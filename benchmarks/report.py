@@ -71,7 +71,8 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
         merged["stats"]["median"] = float(statistics.median(medians))
         merged["stats"]["process_medians"] = medians
         benches.append(merged)
-    return {**runs[0], "benchmarks": benches}
+    started = min((data.get("datetime", "") for data in runs), default="")
+    return {**runs[0], "datetime": started, "benchmarks": benches}
 
 
 def spread(b: dict[str, Any], value) -> str:
@@ -212,6 +213,8 @@ def series_by_implementation(benches: list[dict[str, Any]]) -> list[str]:
             mark = " *" if b is not None and b["extra_info"].get("exact_math") is False else ""
             shown.append("" if b is None else spread(b, per_window_us) + mark)
         rows.append(f"| {name} | " + " | ".join(shown) + " |")
+    if not any(b["extra_info"].get("exact_math") is False for b in benches):
+        return rows
     return [
         *rows,
         "",

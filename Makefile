@@ -1,7 +1,7 @@
 # Two commands for a fresh machine with Python 3.11 and pip:
 #   make demo   set up .venv and run the tutorial training (defaults) into runs/tutorial-DATE
-#   make test   set up .venv with TensorFlow and run the test suite (make test-slow: the full
-#               100-epoch tutorial run of every implementation, about 4 minutes more)
+#   make test   set up .venv with TensorFlow and run the test suite (make test-slow: every other
+#               implementation and model pair and the full 100-epoch runs; CI runs both)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

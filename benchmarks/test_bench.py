@@ -431,7 +431,7 @@ def test_population(benchmark, quick, size, mode, device):
                 return block([losses for _, _, losses in results])
 
         run()  # compile and warm up, untimed
-        # Seven rounds: a median of three moves with one slow round (the results of 2026-11-26 had 3).
+        # Seven rounds: a median of three moves with one slow round (2026-11-26's results had 3).
         losses = benchmark.pedantic(run, rounds=1 if quick else 7, iterations=1)
         record(
             benchmark,

@@ -198,7 +198,7 @@ def warm_runner(name: str, device: str, cfg: EchoConfig):
     Returns ``(trainer, run, windows_per_call)``.
     """
     trainer = new_trainer(name, device, cfg)
-    per_epoch = name in PER_EPOCH
+    per_epoch = name.removesuffix("-remat") in PER_EPOCH
     run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
     run()  # compile and warm up, untimed
     run()
@@ -571,9 +571,7 @@ def test_realistic(benchmark, quick, case, name, device):
             import torch
 
             torch.cuda.reset_peak_memory_stats()
-        trainer = new_trainer(name, device, cfg)
-        run = (epoch_runner if impl in PER_EPOCH else window_runner)(trainer, cfg)
-        run()  # compile and warm up, untimed
+        trainer, run, windows_per_call = warm_runner(name, device, cfg)
         loss = benchmark.pedantic(run, rounds=1 if quick else 3, iterations=1)
         memory, what = peak_memory(name, device, trainer, cfg)
         trainer.close()
@@ -582,7 +580,7 @@ def test_realistic(benchmark, quick, case, name, device):
             name,
             device,
             cfg,
-            cfg.num_batches if impl in PER_EPOCH else 1,
+            windows_per_call,
             peak_bytes=memory,
             peak_what=what,
         )

@@ -1,5 +1,3 @@
-import sys
+from jax_echo.cli import run
 
-from jax_echo.cli import main
-
-sys.exit(main())
+run()

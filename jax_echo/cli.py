@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import platform
@@ -22,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from jax_echo import compare, model, scale, train
 from jax_echo.cells import Params
 from jax_echo.io import CheckpointError, atomic_write, load_params, run_lock, save_params
-from jax_echo.plot import echo_figure, save_figure, sweep_figure
+from jax_echo.plot import echo_figure, preload, save_figure, sweep_figure
 from jax_echo.registry import IMPLEMENTATIONS, TF_IMPLEMENTATIONS, MissingExtraError
 from jax_echo.task import CELL_NAMES, PARTS, EchoConfig, epoch_data, eval_data
 from jax_echo.train import TrainingDivergedError
@@ -292,6 +293,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.coordinator:
         scale.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     writer = jax.process_index() == 0  # across processes, one writes the files
+    if writer:
+        preload()  # Matplotlib's import overlaps compilation and training
     options = {
         "out_dir": args.out,
         "resume": args.resume,
@@ -493,3 +496,15 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
             file=sys.stderr,
         )
         return 130
+
+
+def run(entry: Callable[[], int] = main) -> NoReturn:
+    """A program (``jax-echo``, ``tf-echo``): ``entry()`` on the command line, then exit.
+
+    Before exiting, ``gc.freeze()`` moves every object to the permanent generation, so that the
+    interpreter's last collection does not walk JAX's and Matplotlib's object graphs: about 0.3 s
+    of a 2-core CPU's exit. Every file is closed by then (each is written and renamed in full).
+    """
+    code = entry()
+    gc.freeze()
+    sys.exit(code)

@@ -391,6 +391,18 @@ def test_a_second_process_compiles_nothing_and_the_breakdown_is_the_processs(tmp
     assert warm["history"]["loss"] == cold["history"]["loss"]
 
 
+def test_preload_imports_matplotlib_in_a_background_thread():
+    code = (
+        "import sys, threading; from jax_echo.plot import preload; thread = preload(); "
+        "print(thread.daemon, thread is not threading.current_thread()); thread.join(); "
+        "print('matplotlib.figure' in sys.modules, 'matplotlib.backends.backend_agg' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stdout.split() == ["True"] * 4
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

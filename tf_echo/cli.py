@@ -1,17 +1,18 @@
 """``tf-echo train``: the tutorial run in TensorFlow, with the options and files of ``jax-echo``.
 
 ``history.json`` has ``jax-echo``'s breakdown of the wall time (imports, files, figure, other)
-without ``compile``: TensorFlow builds and traces its programs inside the other parts. The epochs
-are in ``other``, as ``tf_echo.fit`` takes no timer.
+without ``compile``: TensorFlow builds and traces its programs inside the other parts.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from jax_echo import cli as jax_cli
 from jax_echo.io import run_lock
+from jax_echo.plot import preload
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
 
 # Not tf_echo.IMPLEMENTATIONS: importing tf_echo loads TensorFlow, too slow for --help.
@@ -23,6 +24,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with stopwatch.section("imports"):
         import tf_echo
 
+    preload()  # Matplotlib's import overlaps training
     cfg = jax_cli.config_from_args(args)
     dynamic = args.part in DYNAMIC_RNN_PARTS
     with run_lock(args.out):  # training and files
@@ -85,3 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return jax_cli.main(argv, build_parser())
+
+
+def run() -> NoReturn:
+    jax_cli.run(main)

@@ -31,7 +31,7 @@ def preload() -> threading.Thread:
 
     def load() -> None:
         with contextlib.suppress(ImportError):
-            import matplotlib.backends.backend_agg  # noqa: F401  (savefig's canvas)
+            import matplotlib.backends.backend_agg  # savefig's canvas
             import matplotlib.figure  # noqa: F401
 
     thread = threading.Thread(target=load, name="jax-echo-preload-matplotlib", daemon=True)

@@ -395,7 +395,7 @@ def test_preload_imports_matplotlib_in_a_background_thread():
     code = (
         "import sys, threading; from jax_echo.plot import preload; thread = preload(); "
         "print(thread.daemon, thread is not threading.current_thread()); thread.join(); "
-        "print('matplotlib.figure' in sys.modules, 'matplotlib.backends.backend_agg' in sys.modules)"
+        "print(*(f'matplotlib.{m}' in sys.modules for m in ['figure', 'backends.backend_agg']))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True

@@ -68,11 +68,16 @@ def _shapes_only(cfg: EchoConfig) -> EchoConfig:
 def _population(cfg: EchoConfig, evaluate: bool, size: int) -> Callable:
     """The compiled epoch of a population of ``size`` members (``size`` bounds the chunk)."""
     chunk = min(size, POPULATION_CHUNK, fused_members(cfg))
-    return _compiled_population(_shapes_only(cfg), evaluate, chunk)
+    return population_program(_shapes_only(cfg), chunk, evaluate)
 
 
 @functools.cache
-def _compiled_population(cfg: EchoConfig, evaluate: bool, chunk: int) -> Callable:
+def population_program(cfg: EchoConfig, chunk: int, evaluate: bool = False) -> Callable:
+    """The jitted epoch of a population, ``chunk`` members side by side (a ``vmap``), chunk after
+    chunk (``lax.map``): ``(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)`` to ``(params_P,
+    opt_state_P, losses_P)``, and the per-window accuracies after them when ``evaluate``.
+    ``train_population_epoch`` chooses the chunk; ``benchmarks/population_profile.py`` tries
+    others."""
     train_epoch = model.make_train_epoch(cfg, members=chunk)
     predict_epoch = model.make_predict_epoch(cfg, members=chunk)
 

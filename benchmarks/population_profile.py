@@ -100,8 +100,10 @@ def main(argv: list[str]) -> int:
             seconds[name].append(run())
     windows = P * cfg.num_batches
     base = statistics.median(seconds["one by one"])
-    print(f"{P} members x {cfg.num_batches} windows, {args.rounds} interleaved rounds, "
-          f"{jax.devices()[0].device_kind}\n")
+    print(
+        f"{P} members x {cfg.num_batches} windows, {args.rounds} interleaved rounds, "
+        f"{jax.devices()[0].device_kind}\n"
+    )
     print("| form | windows/s (median) | min-max | vs one by one | kernels | dots |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")
     for name, (_, (kernels, dots)) in rows.items():

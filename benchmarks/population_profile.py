@@ -5,15 +5,15 @@
 ``train_population_epoch`` runs a population as ``lax.map`` over chunks of members, each chunk a
 ``vmap`` of the epoch. This measures, in one process and interleaved round by round (so a noisy
 neighbour hits every row alike), the population's training throughput for each chunk width
-against a loop of ``train_epoch`` calls over the same members, and counts what XLA compiled for
-each width: the kernels (fusions and other thunks) of the epoch's optimized HLO, and its
-``dot`` operations. Prints a Markdown table; the numbers in docs/scaling.md come from it.
+against a loop of ``train_epoch`` calls over the same members, and what XLA launches for each
+width (``benchmarks.hlo.launched_kernels``): kernels per trained window (a chunk's kernel
+serves every member in it) and how many of them are dots. Prints a Markdown table;
+docs/scaling.md quotes it.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import time
@@ -21,6 +21,7 @@ import time
 import jax
 import numpy as np
 
+from benchmarks.hlo import launched_kernels
 from jax_echo import model
 from jax_echo.cells import init_params
 from jax_echo.optim import make_optimizer
@@ -28,31 +29,6 @@ from jax_echo.scale import population_program
 from jax_echo.task import EchoConfig, epoch_data
 
 CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # the population group's: 20 windows
-
-
-def hlo_counts(compiled) -> tuple[int, int]:
-    """(kernels, dots) of a compiled program's optimized HLO, counted in the computations that
-    run as such (the entry, and the bodies and conditions of while loops): every instruction
-    that launches work on its own (a fusion, or an unfused op; not parameters, constants,
-    tuples, bitcasts, or the loops themselves), and the ``dot`` instructions among them or
-    inside their fusions."""
-    text = compiled.as_text()
-    computations = {}
-    for block in text.split("\n\n"):
-        header = re.match(r"\s*(ENTRY\s+)?%?([\w.\-]+)", block)
-        if header:
-            computations[header.group(2)] = (bool(header.group(1)), block)
-    running = {name for name, (entry, _) in computations.items() if entry}
-    running |= set(re.findall(r"(?:body|condition)=%?([\w.\-]+)", text))
-    skipped = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "while"}
-    kernels = 0
-    for name in running:
-        for line in computations.get(name, (False, ""))[1].splitlines()[1:]:
-            op = re.search(r"=\s.*?\s([a-z][a-z0-9\-]*)\(", line)
-            if op and op.group(1) not in skipped:
-                kernels += 1
-    dots = len(re.findall(r"\sdot\(", text))
-    return kernels, dots
 
 
 def main(argv: list[str]) -> int:
@@ -71,7 +47,7 @@ def main(argv: list[str]) -> int:
     def chunked(width: int):
         population = population_program(cfg, width)
         lowered = population.lower(stacked, jax.vmap(optimizer.init)(stacked), xs, ys, None)
-        counts = hlo_counts(lowered.compile())
+        counts = launched_kernels(lowered.compile().as_text())
 
         def run():
             state = (jax.tree.map(np.copy, stacked), jax.vmap(optimizer.init)(stacked))
@@ -79,7 +55,7 @@ def main(argv: list[str]) -> int:
             jax.block_until_ready(population(*state, xs, ys, None))
             return time.perf_counter() - t0
 
-        return run, counts
+        return run, counts, P
 
     def one_by_one():
         state = [(p, optimizer.init(p)) for p in members]
@@ -90,13 +66,13 @@ def main(argv: list[str]) -> int:
     single = jax.jit(model.make_train_epoch(cfg)).lower(
         members[0], optimizer.init(members[0]), x, y, None
     )
-    rows = {"one by one": (one_by_one, hlo_counts(single.compile()))}
+    rows = {"one by one": (one_by_one, launched_kernels(single.compile().as_text()), 1)}
     rows |= {f"chunks of {w}": chunked(w) for w in args.chunks if w <= P}
-    for run, _ in rows.values():
+    for run, *_ in rows.values():
         run()  # compile and warm up
     seconds = {name: [] for name in rows}
     for _ in range(args.rounds):
-        for name, (run, _) in rows.items():
+        for name, (run, *_) in rows.items():
             seconds[name].append(run())
     windows = P * cfg.num_batches
     base = statistics.median(seconds["one by one"])
@@ -104,13 +80,17 @@ def main(argv: list[str]) -> int:
         f"{P} members x {cfg.num_batches} windows, {args.rounds} interleaved rounds, "
         f"{jax.devices()[0].device_kind}\n"
     )
-    print("| form | windows/s (median) | min-max | vs one by one | kernels | dots |")
-    print("| --- | ---: | --- | ---: | ---: | ---: |")
-    for name, (_, (kernels, dots)) in rows.items():
-        t = seconds[name]
+    print(
+        "| form | windows/s (median) | min-max | vs one by one | kernels per window | dots "
+        "| us per kernel |"
+    )
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    for name, (_, (kernels, dots), members) in rows.items():
+        t, per_window = statistics.median(seconds[name]), members * cfg.num_batches
         print(
-            f"| {name} | {windows / statistics.median(t):,.0f} | {windows / max(t):,.0f}-"
-            f"{windows / min(t):,.0f} | {base / statistics.median(t):.2f}x | {kernels} | {dots} |"
+            f"| {name} | {windows / t:,.0f} | {windows / max(seconds[name]):,.0f}-"
+            f"{windows / min(seconds[name]):,.0f} | {base / t:.2f}x | {kernels / per_window:.1f} "
+            f"| {dots / per_window:.2f} | {t / (kernels * P // members) * 1e6:.2f} |"
         )
     return 0
 

@@ -100,6 +100,7 @@ class FunctionTrainer:
         structured = params_from_dict(params, cfg)
         flat = params_to_dict(structured)
         self.cfg, self.dtype, self.per_epoch = cfg, np.dtype(dtype), per_epoch
+        self.jit_compile = jit_compile
         self.name = (
             "tf-function" + ("-epoch" if per_epoch else "") + ("-xla" if jit_compile else "")
         )
@@ -254,6 +255,16 @@ class FunctionTrainer:
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:
         """Predictions (N, B, T) over a series in one compiled call, state carried, no dropout."""
         return self._predict_epoch(self._windows(np.asarray(x_BxL, self.dtype))).numpy()
+
+    def epoch_hlo(self, x_BxL: Any, y_BxL: Any) -> str:
+        """XLA's optimized HLO of the compiled epoch on this series (``-epoch-xla`` only)."""
+        if not (self.per_epoch and self.jit_compile):
+            raise ValueError(f"{self.name} is not compiled by XLA as one epoch")
+        x_NxBxT = self._windows(np.asarray(x_BxL, self.dtype))
+        y_NxBxT = self._windows(np.asarray(y_BxL, np.int32))
+        return self._train_epoch.experimental_get_compiler_ir(x_NxBxT, y_NxBxT)(
+            stage="optimized_hlo"
+        )
 
     def _windows(self, a_BxL: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(split_windows(a_BxL, self.cfg.truncated_backprop_length))

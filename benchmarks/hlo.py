@@ -1,0 +1,123 @@
+"""What XLA runs per training window: kernels counted in the optimized HLO, JAX beside TF2 + XLA.
+
+    python -m benchmarks.hlo [--models part1 part3 part4 gru]
+
+At the tutorial's sizes XLA:CPU's time follows the number of kernels it launches (each fusion,
+or op left unfused, is one call with a fixed cost), not the arithmetic. This compiles one epoch
+of each series model with ``jax_echo`` (``make_train_epoch``) and with ``tf_echo``'s
+``tf.function`` epoch under XLA (``jit_compile=True``), and counts in each optimized HLO module
+the kernels one epoch launches, following every while loop's known trip count, divided by the
+epoch's windows. Prints a Markdown table; README's "Why the LSTM parts cost what they cost"
+quotes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+# Instructions that launch no work of their own.
+_NOT_KERNELS = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "while"}
+
+
+def _computations(hlo: str) -> tuple[dict[str, list[str]], str]:
+    """``({name: instruction lines}, entry name)`` of an HLO module's text."""
+    computations, entry = {}, ""
+    for block in hlo.split("\n\n"):
+        lines = block.strip("\n").splitlines()
+        header = re.match(r"(ENTRY\s+)?%?([\w.\-]+)\s*\(", lines[0]) if lines else None
+        if header:
+            computations[header.group(2)] = lines[1:]
+            entry = header.group(2) if header.group(1) else entry
+    return computations, entry
+
+
+def launched_kernels(hlo: str, unknown_trips: int | None = None) -> tuple[int, int]:
+    """``(kernels, dots)`` one run of an optimized HLO module launches: the entry's and every
+    while loop's instructions that do work (fusions and unfused ops), each loop's body and
+    condition counted its known trip count times, a ``call``'s computation once. ``dots``
+    counts the ``dot`` ops among them or inside their fusions (a fusion counted once however
+    many dots it holds). A loop without a known trip count runs ``unknown_trips`` times;
+    without it, it raises ValueError."""
+    computations, entry = _computations(hlo)
+    has_dot = {name for name, lines in computations.items() if any(" dot(" in x for x in lines)}
+
+    def count(name: str) -> tuple[int, int]:
+        kernels = dots = 0
+        for line in computations[name]:
+            op = re.search(r"=\s.*?\s([a-z][a-z0-9\-]*)\(", line)
+            if op is None:
+                continue
+            if op.group(1) == "while":
+                trips = re.search(r'"known_trip_count":\{"n":"(\d+)"\}', line)
+                if trips is None and unknown_trips is None:
+                    raise ValueError(f"a while loop without a known trip count: {line[:80]}")
+                n = unknown_trips if trips is None else int(trips.group(1))
+                for part in re.findall(r"(?:body|condition)=%?([\w.\-]+)", line):
+                    k, d = count(part)
+                    kernels, dots = kernels + n * k, dots + n * d
+            elif op.group(1) == "call":  # XLA:CPU wraps some loops in a call
+                k, d = count(re.search(r"to_apply=%?([\w.\-]+)", line).group(1))
+                kernels, dots = kernels + k, dots + d
+            elif op.group(1) not in _NOT_KERNELS:
+                kernels += 1
+                called = re.search(r"calls=%?([\w.\-]+)", line)
+                dots += op.group(1) == "dot" or bool(called and called.group(1) in has_dot)
+        return kernels, dots
+
+    return count(entry)
+
+
+def jax_epoch_hlo(cfg) -> str:
+    import jax
+
+    from jax_echo import model
+    from jax_echo.cells import init_params
+    from jax_echo.optim import make_optimizer
+    from jax_echo.task import epoch_data
+
+    params = init_params(cfg)
+    opt_state = make_optimizer(cfg).init(params)
+    epoch = jax.jit(model.make_train_epoch(cfg))
+    return epoch.lower(params, opt_state, *epoch_data(cfg, 0), None).compile().as_text()
+
+
+def tf_epoch_hlo(cfg) -> str:
+    import tf_echo
+    from jax_echo.cells import init_params
+    from jax_echo.task import epoch_data
+
+    trainer = tf_echo.make_trainer("function-epoch-xla", cfg, init_params(cfg))
+    return trainer.epoch_hlo(*epoch_data(cfg, 0))
+
+
+def main(argv: list[str]) -> int:
+    from jax_echo.task import EchoConfig
+
+    models = {
+        "part1": EchoConfig.for_part(1),
+        "part3": EchoConfig.for_part(3),
+        "part4": EchoConfig.for_part(4),
+        "gru": EchoConfig(cell="gru"),
+    }
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hlo")
+    parser.add_argument("--models", nargs="+", choices=list(models), default=list(models))
+    args = parser.parse_args(argv)
+    print("| model | jax-epoch kernels/window | dots/window | tf-function-epoch-xla | dots |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name in args.models:
+        cfg = models[name]
+        # TF's loop over the epoch's windows (a tf.range of the data's length) has no known
+        # trip count in the HLO: it runs once per window.
+        counts = [
+            launched_kernels(jax_epoch_hlo(cfg)),
+            launched_kernels(tf_epoch_hlo(cfg), unknown_trips=cfg.num_batches),
+        ]
+        (jk, jd), (tk, td) = ((k / cfg.num_batches, d / cfg.num_batches) for k, d in counts)
+        print(f"| {name} | {jk:.0f} | {jd:.0f} | {tk:.0f} | {td:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

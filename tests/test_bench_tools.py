@@ -1,0 +1,61 @@
+"""The benchmark's measuring tools: XLA's kernel count and the population profile."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import lax
+
+from benchmarks import hlo, population_profile
+
+
+def _loop_hlo(n: int) -> str:
+    """A while loop of ``n`` steps, each a product (a dot) and a tanh."""
+
+    def loop(x, w):
+        return lax.fori_loop(0, n, lambda i, x: jnp.tanh(x @ w), x)
+
+    x = jnp.ones((64, 64))
+    return jax.jit(loop).lower(x, x).compile().as_text()
+
+
+def test_launched_kernels_follow_the_loops_trip_count():
+    (k40, d40), (k80, d80) = (hlo.launched_kernels(_loop_hlo(n)) for n in (40, 80))
+    assert (d40, d80) == (40, 80)  # one dot a step, inside a fusion or not
+    per_step = (k80 - k40) / 40
+    assert per_step == int(per_step) and per_step >= 1
+    assert k40 - 40 * per_step >= 0  # what runs once
+
+
+def test_a_loop_without_a_known_trip_count_is_refused():
+    def until_small(x):
+        return lax.while_loop(lambda x: x.sum() > 1.0, lambda x: x * 0.5, x)
+
+    text = jax.jit(until_small).lower(jnp.ones(8)).compile().as_text()
+    with pytest.raises(ValueError, match="known trip count"):
+        hlo.launched_kernels(text)
+
+
+def test_the_tutorial_epoch_launches_a_fixed_number_of_kernels_per_window():
+    from jax_echo.task import EchoConfig
+
+    short, long = (EchoConfig(total_series_length=n) for n in (750, 1500))  # 10 and 20 windows
+    k_short, _ = hlo.launched_kernels(hlo.jax_epoch_hlo(short))
+    k_long, _ = hlo.launched_kernels(hlo.jax_epoch_hlo(long))
+    per_window = (k_long - k_short) / 10
+    assert per_window == int(per_window) and 20 < per_window < 400
+
+
+def test_population_profile_prints_a_row_per_form(capsys):
+    assert population_profile.main(["--members", "4", "--rounds", "1", "--chunks", "1", "4"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    rows = rows[2:]  # below the header and its rule
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| one by one",
+        "| chunks of 1",
+        "| chunks of 4",
+    ]
+    windows_per_s = [float(row.split(" | ")[1].replace(",", "")) for row in rows]
+    kernels_per_window = [float(row.split(" | ")[4]) for row in rows]
+    assert min(windows_per_s) > 0
+    # A chunk's kernel serves every member in it: fewer launches per trained window.
+    assert kernels_per_window[2] < kernels_per_window[0] / 2

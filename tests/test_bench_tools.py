@@ -59,3 +59,18 @@ def test_population_profile_prints_a_row_per_form(capsys):
     assert min(windows_per_s) > 0
     # A chunk's kernel serves every member in it: fewer launches per trained window.
     assert kernels_per_window[2] < kernels_per_window[0] / 2
+
+
+def test_lstm_products_prints_the_three_products(capsys):
+    pytest.importorskip("torch", reason="PyTorch is not installed (the peers extra)")
+    from benchmarks import lstm_products
+
+    args = ["--state", "4", "--batch", "2", "--reps", "3", "--rounds", "1"]
+    assert lstm_products.main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][2:]
+    assert [row.split(" | ")[1] for row in rows] == [
+        "(2, 5) @ (5, 16)",
+        "(2, 16) @ (16, 5)",
+        "(5, 2) @ (2, 16)",
+    ]
+    assert all(float(row.split(" | ")[2]) > 0 and float(row.split(" | ")[3]) > 0 for row in rows)

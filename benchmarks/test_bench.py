@@ -518,10 +518,6 @@ REALISTIC_NAMES = (
     *PEER_NAMES,
 )
 QUICK_REALISTIC = (8, 4, 4, 2)
-# tf_echo's TF2 variants unroll a window in Python, as static_rnn does; XLA then compiles every
-# step and its gradient: 50 steps take seconds, 200 ran over 5 minutes on the 2-core CPU
-# without finishing. Longer windows have TF's rows from tf-graph and Keras.
-TF2_UNROLLED_MAX_STEPS = 50
 
 
 def realistic_config(case: tuple[int, int, int, int]) -> EchoConfig:
@@ -568,11 +564,6 @@ def test_realistic(benchmark, quick, case, name, device):
                 "trainers are the series group's)"
             )
         case = QUICK_REALISTIC
-    if name.startswith("tf-function") and case[2] > TF2_UNROLLED_MAX_STEPS:
-        pytest.skip(
-            f"{name} unrolls its {case[2]}-step window for XLA: compiling it takes minutes "
-            f"(TF2_UNROLLED_MAX_STEPS = {TF2_UNROLLED_MAX_STEPS})"
-        )
     cfg = realistic_config(case)
     impl = name.removesuffix("-remat")
     with placed(impl, device):

@@ -145,6 +145,32 @@ def test_float64_epoch_trajectories_agree_to_1e_10(impl, model):
 
 @pytest.mark.parametrize(
     "impl",
+    [
+        "tf-function-epoch",
+        "tf-function-epoch-xla",
+        "tf-function-xla",
+    ],
+)
+def test_tf2_windows_longer_than_the_unroll_limit_match_jax_in_float64(impl):
+    """Past ``UNROLL_MAX_STEPS`` the TF2 variants loop over time (``tf.range``) instead of
+    unrolling; checked against jax_echo's epoch (itself checked against TF1 above)."""
+    from tf_echo.function import UNROLL_MAX_STEPS
+
+    T = UNROLL_MAX_STEPS + 10
+    cfg = EchoConfig(
+        cell="lstm", num_layers=2, truncated_backprop_length=T, total_series_length=4 * 5 * T
+    )
+    params = init_params(cfg, dtype=np.float64)
+    with jax.enable_x64(True):
+        x, y = epoch_data(cfg, 0)
+        expected = block(make_trainer("jax-epoch", cfg, params, np.float64).train_epoch(x, y))
+    losses = make_trainer(impl, cfg, params, np.float64).train_epoch(x, y)
+    assert losses.shape == (4,)
+    np.testing.assert_allclose(losses, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "impl",
     ["jax-epoch", *(pytest.param(i, marks=pytest.mark.slow) for i in ("jax-step", "tf-function"))],
 )
 def test_first_100_windows_match_tf1_in_float32(impl):

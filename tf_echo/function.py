@@ -22,6 +22,12 @@ from jax_echo.cells import LSTM_FORGET_BIAS, flat_names, params_from_dict, param
 from jax_echo.task import EchoConfig, split_windows
 from tf_echo.state import stacked_state
 
+# Windows of at most this many steps are unrolled in Python, as static_rnn builds them (XLA fuses
+# across steps, and compiles 50 LSTM steps in seconds); longer ones run a ``tf.range`` loop, a
+# while loop, whose compile time does not grow with the window (200 unrolled steps took XLA over
+# 5 minutes on a 2-core CPU).
+UNROLL_MAX_STEPS = 50
+
 # Under XLA, contractions whose broadcast product has at most this many elements are written as
 # a multiply and a sum, which XLA:CPU fuses with the surrounding elementwise work; a dot is a
 # separate call (part 4, epoch-xla: ~300 instead of ~800 us per window on a 2-core CPU). Without
@@ -149,26 +155,40 @@ class FunctionTrainer:
     def _logits_and_state(self, state, x_BxT, dropout_seed=None):
         """Logits (T, B, C) and the final state; dropout only when given a seed."""
         cfg = self.cfg
-        keep_prob = cfg.keep_prob
+        keep_prob, u_TxLxBxS = cfg.keep_prob, None
         if dropout_seed is not None:  # one draw per window (T, layers, B, S); XLA's differs
             shape = [cfg.truncated_backprop_length, cfg.num_layers, cfg.batch_size, cfg.state_size]
             u_TxLxBxS = tf.random.stateless_uniform(
                 shape, dropout_seed, dtype=self.dtype, alg="philox"
             )
-        outs = []
-        for t, x_B in enumerate(tf.unstack(x_BxT, axis=1)):
+
+        def step(t, x_B, state):
             out_BxS, new_state = x_B[:, None], []
             for layer, (params, layer_state) in enumerate(zip(self._layers, state, strict=True)):
                 layer_state, out_BxS = self._step(params, layer_state, out_BxS, self._dense)
-                if dropout_seed is not None:  # DropoutWrapper(output_keep_prob=keep_prob)
+                if u_TxLxBxS is not None:  # DropoutWrapper(output_keep_prob=keep_prob)
                     keep = u_TxLxBxS[t, layer] < keep_prob
                     out_BxS = tf.where(keep, out_BxS / keep_prob, tf.zeros_like(out_BxS))
                 new_state.append(layer_state)
-            state = tuple(new_state)
-            outs.append(out_BxS)
+            return tuple(new_state), out_BxS
+
+        T, B = cfg.truncated_backprop_length, cfg.batch_size
+        if T <= UNROLL_MAX_STEPS:  # unrolled in Python, as static_rnn builds it
+            outs = []
+            for t, x_B in enumerate(tf.unstack(x_BxT, axis=1)):
+                state, out_BxS = step(t, x_B, state)
+                outs.append(out_BxS)
+            outs_TBxS = tf.concat(outs, 0)
+        else:  # a while loop over time
+            outs = tf.TensorArray(self.dtype, size=T)
+            x_TxB = tf.transpose(x_BxT)
+            for t in tf.range(T):
+                state, out_BxS = step(t, x_TxB[t], state)
+                outs = outs.write(t, out_BxS)
+            outs_TBxS = tf.reshape(outs.stack(), [T * B, cfg.state_size])
         W2, b2 = self._variables["W2"], self._variables["b2"]
-        logits_TBxC = self._dense(tf.concat(outs, 0), W2, b2)
-        return tf.reshape(logits_TBxC, [len(outs), cfg.batch_size, cfg.num_classes]), state
+        logits_TBxC = self._dense(outs_TBxS, W2, b2)
+        return tf.reshape(logits_TBxC, [T, B, cfg.num_classes]), state
 
     def _loss(self, state, x_BxT, y_BxT, dropout_seed=None):
         logits_TxBxC, state = self._logits_and_state(state, x_BxT, dropout_seed)

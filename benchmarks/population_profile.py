@@ -21,7 +21,7 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.hlo import launched_kernels
+from benchmarks.hlo import jax_epoch_hlo, launched_kernels
 from jax_echo import model
 from jax_echo.cells import init_params
 from jax_echo.optim import make_optimizer
@@ -63,10 +63,7 @@ def main(argv: list[str]) -> int:
         jax.block_until_ready([model.train_epoch(p, s, x, y, cfg) for p, s in state])
         return time.perf_counter() - t0
 
-    single = jax.jit(model.make_train_epoch(cfg)).lower(
-        members[0], optimizer.init(members[0]), x, y, None
-    )
-    rows = {"one by one": (one_by_one, launched_kernels(single.compile().as_text()), 1)}
+    rows = {"one by one": (one_by_one, launched_kernels(jax_epoch_hlo(cfg)), 1)}
     rows |= {f"chunks of {w}": chunked(w) for w in args.chunks if w <= P}
     for run, *_ in rows.values():
         run()  # compile and warm up

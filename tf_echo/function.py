@@ -245,8 +245,7 @@ class FunctionTrainer:
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
         """Every window of a series, state reset to zeros, then carried; losses (N,)."""
-        x_NxBxT = self._windows(np.asarray(x_BxL, self.dtype))
-        y_NxBxT = self._windows(np.asarray(y_BxL, np.int32))
+        x_NxBxT, y_NxBxT = self._epoch_windows(x_BxL, y_BxL)
         if self.per_epoch:
             return self._train_epoch(x_NxBxT, y_NxBxT).numpy()
         state = self._zero_state()
@@ -280,10 +279,14 @@ class FunctionTrainer:
         """XLA's optimized HLO of the compiled epoch on this series (``-epoch-xla`` only)."""
         if not (self.per_epoch and self.jit_compile):
             raise ValueError(f"{self.name} is not compiled by XLA as one epoch")
-        x_NxBxT = self._windows(np.asarray(x_BxL, self.dtype))
-        y_NxBxT = self._windows(np.asarray(y_BxL, np.int32))
-        return self._train_epoch.experimental_get_compiler_ir(x_NxBxT, y_NxBxT)(
-            stage="optimized_hlo"
+        windows = self._epoch_windows(x_BxL, y_BxL)
+        return self._train_epoch.experimental_get_compiler_ir(*windows)(stage="optimized_hlo")
+
+    def _epoch_windows(self, x_BxL: Any, y_BxL: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A series' inputs and labels as ``train_epoch``'s tf.function takes them: (N, B, T)."""
+        return (
+            self._windows(np.asarray(x_BxL, self.dtype)),
+            self._windows(np.asarray(y_BxL, np.int32)),
         )
 
     def _windows(self, a_BxL: np.ndarray) -> np.ndarray:

@@ -276,11 +276,35 @@ def stack_step(
     return tuple(new_states), out_BxS
 
 
+def zero_state(cell: str, num_layers: int, B: int, S: int, dtype: Any) -> tuple[Any, ...]:
+    """Every layer's zero state: a tuple with one ``h`` or ``LSTMState(c, h)`` per layer."""
+    zeros = CELLS[cell].initial_state
+    return tuple(zeros(B, S, dtype) for _ in range(num_layers))
+
+
 def initial_state(cfg: EchoConfig, batch_size: int | None = None, dtype: Any = jnp.float32):
-    """The zero state of every layer: a tuple with one ``h`` or ``LSTMState(c, h)`` per layer."""
+    """The zero state of ``cfg``'s model (``zero_state``), for ``batch_size`` rows (default
+    ``cfg.batch_size``)."""
     B = cfg.batch_size if batch_size is None else batch_size
-    zeros = CELLS[cfg.cell].initial_state
-    return tuple(zeros(B, cfg.state_size, dtype) for _ in range(cfg.num_layers))
+    return zero_state(cfg.cell, cfg.num_layers, B, cfg.state_size, dtype)
+
+
+def state_from_layers(cfg: EchoConfig, layers: Any) -> tuple[Any, ...]:
+    """A state as TF1 gives it (one entry per layer: an array (B, S), or a pair ``(c, h)``, in
+    TF1's ``LSTMStateTuple`` order) as the cell's own pytree, ``initial_state``'s structure.
+
+    Raises ``ValueError`` when the layers or pairs are not ``cfg``'s (the model checks shapes).
+    """
+    layers = tuple(layers)
+    lstm = cfg.cell == "lstm"
+    if len(layers) != cfg.num_layers or any(
+        (len(layer) != 2 if lstm else np.ndim(layer) != 2) for layer in layers
+    ):
+        what = "(c, h) pairs" if lstm else "arrays (B, S)"
+        raise ValueError(f"the state must be {cfg.num_layers} per-layer {what}")
+    if lstm:
+        return tuple(LSTMState(c, h) for c, h in layers)
+    return layers
 
 
 # --- The model's parameters -------------------------------------------------------------------

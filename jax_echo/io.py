@@ -34,6 +34,8 @@ from jax_echo.task import EchoConfig
 
 CHECKPOINT = "checkpoint.npz"
 HISTORY = "history.jsonl"  # beside the checkpoint: one line of JSON per epoch
+RUN_RECORD = "history.json"  # a finished run's record (``runlog.write_run``)
+PARAMS = "params.npz"  # a finished run's weights
 LOCK = ".lock"
 
 
@@ -291,6 +293,17 @@ def save_checkpoint(
     arrays |= {k: host_array(v) for k, v in _leaves_by_path(opt_state).items()}
     meta = {"config": cfg.to_dict(), "implementation": implementation, "history": history._asdict()}
     _save_npz(path, {**arrays, "meta": _json(meta)}, sync_dir=False)
+
+
+def checkpoint_progress(path: str | os.PathLike) -> tuple[int, int]:
+    """``(epochs done, num_epochs of its run)`` of a checkpoint; ``CheckpointError`` if it is not
+    a valid one. A run whose checkpoint has every epoch done is finished."""
+    arrays = _load_npz(path)
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        return int(meta["history"]["epochs"]), int(meta["config"]["num_epochs"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a valid checkpoint: {e!r}") from e
 
 
 def load_checkpoint(

@@ -19,6 +19,7 @@ Shape legend: B batch, T time steps of a window, S state, C classes, N windows p
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -29,7 +30,7 @@ import optax
 from jax import lax
 
 from jax_echo import optim
-from jax_echo.cells import CELLS, Params, dense, dropout_masks, stack_step
+from jax_echo.cells import CELLS, Params, dense, dropout_masks, stack_step, zero_state
 from jax_echo.task import DROPOUT_STREAM, EchoConfig, prediction_accuracies, split_windows
 
 # Windows of up to this many cell steps (time steps x layers) are unrolled completely, so the
@@ -78,6 +79,16 @@ def epoch_key(cfg: EchoConfig, epoch: int) -> jax.Array:
     return dropout_key(cfg.seed, epoch)
 
 
+def window_key(cfg: EchoConfig, epoch: int, window: int) -> jax.Array:
+    """The dropout key of one window: the one ``train_epoch`` gives it from ``epoch_key``."""
+    return _window_key(epoch_key(cfg, epoch), cfg.num_batches, window)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _window_key(key: jax.Array, windows: int, window: Any) -> jax.Array:
+    return jax.random.split(key, windows)[window]
+
+
 @jax.jit
 def dropout_key(seed: Any, epoch: Any) -> jax.Array:
     """``epoch_key`` from a seed (one compiled call; ``vmap`` it over a population's seeds)."""
@@ -94,9 +105,8 @@ def _outputs(
     dtype = params.W2.dtype
     x_TxBx1 = jnp.swapaxes(x_BxT, -1, -2)[..., None].astype(dtype)
     T, B = x_TxBx1.shape[:2]
-    # Any nesting of tuples (NumPy from TensorFlow, say) into the cell's own state pytree.
-    structure = jax.tree.structure(_zero_state(spec, params, B))
-    state = structure.unflatten([jnp.asarray(s, dtype) for s in jax.tree.leaves(state)])
+    _check_state(state, _zero_state(spec, params, B))
+    state = jax.tree.map(lambda s: jnp.asarray(s, dtype), state)
     cell = CELLS[spec.cell]
     masks = None
     if key is not None and spec.keep_prob < 1:
@@ -111,6 +121,23 @@ def _outputs(
     unroll = T if T * len(params.cells) <= _FULL_UNROLL_LIMIT else 1
     state, out_TxBxS = lax.scan(step, state, (x_TxBx1, masks), unroll=unroll)
     return out_TxBxS, state
+
+
+def _check_state(state: Any, zeros: Any) -> None:
+    """Refuses a state that is not the cell's own pytree (``cells.initial_state``'s structure
+    and shapes): a plain ``(h, c)`` tuple in place of ``LSTMState(c, h)`` is not re-nested, so
+    it cannot be read in the wrong order. ``cells.state_from_layers`` converts TF1's tuples."""
+    got, expected = jax.tree.structure(state), jax.tree.structure(zeros)
+    if got != expected:
+        raise ValueError(
+            f"the state must have the structure of cells.initial_state(cfg), {expected}, got "
+            f"{got}; convert TF1's per-layer tuples with cells.state_from_layers(cfg, state)"
+        )
+    for leaf, zero in zip(jax.tree.leaves(state), jax.tree.leaves(zeros), strict=True):
+        if jnp.shape(leaf) != zero.shape:
+            raise ValueError(
+                f"state has shape {jnp.shape(leaf)}, expected (batch, state_size) = {zero.shape}"
+            )
 
 
 def _logits(params, x_BxT, state, spec, key=None):
@@ -200,23 +227,24 @@ def _check_inputs(params: Params, x: Any, y: Any, state: Any = None) -> None:
         )
     if state is None:
         return
-    layers, S = len(params.cells), params.W2.shape[-2]
+    layers = len(params.cells)
     if not isinstance(state, tuple) or len(state) != layers:
         raise ValueError(
             f"state must be a tuple of {layers} per-layer state(s) (cells.initial_state), "
             f"got {type(state).__name__} of {len(state) if isinstance(state, tuple) else 1}"
         )
-    expected = (jnp.shape(x)[0], S)
-    for leaf in jax.tree.leaves(state):
-        if jnp.shape(leaf) != expected:
-            raise ValueError(
-                f"state has shape {jnp.shape(leaf)}, expected (batch, state_size) = {expected}"
-            )
 
 
-def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> None:
+# The learning rates already read from the device: id of a state's rate array -> its value. The
+# state a training call returns holds its input's rate, so that rate is recorded without reading
+# it back (which would wait for the call: a host sync per window); an entry goes with its array.
+_KNOWN_RATES: dict[int, float] = {}
+
+
+def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> float | None:
     """Refuses training that would silently differ from ``cfg``: no key for dropout, or an
-    optimizer state holding another learning rate."""
+    optimizer state holding another learning rate. Returns the state's rate (``None`` for a
+    state without one); it is read from the device once per optimizer state, not per call."""
     if cfg.keep_prob < 1 and key is None:
         raise ValueError(
             f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs a key "
@@ -224,13 +252,25 @@ def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> None:
         )
     rate = optim.learning_rate(opt_state)
     if rate is None or isinstance(rate, jax.core.Tracer) or np.ndim(rate):
-        return
-    if float(rate) != float(np.asarray(cfg.learning_rate, np.asarray(rate).dtype)):
+        return None
+    value = _KNOWN_RATES.get(id(rate)) if isinstance(rate, jax.Array) else None
+    if value is None:
+        value = float(rate)
+    if value != float(np.asarray(cfg.learning_rate, getattr(rate, "dtype", np.float64))):
         raise ValueError(
-            f"the optimizer state holds learning rate {float(rate)}, but "
+            f"the optimizer state holds learning rate {value}, but "
             f"EchoConfig.learning_rate is {cfg.learning_rate}: build it with "
             "make_optimizer(cfg).init(params)"
         )
+    return value
+
+
+def _known_rate(opt_state: Any, value: float | None) -> None:
+    """Records that ``opt_state`` (a training call's output) holds the rate ``value``."""
+    rate = optim.learning_rate(opt_state)
+    if value is not None and isinstance(rate, jax.Array):
+        _KNOWN_RATES[id(rate)] = value
+        weakref.finalize(rate, _KNOWN_RATES.pop, id(rate), None)
 
 
 @functools.cache
@@ -269,9 +309,11 @@ def train_step(
       (a value: no gradient flows across the window edge). ``params``, ``opt_state`` and
       ``state`` are donated, so their input buffers must not be used afterwards.
     """
-    _check_training(cfg, opt_state, key)
+    rate = _check_training(cfg, opt_state, key)
     step = _compiled_step(_spec(cfg, optimizer=optimizer))
-    return step(params, opt_state, state, x_BxT, y_BxT, key)
+    params, opt_state, state, loss = step(params, opt_state, state, x_BxT, y_BxT, key)
+    _known_rate(opt_state, rate)
+    return params, opt_state, state, loss
 
 
 def make_train_epoch(
@@ -316,8 +358,7 @@ def _epoch_function(spec: _Spec) -> Callable:
 
 def _zero_state(spec: _Spec, params: Params, B: int) -> tuple[Any, ...]:
     """Every layer's zero state, shaped from the params (so it also works under ``vmap``)."""
-    zeros = CELLS[spec.cell].initial_state
-    return tuple(zeros(B, params.W2.shape[-2], params.W2.dtype) for _ in params.cells)
+    return zero_state(spec.cell, len(params.cells), B, params.W2.shape[-2], params.W2.dtype)
 
 
 @functools.cache
@@ -364,8 +405,11 @@ def train_epoch(
     >>> losses.shape
     (10,)
     """
-    _check_training(cfg, opt_state, key)
-    return _compiled_epoch(_spec(cfg, remat, optimizer))(params, opt_state, x, y, key)
+    rate = _check_training(cfg, opt_state, key)
+    epoch = _compiled_epoch(_spec(cfg, remat, optimizer))
+    params, opt_state, losses = epoch(params, opt_state, x, y, key)
+    _known_rate(opt_state, rate)
+    return params, opt_state, losses
 
 
 def make_predict_epoch(cfg: EchoConfig, *, members: int = 1) -> Callable:

@@ -46,15 +46,14 @@ def make_optimizer(cfg: Any) -> optax.GradientTransformation:
 
 def learning_rate(opt_state: Any) -> Any:
     """The learning rate held by a ``make_optimizer`` state (or ``None`` for other states)."""
-    hyperparams = getattr(opt_state, "hyperparams", None)
-    return None if hyperparams is None else hyperparams.get("learning_rate")
+    return optax.tree_utils.tree_get(opt_state, "learning_rate")
 
 
 def with_learning_rate(opt_state: Any, rate: Any) -> Any:
     """The state with another learning rate (an array of rates for a population)."""
-    return opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": rate})
+    return optax.tree_utils.tree_set(opt_state, learning_rate=rate)
 
 
 def accumulators(opt_state: Any) -> Any:
     """Adagrad's running sums of squared gradients, shaped like the params."""
-    return opt_state.inner_state[0].sum_of_squares
+    return optax.tree_utils.tree_get(opt_state, "sum_of_squares")

@@ -18,9 +18,9 @@ import functools
 import itertools
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -30,14 +30,22 @@ from jax import lax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from tqdm.auto import tqdm
 
 from jax_echo import model
 from jax_echo.cells import Params, fused_members, init_params
-from jax_echo.io import CheckpointError, host_array
+from jax_echo.io import CheckpointError, atomic_write, host_array
 from jax_echo.optim import make_optimizer, with_learning_rate
+from jax_echo.plot import save_figure, sweep_figure
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
-from jax_echo.train import EpochVerbs, Start, Timer, run_epochs, start_run, untimed
+from jax_echo.train import (
+    EpochVerbs,
+    Start,
+    Timer,
+    new_history,
+    run_epochs,
+    start_run,
+    untimed,
+)
 
 # --- Population ------------------------------------------------------------------------------
 
@@ -65,34 +73,40 @@ def _shapes_only(cfg: EchoConfig) -> EchoConfig:
     return dataclasses.replace(cfg, seed=0, learning_rate=1.0, num_epochs=1)
 
 
-def _population(cfg: EchoConfig, evaluate: bool, size: int) -> Callable:
-    """The compiled epoch of a population of ``size`` members (``size`` bounds the chunk)."""
-    chunk = min(size, POPULATION_CHUNK, fused_members(cfg))
-    return population_program(_shapes_only(cfg), chunk, evaluate)
+def stack(trees: Sequence[Any]) -> Any:
+    """Members' pytrees (params, optimizer states, data) stacked along a new leading axis P."""
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+
+
+def _chunk(cfg: EchoConfig, size: int) -> int:
+    """How many of ``size`` members run side by side in one ``vmap``."""
+    return min(size, POPULATION_CHUNK, fused_members(cfg))
 
 
 @functools.cache
-def population_program(cfg: EchoConfig, chunk: int, evaluate: bool = False) -> Callable:
+def population_program(cfg: EchoConfig, chunk: int) -> Callable:
     """The jitted epoch of a population, ``chunk`` members side by side (a ``vmap``), chunk after
     chunk (``lax.map``): ``(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)`` to ``(params_P,
-    opt_state_P, losses_P)``, and the per-window accuracies after them when ``evaluate``.
-    ``train_population_epoch`` chooses the chunk; ``benchmarks/population_profile.py`` tries
-    others."""
+    opt_state_P, losses_P)``. ``train_population_epoch`` chooses the chunk;
+    ``benchmarks/population_profile.py`` tries others."""
     train_epoch = model.make_train_epoch(cfg, members=chunk)
+
+    def population(*args_P):
+        return lax.map(lambda args: train_epoch(*args), args_P, batch_size=chunk)
+
+    return jax.jit(population, donate_argnums=(0, 1))
+
+
+@functools.cache
+def population_accuracies(cfg: EchoConfig, chunk: int) -> Callable:
+    """The jitted per-window accuracies (P, N) of every member on its own series."""
     predict_epoch = model.make_predict_epoch(cfg, members=chunk)
 
     def member(args):
-        params, opt_state, x_BxL, y_BxL, key = args
-        params, opt_state, losses = train_epoch(params, opt_state, x_BxL, y_BxL, key)
-        if not evaluate:
-            return params, opt_state, losses
-        accs = prediction_accuracies(predict_epoch(params, x_BxL), y_BxL)
-        return params, opt_state, losses, accs
+        params, x_BxL, y_BxL = args
+        return prediction_accuracies(predict_epoch(params, x_BxL), y_BxL)
 
-    def population(*args_P):
-        return lax.map(member, args_P, batch_size=chunk)
-
-    return jax.jit(population, donate_argnums=(0, 1))
+    return jax.jit(lambda *args_P: lax.map(member, args_P, batch_size=chunk))
 
 
 def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoConfig, keys_P=None):
@@ -103,7 +117,7 @@ def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoCon
     """
     if cfg.keep_prob < 1 and keys_P is None:
         raise ValueError(f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs keys_P")
-    population = _population(cfg, evaluate=False, size=len(x_PxBxL))
+    population = population_program(_shapes_only(cfg), _chunk(cfg, len(x_PxBxL)))
     return population(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)
 
 
@@ -113,31 +127,66 @@ def dropout_keys(members: Sequence[EchoConfig], epoch: int) -> jax.Array:
     return jax.vmap(model.dropout_key, in_axes=(0, None))(seeds, epoch)
 
 
+def population_verbs(cfg: EchoConfig, members: Sequence[EchoConfig]) -> EpochVerbs:
+    """``EpochVerbs`` for ``train.run_epochs`` over a population: each member's own data, dropout
+    keys and learning rate; one compiled call per epoch for training, one for the accuracies."""
+    shapes, chunk = _shapes_only(cfg), _chunk(cfg, len(members))
+    train, accuracies = population_program(shapes, chunk), population_accuracies(shapes, chunk)
+    init = jax.vmap(make_optimizer(cfg).init)
+    rates = np.array([m.learning_rate for m in members])
+
+    def init_opt_state(params_P):
+        return with_learning_rate(init(params_P), jnp.asarray(rates, params_P.W2.dtype))
+
+    def train_epoch(params_P, opt_state_P, x, y, epoch):
+        keys = dropout_keys(members, epoch) if cfg.keep_prob < 1 else None
+        return train(params_P, opt_state_P, x, y, keys)
+
+    def data(epoch):
+        return stack([epoch_data(m, epoch) for m in members])
+
+    return EpochVerbs(
+        "jax-population",
+        init_opt_state,
+        train_epoch,
+        accuracies,
+        epoch_data=data,
+        members=tuple(f"seed {m.seed}, learning rate {m.learning_rate:g}" for m in members),
+    )
+
+
 def fit_population(
     cfg: EchoConfig,
     seeds: Sequence[int] = (0,),
     learning_rates: Sequence[float] | None = None,
     *,
     progress: bool = True,
+    timer: Timer = untimed,
 ) -> tuple[Params, dict[str, Any]]:
     """Trains one independent model per (seed, learning rate) pair, all in one computation.
 
     Member ``i`` is exactly ``fit(population_configs(cfg, seeds, learning_rates)[i])``: its own
     initial weights, data and dropout keys from its seed, its own learning rate (a leaf of the
     optimizer state); per epoch the whole population is one compiled call (``vmap`` over chunks
-    of members, ``train_population_epoch``).
-    Works for every cell.
+    of members, ``train_population_epoch``). The loop over epochs is ``train.run_epochs``'s, as
+    for ``fit``. Works for every cell.
 
     Args:
       cfg: the shared configuration (its ``seed`` and ``learning_rate`` are replaced).
       seeds: seeds of the members.
       learning_rates: learning rates (default ``[cfg.learning_rate]``).
       progress: show a progress bar over epochs.
+      timer: as for ``fit``.
 
     Returns:
-      ``(params, history)``: ``Params`` whose arrays have a leading population axis P, and a
-      history with ``members`` (seed and learning rate of each), per epoch ``loss`` (P, N),
-      ``accuracy`` and ``accuracy_after_first`` (P,), and ``epoch_seconds``.
+      ``(params, history)``: ``Params`` whose arrays have a leading population axis P, and
+      ``fit``'s history with one value per member: per epoch ``loss`` (P, N), ``accuracy`` and
+      ``accuracy_after_first`` (P,), ``epoch_seconds`` (training, the whole population), and
+      ``members`` (the seed and learning rate of each).
+
+    Raises:
+      TrainingDivergedError: a member's loss is not finite; the message names the member (its
+        seed and learning rate), the epoch and the window.
 
     >>> params, history = fit_population(EchoConfig(num_epochs=2), seeds=[0, 1],
     ...                                  learning_rates=[0.1, 0.3], progress=False)  # 4 members
@@ -146,31 +195,46 @@ def fit_population(
     members = population_configs(cfg, seeds, learning_rates)
     if not members:
         raise ValueError("the population is empty: give at least one seed and learning rate")
-    params = jax.tree.map(lambda *xs: np.stack(xs), *[init_params(m) for m in members])
-    opt_state = jax.vmap(make_optimizer(cfg).init)(params)
-    rates = np.array([m.learning_rate for m in members], params.W2.dtype)
-    opt_state = with_learning_rate(opt_state, jnp.asarray(rates))
-    population = _population(cfg, evaluate=True, size=len(members))
-    history: dict[str, Any] = {
-        "members": [{"seed": m.seed, "learning_rate": m.learning_rate} for m in members],
-        "loss": [],
-        "accuracy": [],
-        "accuracy_after_first": [],
-        "epoch_seconds": [],
+    verbs = population_verbs(cfg, members)
+    params = stack([init_params(m) for m in members])
+    start = Start(params, verbs.init_opt_state(params), new_history())
+    params, history = run_epochs(
+        cfg, verbs, start=start, quiet=True, progress=progress, timer=timer
+    )
+    history["members"] = [{"seed": m.seed, "learning_rate": m.learning_rate} for m in members]
+    return params, history
+
+
+def sweep(
+    cfg: EchoConfig,
+    seeds: Sequence[int],
+    learning_rates: Sequence[float],
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``jax-echo sweep``: ``fit_population``, then its table on stdout and ``sweep.json``,
+    ``sweep.md`` and ``sweep.png`` in ``out_dir``; returns the record written to the JSON."""
+    t0 = time.perf_counter()
+    _, history = fit_population(cfg, seeds, learning_rates, progress=progress)
+    rows = sweep_table(history, cfg.num_batches)
+    table = format_sweep(rows)
+    print(table)
+    out = Path(out_dir)
+    device = jax.devices()[0]
+    record = {
+        "config": cfg.to_dict(),
+        "jax_version": jax.__version__,
+        "device": f"{device.platform}: {device.device_kind}",
+        "wall_seconds": time.perf_counter() - t0,
+        "table": rows,
+        "history": history,
     }
-    for epoch in tqdm(
-        range(cfg.num_epochs), desc="epochs", unit="epoch", disable=not progress, file=sys.stderr
-    ):
-        x, y = (np.stack(a) for a in zip(*[epoch_data(m, epoch) for m in members], strict=True))
-        keys = dropout_keys(members, epoch) if cfg.keep_prob < 1 else None
-        t0 = time.perf_counter()
-        params, opt_state, losses, accs = population(params, opt_state, x, y, keys)
-        losses, accs = np.asarray(losses), np.asarray(accs, np.float64)
-        history["epoch_seconds"].append(time.perf_counter() - t0)
-        history["loss"].append(losses.tolist())
-        history["accuracy"].append(accs.mean(axis=1).tolist())
-        history["accuracy_after_first"].append(accs[:, 1:].mean(axis=1).tolist())
-    return jax.tree.map(np.asarray, params), history
+    atomic_write(out / "sweep.json", lambda f: json.dump(record, f), mode="w")
+    atomic_write(out / "sweep.md", lambda f: f.write(table + "\n"), mode="w")
+    save_figure(sweep_figure(history), out / "sweep.png")
+    print(f"Wrote {out}/sweep.json, sweep.md, sweep.png")
+    return record
 
 
 # --- Data parallelism ------------------------------------------------------------------------

@@ -198,3 +198,34 @@ def split_windows(a_BxL: Any, window: int) -> Any:
 def prediction_accuracies(pred_NxBxT: Any, y_BxL: Any) -> Any:
     """Per-window accuracy (N,) of predictions (N, B, T) against a series' targets (B, L)."""
     return (pred_NxBxT == split_windows(y_BxL, pred_NxBxT.shape[-1])).mean(axis=(-2, -1))
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesModel:
+    """One model of the series as tests, benchmarks and reports name it."""
+
+    config: EchoConfig
+    part: int | None  # the tutorial part whose TF1 program it is; None for the GRU (not a part)
+    what_changed: str  # from part 1, in the tutorial's terms
+
+
+# Every model the project checks, by name: the six parts (part 6 also at keep_prob 1, where it is
+# checked exactly against TF1) and TF1's GRU, one and two layers.
+MODELS: dict[str, SeriesModel] = {
+    "part1": SeriesModel(EchoConfig.for_part(1), 1, "the baseline: hand-written tanh RNN, state h"),
+    "part2": SeriesModel(EchoConfig.for_part(2), 2, "BasicRNNCell + static_rnn: part 1's math"),
+    "part3": SeriesModel(EchoConfig.for_part(3), 3, "BasicLSTMCell, state (c, h)"),
+    "part4": SeriesModel(EchoConfig.for_part(4), 4, "MultiRNNCell of 3 LSTMCells, 3 x (c, h)"),
+    "part5": SeriesModel(EchoConfig.for_part(5), 5, "part 4 through dynamic_rnn"),
+    "part6": SeriesModel(EchoConfig.for_part(6), 6, "part 4 with output dropout (keep 0.5)"),
+    "part6-keep1": SeriesModel(
+        EchoConfig.for_part(6, keep_prob=1.0), 6, "part 6's program with nothing dropped"
+    ),
+    "gru": SeriesModel(EchoConfig(cell="gru"), None, "GRUCell (TF1's), state h; not a part"),
+    "gru-2": SeriesModel(
+        EchoConfig(cell="gru", num_layers=2), None, "MultiRNNCell of 2 GRUCells; not a part"
+    ),
+}
+# The distinct JAX programs among them (parts 2, 5 and 6 are part 1's or part 4's program in
+# JAX): what the benchmarks time and the fast test tier trains.
+DISTINCT_MODELS = ("part1", "part3", "part4", "gru")

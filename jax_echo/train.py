@@ -25,21 +25,24 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jax_echo import model
+from jax_echo import model, runlog
 from jax_echo.cells import Params, init_params, params_from_dict
 from jax_echo.io import (
     CHECKPOINT,
     HISTORY,
+    RUN_RECORD,
     CheckpointError,
     append_history,
+    checkpoint_progress,
     host_array,
     load_checkpoint,
+    load_params,
     run_lock,
     save_checkpoint,
     start_history,
 )
 from jax_echo.optim import make_optimizer
-from jax_echo.task import EchoConfig, epoch_data
+from jax_echo.task import EchoConfig, epoch_data, eval_data
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -52,12 +55,17 @@ class EpochVerbs(NamedTuple):
     ``train_epoch(params, opt_state, x, y, epoch)`` trains one epoch (``epoch`` seeds its
     dropout) and returns ``(params, opt_state, losses)``; ``window_accuracies(params, x, y)``
     evaluates the trained params, without dropout. ``name`` goes into checkpoints.
+    ``epoch_data(epoch)`` gives an epoch's series (default ``task.epoch_data(cfg, epoch)``). A
+    population (``scale.population_verbs``) has losses (P, N) and accuracies (P, N); ``members``
+    then describes each member, for the error that names one.
     """
 
     name: str
     init_opt_state: Callable[[Params], Any]
     train_epoch: Callable[[Params, Any, Any, Any, int], tuple[Params, Any, Any]]
     window_accuracies: Callable[[Params, Any, Any], Any]
+    epoch_data: Callable[[int], tuple[Any, Any]] | None = None
+    members: tuple[str, ...] = ()
 
 
 def jax_verbs(cfg: EchoConfig) -> EpochVerbs:
@@ -84,12 +92,16 @@ def new_history() -> dict[str, list]:
 def epoch_record(
     history: dict[str, list], losses: Any, accs: Any, seconds: float
 ) -> dict[str, Any]:
-    """Appends one epoch's results to ``history`` (any implementation's) and returns them."""
+    """Appends one epoch's results to ``history`` (any implementation's) and returns them.
+
+    ``accs`` are per-window accuracies, (N,) or (P, N) for a population: the accuracies are then
+    one per member."""
     accs = np.asarray(accs, np.float64)
+    after = accs[..., 1:].mean(axis=-1) if accs.shape[-1] > 1 else np.full(accs.shape[:-1], np.nan)
     record = {
         "loss": np.asarray(losses, np.float64).tolist(),
-        "accuracy": float(accs.mean()),
-        "accuracy_after_first": float(accs[1:].mean()) if len(accs) > 1 else float("nan"),
+        "accuracy": accs.mean(axis=-1).tolist(),
+        "accuracy_after_first": after.tolist(),
         "epoch_seconds": seconds,
     }
     for key, value in record.items():
@@ -106,13 +118,20 @@ def untimed(name: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def check_finite(losses: Any, epoch: int) -> None:
-    """Raises ``TrainingDivergedError`` naming the first non-finite window of the epoch."""
-    bad = np.flatnonzero(~np.isfinite(np.asarray(losses)))
+def check_finite(losses: Any, epoch: int, members: tuple[str, ...] = ()) -> None:
+    """Raises ``TrainingDivergedError`` naming the first non-finite window of the epoch (and, for
+    a population's losses (P, N), the first member with one, described by ``members``)."""
+    losses = np.asarray(losses)
+    bad = np.argwhere(~np.isfinite(losses))
     if bad.size:
+        *member, window = bad[0]
+        who = ""
+        if member:
+            (m,) = member
+            who = f"member {m}" + (f" ({members[m]})" if m < len(members) else "") + ", "
         raise TrainingDivergedError(
-            f"training diverged: the loss of epoch {epoch}, window {bad[0]} is "
-            f"{np.asarray(losses)[bad[0]]}; the last good checkpoint is kept"
+            f"training diverged: the loss of {who}epoch {epoch}, window {window} is "
+            f"{losses[tuple(bad[0])]}; the last good checkpoint is kept"
         )
 
 
@@ -129,6 +148,7 @@ def fit(
     params: Params | dict | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     quiet: bool = False,
     progress: bool = True,
     checkpoint_seconds: float = 1.0,
@@ -146,6 +166,7 @@ def fit(
         and the last epoch, and after any other that ends ``checkpoint_seconds`` or more after
         the last checkpoint (0: after every epoch).
       resume: continue from the checkpoint in ``out_dir``; the result equals an uninterrupted run.
+      overwrite: replace a finished run in ``out_dir`` (an unfinished one is never replaced).
       quiet: do not print the tutorial's loss lines.
       progress: show a progress bar over epochs.
       checkpoint_seconds: see ``out_dir``; a crash loses at most the epochs of this many seconds
@@ -167,6 +188,7 @@ def fit(
         params=params,
         out_dir=out_dir,
         resume=resume,
+        overwrite=overwrite,
         quiet=quiet,
         progress=progress,
         checkpoint_seconds=checkpoint_seconds,
@@ -189,10 +211,14 @@ def start_run(
     params: Params | dict | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Start:
     """The run's starting point: ``params`` (default ``init_params(cfg)``), or with ``resume``
-    the checkpoint in ``out_dir``. Refuses to start over an existing checkpoint."""
+    the checkpoint in ``out_dir``. Refuses to start over an unfinished run's checkpoint, and
+    over a finished run's unless ``overwrite``."""
     checkpoint = Path(out_dir, CHECKPOINT) if out_dir is not None else None
+    if resume and overwrite:
+        raise ValueError("pass either resume=True (--resume) or overwrite=True (--overwrite)")
     if resume:
         if params is not None:
             raise ValueError(
@@ -203,10 +229,19 @@ def start_run(
         like = verbs.init_opt_state(init_params(cfg))
         return Start(*load_checkpoint(checkpoint, cfg, like, verbs.name))
     if checkpoint is not None and checkpoint.exists():
-        raise CheckpointError(
-            f"{checkpoint} exists: pass resume=True (--resume) to continue that run, "
-            "or choose another output directory"
-        )
+        done, total = checkpoint_progress(checkpoint)
+        if done < total:
+            raise CheckpointError(
+                f"{out_dir} holds an unfinished run ({done} of {total} epochs): pass "
+                "resume=True (--resume) to continue it, or choose another output directory"
+            )
+        if not overwrite:
+            raise CheckpointError(
+                f"{out_dir} holds a finished run ({done} epochs): pass overwrite=True "
+                "(--overwrite) to replace it, or choose another output directory"
+            )
+        for name in (CHECKPOINT, RUN_RECORD):  # the rest is replaced as the new run goes
+            Path(out_dir, name).unlink(missing_ok=True)
     params = init_params(cfg) if params is None else params_from_dict(params, cfg)
     return Start(params, verbs.init_opt_state(params), new_history())
 
@@ -218,6 +253,7 @@ def run_epochs(
     params: Params | dict | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     quiet: bool = False,
     progress: bool = True,
     start: Start | None = None,
@@ -232,7 +268,9 @@ def run_epochs(
     writer = out_dir is not None and jax.process_index() == 0
     with run_lock(out_dir) if writer else contextlib.nullcontext():
         if start is None:
-            start = start_run(cfg, verbs, params=params, out_dir=out_dir, resume=resume)
+            start = start_run(
+                cfg, verbs, params=params, out_dir=out_dir, resume=resume, overwrite=overwrite
+            )
         params, opt_state, history = start
         if resume and not quiet:
             print(f"Resuming from {out_dir} after {len(history['loss'])} epochs")
@@ -253,13 +291,13 @@ def run_epochs(
         )
         for epoch in epochs:
             with timer("data"):
-                x, y = epoch_data(cfg, epoch)
+                x, y = verbs.epoch_data(epoch) if verbs.epoch_data else epoch_data(cfg, epoch)
             with timer("training"):
                 t0 = time.perf_counter()
                 params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
                 losses = host_array(losses)  # waits for the computation
                 seconds = time.perf_counter() - t0
-            check_finite(losses, epoch)
+            check_finite(losses, epoch, verbs.members)
             with timer("evaluation"):
                 accs = host_array(verbs.window_accuracies(params, x, y))
             record = epoch_record(history, losses, accs, seconds)
@@ -278,3 +316,56 @@ def run_epochs(
                         )
                         saved_at = time.perf_counter()
     return jax.tree.map(host_array, params), history
+
+
+def evaluate_params_file(
+    path: str | os.PathLike, seed: int = 12345, series: int = 1
+) -> dict[str, Any]:
+    """The accuracy of a params file (any cell) on ``series`` fresh series from ``seed``
+    (``task.eval_data``: a stream no training epoch draws from), overall and after each series'
+    first window."""
+    params, cfg = load_params(path)
+    accs = np.stack(
+        [
+            np.asarray(model.window_accuracies(params, *eval_data(cfg, seed, i), cfg))
+            for i in range(series)
+        ]
+    )
+    return {
+        "params": str(path),
+        "cell": cfg.cell,
+        "num_layers": cfg.num_layers,
+        "series": series,
+        "seed": seed,
+        "accuracy": float(accs.mean()),
+        "accuracy_after_first": float(accs[:, 1:].mean()),
+    }
+
+
+def evaluation_line(result: dict[str, Any]) -> str:
+    """``evaluate_params_file``'s result in one line."""
+    return (
+        f"{result['params']} ({result['cell']}, {result['num_layers']} layer(s)): accuracy "
+        f"{result['accuracy']:.4%} over {result['series']} fresh series "
+        f"({result['accuracy_after_first']:.4%} after each series' first window)"
+    )
+
+
+def write_jax_run(
+    out: str | os.PathLike,
+    cfg: EchoConfig,
+    params: Params,
+    history: dict[str, Any],
+    stopwatch: runlog.Stopwatch,
+    devices: int = 1,
+) -> None:
+    """``runlog.write_run`` for a ``jax_echo`` run (its predictions from
+    ``model.predict_epoch``), then the summary and the files written, on stdout."""
+    info = {**runlog.jax_info(), "devices": devices, "processes": jax.process_count()}
+
+    def predict_last_window(params, x):
+        return np.asarray(model.predict_epoch(params, x, cfg))[-1]
+
+    runlog.write_run(out, cfg, params, history, info, predict_last_window, stopwatch)
+    print(runlog.summary_line(history))
+    print(f"Wrote {out}/params.npz, history.json, echo.png")

@@ -11,21 +11,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax
 import pytest
 
-from jax_echo import EchoConfig
+from jax_echo import EchoConfig, task
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # A tutorial-shaped run small enough for a test: 5 rows of 1500 steps, 100 windows per epoch.
 SMALL = EchoConfig(num_epochs=3, total_series_length=7500)
 
-# Every model of the series (part 5 is part 4's model, part 6 part 4's with dropout) and the GRU.
+# Every model of the series with a distinct config (part 5 is part 4's model, part 6 part 4's
+# with dropout) and the GRU, one and two layers, at the tutorial's sizes: task.MODELS's.
 MODELS = {
-    "part1": EchoConfig.for_part(1),
-    "part2": EchoConfig.for_part(2),
-    "part3": EchoConfig.for_part(3),
-    "part4": EchoConfig.for_part(4),
-    "gru": EchoConfig(cell="gru"),
-    "gru-2": EchoConfig(cell="gru", num_layers=2),
+    name: task.MODELS[name].config for name in ("part1", "part2", "part3", "part4", "gru", "gru-2")
 }
 
 

@@ -26,6 +26,7 @@ from jax_echo import (
     train_step,
     window_accuracies,
 )
+from jax_echo.cells import LSTMState, state_from_layers
 from jax_echo.optim import accumulators, learning_rate
 from tests import reference
 from tests.conftest import MODELS
@@ -52,7 +53,7 @@ def test_forward_matches_the_series_step_by_step(x64, model_cfg, jit):
     cfg = dataclasses.replace(model_cfg, num_classes=3)
     params = init_params(cfg, 1, dtype=np.float64)
     x, _ = window(cfg)
-    state = reference.random_state(cfg, 2)
+    state = state_from_layers(cfg, reference.random_state(cfg, 2))
     fn = jax.jit(forward, static_argnames="cfg") if jit else forward
     logits, new_state = fn(params, x.astype(np.float64), state, cfg=cfg)
     ref_logits, ref_state = reference.forward(cfg, params_to_dict(params), x, list(state))
@@ -77,7 +78,7 @@ def test_forward_at_other_sizes(x64, part, changes):
     cfg = EchoConfig.for_part(part, **changes)
     params = tame(init_params(cfg, 1, dtype=np.float64), cfg)
     x, _ = window(cfg)
-    state = reference.random_state(cfg, 2)
+    state = state_from_layers(cfg, reference.random_state(cfg, 2))
     logits, _ = forward(params, x, state, cfg)
     ref_logits, _ = reference.forward(cfg, params_to_dict(params), x, list(state))
     T = cfg.truncated_backprop_length
@@ -110,7 +111,7 @@ def test_gradients_match_finite_differences(x64, model_cfg):
     cfg = dataclasses.replace(model_cfg, state_size=3)
     params = init_params(cfg, 3, dtype=np.float64)
     x, y = window(cfg, index=4)
-    state = reference.random_state(cfg, 0)
+    state = state_from_layers(cfg, reference.random_state(cfg, 0))
     grads, _ = jax.grad(loss_fn, has_aux=True)(params, x, y, state, cfg)
     w, g = params_to_dict(params), params_to_dict(grads)
     rng = np.random.default_rng(1)
@@ -315,6 +316,23 @@ def test_window_accuracies(name):
     ):
         acc, state = accuracy(params, x_BxT, y_BxT, state, cfg)
         np.testing.assert_allclose(accs[i], acc)
+
+
+def test_a_state_of_another_structure_is_refused_not_re_nested():
+    """A plain (h, c) tuple where LSTMState(c, h) belongs could be read in the wrong order: the
+    model refuses it; TF1's (c, h) pairs go through state_from_layers, in TF1's order."""
+    cfg = EchoConfig.for_part(3)
+    params = init_params(cfg)
+    x, _ = window(cfg)
+    c, h = reference.random_state(cfg, 1)[0]
+    with pytest.raises(ValueError, match=r"structure of cells.initial_state.*state_from_layers"):
+        forward(params, x, ((h, c),), cfg)
+    converted = state_from_layers(cfg, ((c, h),))
+    assert converted == (LSTMState(c, h),)
+    _, (out,) = forward(params, x, converted, cfg)
+    assert isinstance(out, LSTMState)
+    with pytest.raises(ValueError, match=r"3 per-layer \(c, h\) pairs"):
+        state_from_layers(EchoConfig.for_part(4), ((c, h),))
 
 
 def test_bad_inputs_get_clear_errors(small_cfg):

@@ -19,22 +19,14 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies
-from jax_echo.compare import block, make_trainer
+from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies, task
 from jax_echo.registry import IMPLEMENTATIONS, REFERENCE
+from jax_echo.trainers import block, make_trainer
 from tests import reference
 
-# (model, part for the TF1 program) -> config; part 6 at keep_prob 1.0 is checked exactly.
-SERIES = {
-    "part1": (EchoConfig.for_part(1), 1),
-    "part2": (EchoConfig.for_part(2), 2),
-    "part3": (EchoConfig.for_part(3), 3),
-    "part4": (EchoConfig.for_part(4), 4),
-    "part5": (EchoConfig.for_part(5), 5),
-    "part6-keep1": (EchoConfig.for_part(6, keep_prob=1.0), 6),
-    "gru": (EchoConfig(cell="gru"), None),
-    "gru-2": (EchoConfig(cell="gru", num_layers=2), None),
-}
+# (model, part for the TF1 program) -> config: every model of task.MODELS but part 6 with
+# dropout (TensorFlow draws its own masks), which is checked exactly at keep_prob 1.0.
+SERIES = {name: (m.config, m.part) for name, m in task.MODELS.items() if name != "part6"}
 # Every implementation but the reference itself; part 5's reference is the dynamic_rnn program,
 # so there the static_rnn program is one more implementation under test.
 # XLA's compile of TensorFlow's stacked cells takes a minute or more on 2 cores, so the two XLA
@@ -50,7 +42,7 @@ CASES = [
 # stacked LSTM, the GRU) and jax-step on part 1; the slow tier (make test-slow, also in CI) every
 # other pair: part 2 (part 1's math in TF1's layout), part 5 (part 4's program against
 # dynamic_rnn), part 6 at keep_prob 1, the 2-layer GRU, and every other implementation.
-FAST = {("jax-epoch", m) for m in ("part1", "part3", "part4", "gru")} | {("jax-step", "part1")}
+FAST = {("jax-epoch", m) for m in task.DISTINCT_MODELS} | {("jax-step", "part1")}
 
 
 def case_params(cases):

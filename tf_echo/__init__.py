@@ -3,102 +3,32 @@
 ``GraphTrainer`` is the author's TF1 program (``tf.compat.v1`` graph and session: the hand-written
 RNN of part 1, ``static_rnn`` over TF1's cells for parts 2-4, ``dynamic_rnn`` for parts 5-6);
 ``FunctionTrainer`` is modern TF2 (``tf.function``, optionally XLA). Both follow
-``jax_echo.registry.Trainer``, start from given weights in TF1's flat layout and compute
+``jax_echo.registry.ReferenceTrainer``, start from given weights in TF1's flat layout and compute
 everything in TensorFlow: ``jax_echo`` only supplies the task, the weight layout and the files.
+
+TensorFlow is loaded on first use of these names, so that ``tf-echo --help`` (and its error
+without the ``tf`` extra) does not wait for it.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 from typing import Any
 
-import numpy as np
-
-from jax_echo.cells import Params, init_params, params_from_dict, params_to_dict
-from jax_echo.registry import TF_IMPLEMENTATIONS, tf_impl
-from jax_echo.task import EchoConfig, prediction_accuracies
-from jax_echo.train import EpochVerbs, Timer, run_epochs, untimed
-from tf_echo.function import FunctionTrainer
-from tf_echo.graph import GraphTrainer
-
-IMPLEMENTATIONS = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
+_LAZY = {
+    "FunctionTrainer": "tf_echo.function",
+    "GraphTrainer": "tf_echo.graph",
+    "IMPLEMENTATIONS": "tf_echo.train",
+    "fit": "tf_echo.train",
+    "make_trainer": "tf_echo.train",
+    "write_tf_run": "tf_echo.train",
+}
 
 
-def make_trainer(
-    impl: str,
-    cfg: EchoConfig,
-    params: Params | dict,
-    dtype=np.float32,
-    device: str | None = None,
-    dynamic: bool = False,
-):
-    """A trainer for one of ``IMPLEMENTATIONS`` from the given weights.
-
-    ``device`` places the TF1 graph; TF2 trainers run under the caller's ``tf.device`` scope.
-    ``dynamic``: the TF1 program runs its cells through ``dynamic_rnn`` (parts 5-6).
-    """
-    if impl == "graph":
-        return GraphTrainer(cfg, params, dtype, device, dynamic=dynamic)
-    if impl in IMPLEMENTATIONS:
-        return FunctionTrainer(
-            cfg, params, dtype, jit_compile=impl.endswith("-xla"), per_epoch="-epoch" in impl
-        )
-    raise ValueError(f"unknown TensorFlow implementation {impl!r}; choose from {IMPLEMENTATIONS}")
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tf_echo' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
-def fit(
-    cfg: EchoConfig,
-    impl: str = "graph",
-    *,
-    params: Params | dict | None = None,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    quiet: bool = False,
-    progress: bool = True,
-    dynamic: bool = False,
-    checkpoint_seconds: float = 1.0,
-    timer: Timer = untimed,
-) -> tuple[Params, dict[str, Any]]:
-    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints, history and
-    ``timer`` sections.
-
-    The checkpoint's optimizer state is the trainer's Adagrad accumulators. TensorFlow draws
-    its own dropout masks, so with ``keep_prob < 1`` a resumed run is not bit-identical to an
-    uninterrupted one (it is at ``keep_prob = 1``).
-    """
-    start = init_params(cfg) if params is None else params_from_dict(params, cfg)
-    trainer = make_trainer(impl, cfg, start, dynamic=dynamic)
-
-    def init_opt_state(params):
-        del params  # only the accumulators' structure and shapes: fresh ones are 0.1
-        return trainer.accumulators
-
-    def train_epoch(params, opt_state, x, y, epoch):
-        del epoch  # TensorFlow's own random stream draws the dropout masks
-        trainer.set_state(params_to_dict(params), opt_state)
-        losses = trainer.train_epoch(x, y)
-        params, opt_state = trainer.get_state()
-        return params_from_dict(params, cfg), opt_state, losses
-
-    def window_accuracies(params, x, y):
-        del params  # the trainer holds them after train_epoch
-        return prediction_accuracies(trainer.predict_epoch(x), y)
-
-    verbs = EpochVerbs(trainer.name, init_opt_state, train_epoch, window_accuracies)
-    try:
-        return run_epochs(
-            cfg,
-            verbs,
-            params=None if resume else start,
-            out_dir=out_dir,
-            resume=resume,
-            quiet=quiet,
-            progress=progress,
-            checkpoint_seconds=checkpoint_seconds,
-            timer=timer,
-        )
-    finally:
-        trainer.close()
-
-
-__all__ = ["IMPLEMENTATIONS", "FunctionTrainer", "GraphTrainer", "fit", "make_trainer"]
+__all__ = sorted(_LAZY)

@@ -144,6 +144,7 @@ class FunctionTrainer:
         self._forward = compiled(self._logits_and_state, state_spec, x_spec)
         self._loss_and_grads = compiled(self._loss_and_gradients, state_spec, x_spec, y_spec)
         self._predict_epoch = compiled(self._predict_all_windows, x_windows)
+        self._carried = self._zero_state()  # train_window's state
 
     # --- The model, in TF ops -----------------------------------------------------------------
 
@@ -243,8 +244,19 @@ class FunctionTrainer:
         )
         return _numpy(state), loss.numpy()
 
-    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0):
+        """One window from the carried state (zeros at first, kept as tensors), carried on; the
+        loss. Dropout masks come from the windows trained so far (``epoch`` and ``window`` are
+        not used)."""
+        del epoch, window
+        self._carried, loss = self._train_step(
+            self._carried, np.asarray(x_BxT, self.dtype), np.asarray(y_BxT, np.int32)
+        )
+        return loss.numpy()
+
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         """Every window of a series, state reset to zeros, then carried; losses (N,)."""
+        del epoch  # dropout masks come from the windows trained so far
         x_NxBxT, y_NxBxT = self._epoch_windows(x_BxL, y_BxL)
         if self.per_epoch:
             return self._train_epoch(x_NxBxT, y_NxBxT).numpy()
@@ -253,6 +265,7 @@ class FunctionTrainer:
         for x_BxT, y_BxT in zip(x_NxBxT, y_NxBxT, strict=True):
             state, loss = self._train_step(state, x_BxT, y_BxT)
             losses.append(loss)
+        self._carried = state
         return tf.stack(losses).numpy()
 
     def forward(self, x_BxT: Any, state: Any) -> tuple[np.ndarray, tuple]:

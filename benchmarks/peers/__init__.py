@@ -7,9 +7,12 @@ library's fastest honest form. A row whose cell differs in math (PyTorch's and F
 the reset gate after the matmul; TF1's GRUCell before it) is timed and labelled, never
 parity-tested: ``Peer.exact_cells`` lists the cells whose math is TF1's.
 
-The peer contract (``PeerTrainer``) is smaller than ``jax_echo.registry.Trainer``: a peer keeps
-its recurrent state itself, as the tutorial does (zeros at the start of an epoch, then carried
-from window to window), and returns host values, so every call ends synchronised.
+Every peer is a ``jax_echo.registry.Trainer``, as JAX and TensorFlow are: it carries its
+recurrent state itself, as the tutorial does (zeros at the start of an epoch, then carried from
+window to window), and returns host values, so every call ends synchronised. It is built as
+``Factory(cfg, params, dtype=np.float32, device="cpu")``: ``params`` a flat TF1-layout dict (or
+``Params``), ``device`` "cpu" or "gpu"; the constructor raises ``ValueError`` naming what it
+cannot run (a cell, a keep_prob below 1, float64 on a library without it).
 
 Nothing here is a dependency of jax_echo: ``make bench`` installs the ``peers`` extra, and a row
 whose library is missing is skipped with the reason.
@@ -22,42 +25,16 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from jax_echo.registry import Trainer
 from jax_echo.task import EchoConfig
 
 # Keras picks its backend once per process, on import: JAX unless the caller chose. ``make bench``
 # runs the Keras rows again in a process of their own with KERAS_BACKEND=tensorflow.
 os.environ.setdefault("KERAS_BACKEND", "jax")
-
-
-class PeerTrainer(Protocol):
-    """One library's trainer, built as ``Factory(cfg, params, dtype=np.float32, device="cpu")``.
-
-    ``params`` is a flat TF1-layout dict (or ``jax_echo.cells.Params``); ``device`` is ``"cpu"``
-    or ``"gpu"``. The constructor raises ``ValueError`` naming what it cannot run (a cell, a
-    keep_prob below 1, float64 on a library without it).
-    """
-
-    name: str
-
-    def train_window(self, x_BxT: Any, y_BxT: Any) -> float:
-        """One training step on one window from the carried state; the loss, on the host."""
-
-    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
-        """Every window of a series, state reset to zeros first; the losses (N,), on the host."""
-
-    def predict_epoch(self, x_BxL: Any) -> np.ndarray:
-        """Predicted symbols (N, B, T), int32, from a zero state, without training."""
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:
-        """The weights as a flat TF1-layout dict (only meaningful for ``exact_cells``)."""
-
-    def close(self) -> None:
-        """Frees what the trainer holds."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +44,7 @@ class Peer:
     name: str  # the row's name in every table
     library: str  # the module to import; the row is skipped without it
     module: str  # where its factory lives
-    factory: str  # the PeerTrainer class in ``module``
+    factory: str  # the trainer class in ``module`` (a ``registry.Trainer``)
     per_epoch: bool  # True: the timed call trains one epoch; False: one window
     exact_cells: tuple[str, ...]  # cells with TF1's math: parity-tested, same initial weights
     backend: str | None = None  # Keras: the backend this row needs (one per process)
@@ -84,7 +61,7 @@ class Peer:
             )
         return None
 
-    def make(self, cfg: EchoConfig, params: Any, dtype=np.float32, device: str = "cpu"):
+    def make(self, cfg: EchoConfig, params: Any, dtype=np.float32, device: str = "cpu") -> Trainer:
         """The row's trainer on ``cfg`` from ``params``."""
         factory = getattr(importlib.import_module(self.module), self.factory)
         return factory(cfg, params, dtype=dtype, device=device)

@@ -266,14 +266,16 @@ class NnxJitTrainer(_NnxTrainer):
 
     name = "flax-nnx-jit"
 
-    def train_window(self, x_BxT: Any, y_BxT: Any) -> float:
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
+        del epoch, window  # no dropout: every peer refuses keep_prob < 1
         with self._placed():
             loss, self.carry = jit_train_step(
                 self.model, self.optimizer, self.carry, *self._window(x_BxT, y_BxT)
             )
         return float(loss)
 
-    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
+        del epoch  # no dropout: every peer refuses keep_prob < 1
         with self._placed():
             self.carry = self._zero_carry()
             losses = []
@@ -303,8 +305,9 @@ class NnxScanTrainer(_NnxTrainer):
         model, _ = nnx.merge(self.graphdef, self.state)
         return model
 
-    def train_window(self, x_BxT: Any, y_BxT: Any) -> float:
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
         """One window through ``NnxJitTrainer``'s step (the same compiled program)."""
+        del epoch, window  # no dropout: every peer refuses keep_prob < 1
         with self._placed():
             model, optimizer = nnx.merge(self.graphdef, self.state)
             loss, self.carry = jit_train_step(
@@ -313,7 +316,8 @@ class NnxScanTrainer(_NnxTrainer):
             self.state = nnx.state((model, optimizer))
         return float(loss)
 
-    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
+        del epoch  # no dropout: every peer refuses keep_prob < 1
         with self._placed():
             x_NxBxT, y_NxBxT = self._windows(x_BxL, np.int32), self._windows(y_BxL, np.int32)
             self.state, self.carry, losses_N = scan_epoch(

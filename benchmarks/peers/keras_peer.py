@@ -216,11 +216,13 @@ class TrainOnBatchTrainer:
     def _inputs(self, x: Any) -> np.ndarray:
         return np.asarray(x, self.dtype)[..., None]
 
-    def train_window(self, x_BxT: Any, y_BxT: Any) -> float:
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
+        del epoch, window  # no dropout: every peer refuses keep_prob < 1
         with self._scope():
             return float(self.model.train_on_batch(self._inputs(x_BxT), np.asarray(y_BxT)))
 
-    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
+        del epoch  # no dropout: every peer refuses keep_prob < 1
         T = self.cfg.truncated_backprop_length
         with self._scope():
             self._reset_states()
@@ -279,7 +281,8 @@ class FitTrainer(TrainOnBatchTrainer):
 
     name = f"keras-{BACKEND}-fit"
 
-    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
+        del epoch  # no dropout: every peer refuses keep_prob < 1
         cfg, T = self.cfg, self.cfg.truncated_backprop_length
         x_NBxTx1 = self._inputs(split_windows(np.asarray(x_BxL), T)).reshape(-1, T, 1)
         y_NBxT = split_windows(np.asarray(y_BxL), T).reshape(-1, T)

@@ -118,15 +118,17 @@ class EagerTrainer:
             return loss.detach(), tuple(s.detach() for s in state)
         return loss.detach(), state.detach()
 
-    def train_window(self, x_BxT: Any, y_BxT: Any) -> float:
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
         """One training step from the carried state; the loss, on the host."""
+        del epoch, window  # no dropout: every peer refuses keep_prob < 1
         loss, self.state = self._step(
             self._tensor(x_BxT), self._tensor(y_BxT, torch.int64), self.state
         )
         return loss.item()
 
-    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         """Every window of a series from a zero state; the losses (N,), on the host."""
+        del epoch  # no dropout: every peer refuses keep_prob < 1
         T = self.cfg.truncated_backprop_length
         x_NxBxT = split_windows(self._tensor(x_BxL), T).contiguous()
         y_NxBxT = split_windows(self._tensor(y_BxL, torch.int64), T).contiguous()

@@ -1,0 +1,244 @@
+"""What a training run records about itself: where its time went, what it compiled, the files.
+
+Both command lines (``jax-echo train``, ``tf-echo train``) and their tests use these:
+
+- ``CompileLog``: XLA compilations and persistent-cache hits while it is open (a context manager:
+  its ``jax.monitoring`` listeners are removed on exit);
+- ``Stopwatch``: the run's wall time by section (imports, compile, data, training, evaluation,
+  files, figure, other), in seconds that sum to the wall time;
+- ``use_compile_cache``: JAX's persistent compilation cache under ``$XDG_CACHE_HOME/jax-echo``;
+- ``write_run``: ``params.npz``, the tutorial's figure and ``history.json`` (the run record).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from jax_echo.cells import Params
+from jax_echo.io import PARAMS, RUN_RECORD, atomic_write, save_params
+from jax_echo.plot import echo_figure, save_figure
+from jax_echo.task import EchoConfig, epoch_data
+
+_IMPORTED = time.perf_counter()
+
+RUNS = "runs"  # where runs go by default, one new directory each
+
+
+def new_run_dir(name: str = "tutorial") -> Path:
+    """A directory for a new run that does not exist yet: ``runs/NAME-DATE-TIME``."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(RUNS, f"{name}-{stamp}")
+    n = 2
+    while path.exists():
+        path, n = Path(RUNS, f"{name}-{stamp}-{n}"), n + 1
+    return path
+
+
+def process_seconds() -> float:
+    """Seconds since this process started: the interpreter's start-up and every import included.
+
+    Read from the kernel's start time of the process (``/proc/self/stat``, in clock ticks: 10 ms
+    on Linux). Without ``/proc``, the seconds since this module finished its imports.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rpartition(")")[2].split()  # from field 3, the state, on
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
+
+
+class CompileLog(contextlib.AbstractContextManager):
+    """Counts XLA compilations and persistent-cache hits, and their seconds, while it is open.
+
+    ``compile_seconds`` is XLA's part (or loading the program from the cache); ``seconds`` adds
+    JAX's tracing and lowering, which a persistent-cache hit still does. Use it in a ``with``
+    block: its listeners are registered on entry and removed on exit.
+    """
+
+    STEPS = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+
+    def __init__(self) -> None:
+        self.compilations, self.compile_seconds, self.cache_hits = 0, 0.0, 0
+        self.seconds = 0.0
+
+    def __enter__(self) -> CompileLog:
+        jax.monitoring.register_event_duration_secs_listener(self._duration)
+        jax.monitoring.register_event_listener(self._event)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._duration)
+        jax.monitoring.unregister_event_listener(self._event)
+
+    def _duration(self, event: str, seconds: float, **kwargs) -> None:
+        if event in self.STEPS:
+            self.seconds += seconds
+        if event == self.STEPS[-1]:
+            self.compilations += 1
+            self.compile_seconds += seconds
+
+    def _event(self, event: str, **kwargs) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            self.cache_hits += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {  # a cache hit also reports a (short) backend compile: loading the program
+            "compilations": self.compilations - self.cache_hits,
+            "compile_seconds": self.compile_seconds,
+            "compile_cache_hits": self.cache_hits,
+        }
+
+
+class Stopwatch:
+    """Where a run's wall time went, in seconds that sum to ``wall``.
+
+    ``imports`` runs from the process's start (``process_seconds``) to the stopwatch's creation.
+    ``section(name)`` adds the time of its block to ``name``, less the compilation inside it,
+    which goes to ``compile``: all of JAX's, as ``compile_log.seconds`` counts it (tracing,
+    lowering and XLA, or loading from the persistent cache). Sections do not nest. ``other`` is
+    the time in no section (starting the backend, loading a checkpoint, printing); ``wall`` runs
+    from the process's start to ``seconds()``.
+    """
+
+    KEYS = ("imports", "compile", "data", "training", "evaluation", "files", "figure")
+
+    def __init__(self, compile_log: CompileLog | None = None) -> None:
+        now = time.perf_counter()
+        self.started = now - process_seconds()
+        self.compile_log = compile_log
+        self.totals = dict.fromkeys(self.KEYS, 0.0)
+        self.totals["imports"] = now - self.started
+
+    def _compiled(self) -> float:
+        return self.compile_log.seconds if self.compile_log else 0.0
+
+    @contextlib.contextmanager
+    def section(self, name: str) -> Iterator[None]:
+        t0, compiled = time.perf_counter(), self._compiled()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - t0 - (self._compiled() - compiled)
+            self.totals[name] = self.totals.get(name, 0.0) + spent
+
+    def seconds(self) -> dict[str, float]:
+        """``{"imports", "compile", ..., "other", "wall"}``; no ``compile`` without a counter."""
+        wall = time.perf_counter() - self.started
+        seconds = {**self.totals, "compile": self._compiled()}
+        if self.compile_log is None:
+            del seconds["compile"]
+        return {**seconds, "other": wall - sum(seconds.values()), "wall": wall}
+
+
+def compile_cache_dir() -> Path:
+    """Where ``jax-echo`` keeps compiled programs: ``$XDG_CACHE_HOME/jax-echo/xla``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base, "jax-echo", "xla")
+
+
+def use_compile_cache(enabled: bool = True) -> None:
+    """JAX's persistent compilation cache: a second run loads its programs instead of compiling."""
+    if enabled:
+        jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "system": platform.system(),
+    }
+
+
+def jax_info() -> dict[str, Any]:
+    """The implementation, JAX's version, its first device and the machine."""
+    device = jax.devices()[0]
+    return {
+        "implementation": "jax",
+        "jax_version": jax.__version__,
+        "device": f"{device.platform}: {device.device_kind}",
+        **machine_info(),
+    }
+
+
+def summary_line(history: dict[str, Any]) -> str:
+    return (
+        f"Done: {len(history['loss'])} epochs, last epoch accuracy "
+        f"{history['accuracy'][-1]:.4%} ({history['accuracy_after_first'][-1]:.4%} after the "
+        f"first window), {sum(history['epoch_seconds']):.2f} s training"
+    )
+
+
+def write_run(
+    out: str | os.PathLike,
+    cfg: EchoConfig,
+    params: Params,
+    history: dict[str, Any],
+    run_info: dict[str, Any],
+    predict_last_window: Callable[[Params, Any], Any],
+    stopwatch: Stopwatch,
+) -> None:
+    """Writes ``params.npz``, ``echo.png`` (the tutorial's figure) and ``history.json`` to ``out``.
+
+    ``predict_last_window(params, x_BxL)`` gives the predictions (B, T) of the last window of an
+    epoch's series, state carried, without dropout; it is the only implementation-specific part.
+    ``history.json`` is written last, with ``stopwatch.seconds()``: its own write (one file of
+    the already encoded history, some milliseconds) and the process's exit are not in them. A
+    directory with ``history.json`` holds a finished run.
+    """
+    out = Path(out)
+    with stopwatch.section("files"):
+        save_params(out / PARAMS, params, cfg)
+        history_json = json.dumps(history)  # the bulk of history.json
+    with stopwatch.section("figure"):
+        last = len(history["loss"]) - 1
+        x, y = epoch_data(cfg, last)
+        T, N = cfg.truncated_backprop_length, cfg.num_batches
+        window = slice((N - 1) * T, N * T)
+        losses = [loss for epoch in history["loss"] for loss in epoch]
+        fig = echo_figure(
+            losses,
+            x[:, window],
+            y[:, window],
+            predict_last_window(params, x),
+            title=f"{run_info.get('implementation', '')} ({cfg.cell}, {cfg.num_layers} "
+            f"layer(s)): epoch {last}, last window",
+        )
+        save_figure(fig, out / "echo.png")
+    seconds = stopwatch.seconds()
+    record = {
+        "config": cfg.to_dict(),
+        **run_info,
+        **(stopwatch.compile_log.as_dict() if stopwatch.compile_log else {}),
+        "wall_seconds": seconds["wall"],
+        "training_seconds": sum(history["epoch_seconds"]),
+        "seconds": seconds,
+    }
+    # One key a line; the history on one line (encoding it with indents takes long).
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in record.items()]
+    lines.append(f' "history": {history_json}')
+    text = "{\n" + ",\n".join(lines) + "\n}\n"
+    atomic_write(out / RUN_RECORD, lambda f: f.write(text), mode="w")
+
+
+def json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record)

@@ -1,0 +1,207 @@
+"""Every implementation behind the one trainer protocol (``registry.Trainer``).
+
+``JaxTrainer`` holds the pure ``jax_echo`` functions' pytrees between calls; the TensorFlow
+trainers come from ``tf_echo`` (the ``tf`` extra). Tests, ``jax-echo compare`` and the benchmarks
+build any of them with ``make_trainer`` and wait for results with ``block``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jax_echo import model, optim
+from jax_echo.cells import (
+    Params,
+    initial_state,
+    params_from_dict,
+    params_to_dict,
+    state_from_layers,
+)
+from jax_echo.registry import (
+    DYNAMIC_RNN_PARTS,
+    IMPLEMENTATIONS,
+    JAX_IMPLEMENTATIONS,
+    TF_IMPLEMENTATIONS,
+    MissingExtraError,
+    ReferenceTrainer,
+    tf_impl,
+)
+from jax_echo.task import EchoConfig, split_windows
+
+
+class JaxTrainer:
+    """The pure ``jax_echo`` functions as a ``registry.ReferenceTrainer``.
+
+    ``per_epoch``: ``train_epoch`` is the compiled ``model.train_epoch``; otherwise a Python loop
+    over the jitted ``model.train_step`` (the shape of the tutorial's ``session.run`` loop). Both
+    draw window ``i`` of epoch ``e``'s dropout from ``model.window_key(cfg, e, i)``, so the two
+    agree with dropout too. ``remat``: rematerialise time steps in ``train_epoch``'s backward
+    pass.
+    """
+
+    def __init__(
+        self,
+        cfg: EchoConfig,
+        params: Params | dict,
+        dtype=np.float32,
+        per_epoch: bool = True,
+        remat: bool = False,
+    ):
+        self.cfg, self.dtype, self.per_epoch, self.remat = cfg, np.dtype(dtype), per_epoch, remat
+        self.name = ("jax-epoch" if per_epoch else "jax-step") + ("-remat" if remat else "")
+        params = jax.tree.map(lambda p: p.astype(self.dtype), params_from_dict(params, cfg))
+        self._params = jax.device_put(params)
+        self._opt_state = optim.make_optimizer(cfg).init(self._params)
+        self._state = self.zero_state()  # train_window's carried state
+
+    def _key(self, epoch: int, window: int) -> jax.Array | None:
+        return model.window_key(self.cfg, epoch, window) if self.cfg.keep_prob < 1 else None
+
+    def train_step(self, state, x_BxT, y_BxT, *, key=None):
+        """One window from ``state``: ``(state, loss)``; ``key`` drops units (``keep_prob < 1``)."""
+        self._params, self._opt_state, state, loss = model.train_step(
+            self._params, self._opt_state, self._state_in(state), x_BxT, y_BxT, self.cfg, key=key
+        )
+        return state, loss
+
+    def train_window(self, x_BxT, y_BxT, *, epoch: int = 0, window: int = 0) -> jax.Array:
+        self._params, self._opt_state, self._state, loss = model.train_step(
+            self._params,
+            self._opt_state,
+            self._state,
+            x_BxT,
+            y_BxT,
+            self.cfg,
+            key=self._key(epoch, window),
+        )
+        return loss
+
+    def train_epoch(self, x, y, *, epoch: int = 0) -> jax.Array:
+        """Per-window losses, not yet waited for (call ``jax.block_until_ready`` to time it)."""
+        x = np.asarray(x, self.dtype)
+        if self.per_epoch:
+            key = model.epoch_key(self.cfg, epoch) if self.cfg.keep_prob < 1 else None
+            self._params, self._opt_state, losses = model.train_epoch(
+                self._params, self._opt_state, x, y, self.cfg, key=key, remat=self.remat
+            )
+            return losses
+        # Windows are sliced in NumPy: iterating over a jax.Array dispatches one op a slice.
+        T = self.cfg.truncated_backprop_length
+        self._state = self.zero_state()
+        windows = zip(split_windows(x, T), split_windows(np.asarray(y), T), strict=True)
+        losses = [
+            self.train_window(x_BxT, y_BxT, epoch=epoch, window=i)
+            for i, (x_BxT, y_BxT) in enumerate(windows)
+        ]
+        return jnp.stack(losses)
+
+    def zero_state(self):
+        return initial_state(self.cfg, dtype=self.dtype)
+
+    def _state_in(self, state):
+        """A state from another implementation (TF1's per-layer tuples) as the cell's pytree, in
+        this trainer's dtype."""
+        state = state_from_layers(self.cfg, state)
+        return jax.tree.map(lambda s: jnp.asarray(s, self.dtype), state)
+
+    def memory_analysis(self, x, y) -> dict[str, int]:
+        """XLA's buffers for one compiled ``train_epoch`` call, in bytes.
+
+        ``arguments`` (params, optimizer state, the epoch's series), ``outputs``, ``aliased``
+        (outputs written into donated arguments), ``temporaries`` (activations saved for the
+        backward pass, the data rearranged into windows, workspace) and ``peak``: what the call
+        holds at once at most, ``arguments + outputs - aliased + temporaries``.
+        """
+        epoch = jax.jit(model.make_train_epoch(self.cfg, remat=self.remat))
+        key = model.epoch_key(self.cfg, 0) if self.cfg.keep_prob < 1 else None
+        compiled = epoch.lower(
+            self._params, self._opt_state, np.asarray(x, self.dtype), y, key
+        ).compile()
+        m = compiled.memory_analysis()
+        out = {
+            "arguments": m.argument_size_in_bytes,
+            "outputs": m.output_size_in_bytes,
+            "aliased": m.alias_size_in_bytes,
+            "temporaries": m.temp_size_in_bytes,
+        }
+        out["peak"] = out["arguments"] + out["outputs"] - out["aliased"] + out["temporaries"]
+        return out
+
+    def forward(self, x_BxT, state):
+        logits, state = model.forward(self._params, x_BxT, self._state_in(state), self.cfg)
+        return np.asarray(logits), jax.tree.map(np.asarray, state)
+
+    def loss_and_gradients(self, x_BxT, y_BxT, state):
+        (loss, _), grads = jax.value_and_grad(model.loss_fn, has_aux=True)(
+            self._params, x_BxT, y_BxT, self._state_in(state), self.cfg
+        )
+        return np.asarray(loss), params_to_dict(grads)
+
+    def predict_epoch(self, x) -> np.ndarray:
+        return np.asarray(model.predict_epoch(self._params, np.asarray(x, self.dtype), self.cfg))
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return params_to_dict(self._params)
+
+    @property
+    def accumulators(self) -> dict[str, np.ndarray]:
+        return params_to_dict(optim.accumulators(self._opt_state))
+
+    def get_state(self):
+        return self.params, jax.tree.map(np.asarray, self._opt_state)
+
+    def set_state(self, params, opt_state) -> None:
+        self._params = jax.device_put(params_from_dict(params, self.cfg))
+        self._opt_state = jax.device_put(opt_state)
+
+    def close(self) -> None:
+        pass
+
+
+def make_trainer(
+    name: str,
+    cfg: EchoConfig,
+    params: Params | dict,
+    dtype=np.float32,
+    *,
+    part: int | None = None,
+    device: str | None = None,
+) -> ReferenceTrainer:
+    """A trainer for any of ``IMPLEMENTATIONS``; TensorFlow ones need the ``tf`` extra.
+
+    ``part``: for ``tf-graph``, parts 5 and 6 run the author's ``dynamic_rnn`` program.
+    ``device`` ("/CPU:0", "/GPU:0") places ``tf-graph``'s graph; the others run where the
+    caller's ``jax.default_device`` or ``tf.device`` scope puts them.
+    """
+    if name in JAX_IMPLEMENTATIONS:
+        return JaxTrainer(cfg, params, dtype, per_epoch=name == "jax-epoch")
+    if name in TF_IMPLEMENTATIONS:
+        dynamic = part in DYNAMIC_RNN_PARTS
+        tf_echo = import_tf_echo()
+        return tf_echo.make_trainer(tf_impl(name), cfg, params, dtype, device, dynamic=dynamic)
+    raise ValueError(f"unknown implementation {name!r}; choose from {', '.join(IMPLEMENTATIONS)}")
+
+
+def import_tf_echo():
+    """``tf_echo`` with TensorFlow loaded, or a clear error naming the extra to install."""
+    try:
+        importlib.import_module("tensorflow")
+    except ImportError as e:
+        raise MissingExtraError(
+            f"TensorFlow is not installed ({e}); install the extra: pip install 'jax-echo[tf]'"
+        ) from e
+    return importlib.import_module("tf_echo")
+
+
+def block(value: Any) -> np.ndarray:
+    """Waits for a JAX, TensorFlow or PyTorch result and returns it as NumPy."""
+    value = jax.block_until_ready(value)
+    if hasattr(value, "detach"):  # torch.Tensor
+        value = value.detach().cpu()
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)

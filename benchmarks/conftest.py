@@ -1,10 +1,15 @@
-"""Benchmark settings: devices, library versions and quick mode.
+"""Benchmark settings: the run (quick mode, devices, installed libraries) and library versions.
 
 With ``--benchmark-disable`` (the default in ``pyproject.toml``, so CI runs this suite as tests)
 every case uses a tiny configuration and runs once. ``make bench`` passes ``--benchmark-enable``
-for the real measurements.
+for the real measurements. Which cases exist is decided here, once per run (``Run``): a case
+whose device or library this machine lacks is not generated, and the header says which are not.
 """
 
+from __future__ import annotations
+
+import dataclasses
+import functools
 import importlib.util
 import os
 import platform
@@ -15,7 +20,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax
 import pytest
 
-from benchmarks.peers import PEERS
+from benchmarks.peers import PEER_NAMES, PEERS, peer
 
 DEVICES = ("cpu", "gpu")
 
@@ -37,12 +42,78 @@ def jax_device(platform_name: str):
         return None
 
 
+@functools.cache
 def tf_gpu_available() -> bool:
     try:
         import tensorflow as tf
     except ImportError:
         return False
     return bool(tf.config.list_physical_devices("GPU"))
+
+
+@functools.cache
+def peer_sees_gpu(library: str, backend: str | None) -> bool:
+    if library == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    if backend == "tensorflow":
+        return tf_gpu_available()
+    return jax_device("gpu") is not None  # Flax, Keras on JAX
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What this pytest run measures: quick mode or not, and where each row can run."""
+
+    quick: bool
+    devices: tuple[str, ...]  # where JAX runs: the CPU, and the GPU where it sees one
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> Run:
+        disabled = config.getoption("benchmark_disable") and not config.getoption(
+            "benchmark_enable"
+        )
+        return cls(bool(disabled), tuple(d for d in DEVICES if jax_device(d) is not None))
+
+    def absence(self, name: str, device: str) -> str | None:
+        """Why row ``name`` cannot run on ``device`` here, or ``None`` when it can."""
+        if device not in self.devices:
+            return f"JAX sees no {device.upper()}"
+        if name in PEER_NAMES:
+            p = peer(name)
+            reason = p.available()
+            if reason is None and device == "gpu" and not peer_sees_gpu(p.library, p.backend):
+                reason = f"{p.library} sees no GPU"
+            return reason
+        if name.startswith("tf"):
+            if importlib.util.find_spec("tensorflow") is None:
+                return "TensorFlow is not installed (the tf extra)"
+            if device == "gpu" and not tf_gpu_available():
+                return "TensorFlow sees no GPU"
+        return None
+
+    def has(self, name: str, device: str) -> bool:
+        return self.absence(name, device) is None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The rows no case is generated for in this run, and why (each a real absence)."""
+    from jax_echo.registry import IMPLEMENTATIONS
+
+    run = Run.of(config)
+    lines = [f"benchmarks: {'quick mode' if run.quick else 'timed'}, devices {run.devices}"]
+    for device in DEVICES:
+        missing = {}
+        for name in (*IMPLEMENTATIONS, *PEER_NAMES):
+            reason = run.absence(name, device)
+            if reason is not None:
+                missing.setdefault(reason, []).append(name)
+        lines += [
+            f"benchmarks: not generated on {device}: {', '.join(names)} ({reason})"
+            for reason, names in missing.items()
+        ]
+    return lines
 
 
 @pytest.fixture

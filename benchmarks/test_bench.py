@@ -22,23 +22,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import pytest
 
-from benchmarks.conftest import DEVICES, jax_device, tf_gpu_available
+from benchmarks.conftest import Run
 from benchmarks.peers import PEER_NAMES, PEERS, peer
-from jax_echo import (
-    EchoConfig,
-    epoch_data,
-    init_params,
-    initial_state,
-    make_optimizer,
-    prediction_accuracies,
-    split_windows,
-)
-from jax_echo.compare import IMPLEMENTATIONS, JaxTrainer, block, make_trainer
+from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies, split_windows
+from jax_echo.registry import IMPLEMENTATIONS, Trainer
+from jax_echo.scale import stack
+from jax_echo.task import DISTINCT_MODELS, MODELS
+from jax_echo.trainers import JaxTrainer, block, make_trainer
 
 ALL = (*IMPLEMENTATIONS, *PEER_NAMES)
 PER_EPOCH = (
@@ -66,81 +63,122 @@ def quick_config(cfg: EchoConfig, windows: int = 10) -> EchoConfig:
 
 
 TINY = quick_config(TUTORIAL)  # part 1 in quick mode
+# The distinct programs of the series (task.MODELS): parts 2, 5 and 6 are part 1's or part 4's.
+SERIES = {name: MODELS[name] for name in DISTINCT_MODELS}
 
 
-@dataclasses.dataclass(frozen=True)
-class Model:
-    """One model of the series, as the ``series`` group and the report name it."""
-
-    cfg: EchoConfig
-    part: int | None  # the tutorial part it is; None for the GRU (not in the series)
-    what_changed: str  # from part 1, in the tutorial's terms
+# --- The cases each group has in this run ---------------------------------------------------------
+# Which devices, libraries and sizes exist is a property of the run (``benchmarks.conftest.Run``):
+# a group's generator lists only the cases that run here, and quick mode (CI) only the ones that
+# are not another case's calls again. Nothing is skipped at run time.
 
 
-# Parts 2, 5 and 6 are left out: part 2 is part 1's math through BasicRNNCell, part 5 part 4's
-# model through dynamic_rnn (the same JAX program), part 6 part 4's with dropout.
-SERIES = {
-    "part1": Model(EchoConfig.for_part(1), 1, "the baseline: hand-written tanh RNN, state h"),
-    "part3": Model(EchoConfig.for_part(3), 3, "BasicLSTMCell, state (c, h)"),
-    "part4": Model(EchoConfig.for_part(4), 4, "MultiRNNCell of 3 LSTMCells, 3 x (c, h)"),
-    "gru": Model(EchoConfig(cell="gru"), None, "GRUCell (TF1's), state h; not a part"),
-}
+class Case(NamedTuple):
+    """One benchmark case: an implementation on a device, with what the group adds."""
+
+    name: str
+    device: str
+    model: str | None = None  # a SERIES or accuracy model
+    size: Any = None  # a Scaling, a Realistic size, a population size, an end-to-end row
+
+    @property
+    def id(self) -> str:
+        parts = [self.model, getattr(self.size, "id", self.size), self.name, self.device]
+        return "-".join(str(p) for p in parts if p is not None)
+
+
+def cases(generate: Callable[[Run], list[Case]]) -> Callable:
+    """Marks a test with the generator of its cases (``pytest_generate_tests`` calls it)."""
+
+    def mark(test):
+        test.cases = generate
+        return test
+
+    return mark
+
+
+def pytest_generate_tests(metafunc) -> None:
+    generate = getattr(metafunc.function, "cases", None)
+    if generate is not None:
+        found = generate(Run.of(metafunc.config))
+        metafunc.parametrize("case", [pytest.param(c, id=c.id) for c in found])
+
+
+def each(run: Run, names, **fields) -> list[Case]:
+    """``names`` on every device where this run has them."""
+    return [Case(n, d, **fields) for d in run.devices for n in names if run.has(n, d)]
+
+
+# --- Building, warming up and timing a trainer, once for every group ---------------------------
 
 
 @contextlib.contextmanager
-def placed(name: str, device: str):
-    """Runs the block on ``device`` for implementation ``name``; skips with the reason if none."""
+def placed(name: str, device: str) -> Iterator[None]:
+    """Runs the block on ``device`` for implementation ``name`` (a peer places its own arrays)."""
     if name in PEER_NAMES:
-        p = peer(name)
-        reason = p.available()
-        if reason is not None:
-            pytest.skip(reason)
-        if device == "gpu" and not peer_sees_gpu(p.library, p.backend):
-            pytest.skip(f"{name} sees no GPU")
-        yield  # a peer places its own arrays (its device argument)
+        yield
     elif name.startswith("jax"):  # "jax" alone: a JAX-only measurement
-        dev = jax_device(device)
-        if dev is None:
-            pytest.skip(f"JAX sees no {device.upper()}")
-        with jax.default_device(dev):
+        with jax.default_device(jax.devices(device)[0]):
             yield
     else:
-        tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
-        if device == "gpu" and not tf_gpu_available():
-            pytest.skip("TensorFlow sees no GPU")
+        import tensorflow as tf
+
         with tf.device(f"/{device.upper()}:0"):
             yield
 
 
-def peer_sees_gpu(library: str, backend: str | None) -> bool:
-    if library == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    if backend == "tensorflow":
-        return tf_gpu_available()
-    return jax_device("gpu") is not None  # Flax, Keras on JAX
-
-
-def new_trainer(name: str, device: str, cfg: EchoConfig, params=None):
-    """A trainer of ``name`` on ``device``: a ``registry.Trainer``, or a peer's ``PeerTrainer``."""
+def new_trainer(name: str, device: str, cfg: EchoConfig, params=None) -> Trainer:
+    """A trainer of ``name`` on ``device``: JAX's, TensorFlow's or a peer library's."""
     params = init_params(cfg) if params is None else params
     if name in PEER_NAMES:
         return peer(name).make(cfg, params, device=device)
     if name == "jax-epoch-remat":
         return JaxTrainer(cfg, params, remat=True)
-    if name == "tf-graph":
-        import tf_echo
-
-        return tf_echo.make_trainer("graph", cfg, params, device=f"/{device.upper()}:0")
-    return make_trainer(name, cfg, params)
+    return make_trainer(name, cfg, params, device=f"/{device.upper()}:0")
 
 
-def quick_peer_skip(quick: bool, name: str, where: str) -> None:
-    """Quick mode (CI) runs the peers in the ``window`` group and the part-3 ``series`` case
-    only: each of their first calls costs seconds of compilation."""
-    if quick and name in PEER_NAMES:
-        pytest.skip(f"quick mode: peers are not run in {where}")
+@contextlib.contextmanager
+def trainer_on(name: str, device: str, cfg: EchoConfig, params=None) -> Iterator[Trainer]:
+    """A new trainer on ``device``, closed when the block ends, however it ends."""
+    with placed(name, device):
+        trainer = new_trainer(name, device, cfg, params)
+        try:
+            yield trainer
+        finally:
+            trainer.close()
+
+
+def window_runner(trainer: Trainer, cfg: EchoConfig) -> Callable[[], np.ndarray]:
+    """One training window per call, the trainer carrying the state as the tutorial does."""
+    x, y = epoch_data(cfg, 0)
+    N, T = cfg.num_batches, cfg.truncated_backprop_length
+    xs = list(np.ascontiguousarray(split_windows(x, T)))
+    ys = list(np.ascontiguousarray(split_windows(y, T)))
+    i = 0
+
+    def run():
+        nonlocal i
+        loss = trainer.train_window(xs[i % N], ys[i % N], window=i % N)
+        i += 1
+        return block(loss)
+
+    return run
+
+
+def epoch_runner(trainer: Trainer, cfg: EchoConfig) -> Callable[[], np.ndarray]:
+    x, y = epoch_data(cfg, 0)
+    return lambda: block(trainer.train_epoch(x, y))
+
+
+def warm(trainer: Trainer, name: str, cfg: EchoConfig) -> tuple[Callable[[], Any], int]:
+    """The trainer's timed call, compiled and warmed up: one epoch per call for the epoch-level
+    implementations, one window per call (state carried) for the others. Returns ``(run,
+    windows_per_call)``."""
+    per_epoch = name.removesuffix("-remat") in PER_EPOCH
+    run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
+    run()  # compile and warm up, untimed
+    run()
+    return run, cfg.num_batches if per_epoch else 1
 
 
 def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call: int, **extra):
@@ -160,261 +198,230 @@ def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call:
     )
 
 
-def zero_state(cfg: EchoConfig):
-    """Every layer's zero state as NumPy: a tuple of ``h`` or ``(c, h)``, one per layer."""
-    return jax.tree.map(np.asarray, initial_state(cfg, dtype=np.float32))
+# --- The groups -------------------------------------------------------------------------------
 
 
-def window_runner(trainer, cfg: EchoConfig):
-    """One training window per call, carrying the state as the tutorial does."""
-    x, y = epoch_data(cfg, 0)
-    N, T = cfg.num_batches, cfg.truncated_backprop_length
-    xs = list(np.ascontiguousarray(split_windows(x, T)))
-    ys = list(np.ascontiguousarray(split_windows(y, T)))
-    state = zero_state(cfg)
-    i = 0
-
-    def run():
-        nonlocal state, i
-        if hasattr(trainer, "train_window"):  # a peer carries its state itself
-            loss = trainer.train_window(xs[i % N], ys[i % N])
-        else:
-            state, loss = trainer.train_step(state, xs[i % N], ys[i % N])
-        i += 1
-        return block(loss)
-
-    return run
+def window_cases(run: Run) -> list[Case]:
+    return each(run, ALL)
 
 
-def epoch_runner(trainer, cfg: EchoConfig):
-    x, y = epoch_data(cfg, 0)
-    return lambda: block(trainer.train_epoch(x, y))
-
-
-def warm_runner(name: str, device: str, cfg: EchoConfig):
-    """A new trainer and its timed call, compiled and warmed up: one epoch per call for the
-    epoch-level implementations, one window per call (state carried) for the others.
-
-    Returns ``(trainer, run, windows_per_call)``.
-    """
-    trainer = new_trainer(name, device, cfg)
-    per_epoch = name.removesuffix("-remat") in PER_EPOCH
-    run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
-    run()  # compile and warm up, untimed
-    run()
-    return trainer, run, cfg.num_batches if per_epoch else 1
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", ALL)
+@cases(window_cases)
 @pytest.mark.benchmark(group="window")
-def test_window(benchmark, quick, name, device):
+def test_window(benchmark, quick, case):
     cfg = TINY if quick else TUTORIAL
-    with placed(name, device):
-        trainer, run, windows_per_call = warm_runner(name, device, cfg)
+    with trainer_on(case.name, case.device, cfg) as trainer:
+        run, windows_per_call = warm(trainer, case.name, cfg)
         loss = benchmark(run)
-        trainer.close()
-        record(benchmark, name, device, cfg, windows_per_call)
+    record(benchmark, case.name, case.device, cfg, windows_per_call)
     assert np.isfinite(loss).all()
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", ALL)
+def no_peers_in_quick_mode(run: Run) -> list[Case]:
+    """Every implementation and, unless quick (each peer's first call compiles for seconds),
+    every peer."""
+    return each(run, IMPLEMENTATIONS if run.quick else ALL)
+
+
+@cases(no_peers_in_quick_mode)
 @pytest.mark.benchmark(group="epoch")
-def test_epoch(benchmark, quick, name, device):
-    quick_peer_skip(quick, name, "the epoch group")
+def test_epoch(benchmark, quick, case):
     cfg = TINY if quick else TUTORIAL
-    with placed(name, device):
-        trainer = new_trainer(name, device, cfg)
+    with trainer_on(case.name, case.device, cfg) as trainer:
         run = epoch_runner(trainer, cfg)
         run()  # compile and warm up, untimed
         losses = benchmark.pedantic(run, rounds=3 if quick else 5, iterations=1)
-        record(benchmark, name, device, cfg, cfg.num_batches)
+    record(benchmark, case.name, case.device, cfg, cfg.num_batches)
     assert losses.shape == (cfg.num_batches,)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize("model", list(SERIES))
+def series_cases(run: Run) -> list[Case]:
+    """Every model, implementation and peer; quick mode leaves part 1 to the window group (the
+    same config and calls) and runs the peers on part 3 alone."""
+    found = []
+    for model in SERIES:
+        if run.quick and model == "part1":
+            continue
+        names = ALL if not run.quick or model == "part3" else IMPLEMENTATIONS
+        found += each(run, names, model=model)
+    return found
+
+
+@cases(series_cases)
 @pytest.mark.benchmark(group="series")
-def test_series(benchmark, quick, model, name, device):
+def test_series(benchmark, quick, case):
     """Training cost per window of every model of the series, in every implementation and peer.
 
     At the tutorial's sizes: epoch-level implementations train one epoch (666 windows) per call,
     per-window ones one window per call, with the state carried. A peer whose cell differs from
     TF1's in math (the GRU of PyTorch and Flax) is timed, with ``exact_math`` False.
     """
-    m = SERIES[model]
-    if quick and m.cfg == TUTORIAL:
-        pytest.skip("quick mode: part 1's cases are the window group's (same config and calls)")
-    if model != "part3":
-        quick_peer_skip(quick, name, "series models other than part 3")
-    cfg = quick_config(m.cfg) if quick else m.cfg
-    with placed(name, device):
-        trainer, run, windows_per_call = warm_runner(name, device, cfg)
+    m = SERIES[case.model]
+    cfg = quick_config(m.config) if quick else m.config
+    with trainer_on(case.name, case.device, cfg) as trainer:
+        run, windows_per_call = warm(trainer, case.name, cfg)
         loss = benchmark(run)
-        trainer.close()
-        record(
-            benchmark,
-            name,
-            device,
-            cfg,
-            windows_per_call,
-            model=model,
-            part=m.part,
-            what_changed=m.what_changed,
-        )
+    record(
+        benchmark,
+        case.name,
+        case.device,
+        cfg,
+        windows_per_call,
+        model=case.model,
+        part=m.part,
+        what_changed=m.what_changed,
+    )
     assert np.isfinite(loss).all()
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", ALL)
+@cases(no_peers_in_quick_mode)
 @pytest.mark.benchmark(group="compile")
-def test_compile(benchmark, quick, name, device):
+def test_compile(benchmark, quick, case):
     """First-call cost: build the trainer and run its first call (tracing and compilation)."""
-    quick_peer_skip(quick, name, "the compile group")
     cfg = TINY if quick else TUTORIAL
     params = init_params(cfg)
     x, y = epoch_data(cfg, 0)
     T = cfg.truncated_backprop_length
-    state = zero_state(cfg)
 
     def first_call():
-        trainer = new_trainer(name, device, cfg, params)
-        if name in PER_EPOCH:
-            out = block(trainer.train_epoch(x, y))
-        elif hasattr(trainer, "train_window"):
-            out = block(trainer.train_window(x[:, :T], y[:, :T]))
-        else:
-            out = block(trainer.train_step(state, x[:, :T], y[:, :T])[1])
-        trainer.close()
-        return out
+        with trainer_on(case.name, case.device, cfg, params) as trainer:
+            if case.name in PER_EPOCH:
+                return block(trainer.train_epoch(x, y))
+            return block(trainer.train_window(x[:, :T], y[:, :T]))
 
-    with placed(name, device):
-        out = benchmark.pedantic(first_call, setup=jax.clear_caches, rounds=1 if quick else 3)
-        record(benchmark, name, device, cfg, 1)
+    out = benchmark.pedantic(first_call, setup=jax.clear_caches, rounds=1 if quick else 3)
+    record(benchmark, case.name, case.device, cfg, 1)
     assert np.isfinite(out).all()
 
 
-# (axis, change from the tutorial config, windows per timed call, JAX only, remat)
-SCALING = [
-    ("state", {"state_size": 4}, 200, False, False),
-    ("state", {"state_size": 32}, 200, False, False),
-    ("state", {"state_size": 256}, 200, False, False),
-    ("batch", {"batch_size": 64}, 200, False, False),
-    ("batch", {"batch_size": 1024}, 200, False, False),
-    ("window", {"truncated_backprop_length": 100}, 200, False, False),
-    # Sizes of real RNNs, JAX only: XLA's temporary memory is recorded with each.
-    ("state", {"state_size": 1024}, 5, True, False),
-    ("batch", {"batch_size": 4096}, 5, True, False),
-    ("window", {"truncated_backprop_length": 1000}, 5, True, False),
-    (
-        "window",
-        {"truncated_backprop_length": 1000, "state_size": 256, "batch_size": 64},
-        5,
-        True,
-        False,
-    ),
-    (
-        "window",
-        {"truncated_backprop_length": 1000, "state_size": 256, "batch_size": 64},
-        5,
-        True,
-        True,
-    ),
-]
+class Scaling(NamedTuple):
+    """A size grown from the tutorial config, and how it is measured."""
+
+    axis: str  # what grows
+    change: dict[str, int]  # EchoConfig fields changed from the tutorial's
+    windows: int  # per timed call
+    jax_only: bool = False  # sizes of real RNNs: JAX only, with XLA's memory recorded
+    remat: bool = False
+
+    @property
+    def id(self) -> str:
+        sizes = [f"{k.split('_')[0]}{v}" for k, v in self.change.items()]
+        return "-".join([self.axis, *sizes]) + ("-remat" if self.remat else "")
+
+    def config(self, quick: bool) -> EchoConfig:
+        """The case's config; quick mode keeps the shapes' character, not their cost."""
+        sizes = {**TUTORIAL.to_dict(), **self.change}
+        windows = self.windows
+        if quick:
+            windows = 2
+            sizes |= {k: min(sizes[k], cap) for k, cap in QUICK_SCALING_CAPS.items()}
+        T, B = sizes["truncated_backprop_length"], sizes["batch_size"]
+        return EchoConfig(**{**sizes, "total_series_length": B * T * windows})
 
 
-def _scaling_id(case):
-    axis, change, _, _, remat = case
-    return "-".join([axis, *(f"{k.split('_')[0]}{v}" for k, v in change.items())]) + (
-        "-remat" if remat else ""
-    )
-
-
+LONG_WIDE = {"truncated_backprop_length": 1000, "state_size": 256, "batch_size": 64}
+SCALING = (
+    Scaling("state", {"state_size": 4}, 200),
+    Scaling("state", {"state_size": 32}, 200),
+    Scaling("state", {"state_size": 256}, 200),
+    Scaling("batch", {"batch_size": 64}, 200),
+    Scaling("batch", {"batch_size": 1024}, 200),
+    Scaling("window", {"truncated_backprop_length": 100}, 200),
+    Scaling("state", {"state_size": 1024}, 5, jax_only=True),
+    Scaling("batch", {"batch_size": 4096}, 5, jax_only=True),
+    Scaling("window", {"truncated_backprop_length": 1000}, 5, jax_only=True),
+    Scaling("window", LONG_WIDE, 5, jax_only=True),
+    Scaling("window", LONG_WIDE, 5, jax_only=True, remat=True),
+)
 # Quick mode's largest sizes: the compile time of a window grows with its unrolled steps.
 QUICK_SCALING_CAPS = {"state_size": 8, "batch_size": 8, "truncated_backprop_length": 4}
 
 
-def _scaling_config(case, quick: bool) -> tuple[EchoConfig, bool]:
-    """The case's config (and remat); quick mode keeps the shapes' character, not their cost."""
-    _, change, windows, _, remat = case
-    sizes = {**TUTORIAL.to_dict(), **change}
-    if quick:
-        windows = 2
-        sizes |= {k: min(sizes[k], cap) for k, cap in QUICK_SCALING_CAPS.items()}
-    sizes["total_series_length"] = (
-        sizes["batch_size"] * sizes["truncated_backprop_length"] * windows
-    )
-    return EchoConfig(**sizes), remat
+def scaling_cases(run: Run) -> list[Case]:
+    """jax-epoch and the fastest TF2 variant at every size (the largest: JAX alone); quick mode
+    leaves out the sizes that shrink to an earlier size's shapes."""
+    found, seen = [], set()
+    for size in SCALING:
+        shapes = (size.config(run.quick), size.remat)
+        if run.quick and shapes in seen:
+            continue
+        seen.add(shapes)
+        found += each(run, ["jax-epoch"] if size.jax_only else ["jax-epoch", FASTEST_TF], size=size)
+    return found
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", ["jax-epoch", FASTEST_TF])
-@pytest.mark.parametrize("case", SCALING, ids=[_scaling_id(c) for c in SCALING])
+@cases(scaling_cases)
 @pytest.mark.benchmark(group="scaling")
-def test_scaling(benchmark, quick, name, device, case):
+def test_scaling(benchmark, quick, case):
     """Cost per window as sizes grow from the tutorial config (one call trains some windows)."""
-    axis, _, _, jax_only, remat = case
-    if jax_only and not name.startswith("jax"):
-        pytest.skip("large configurations are measured on the JAX side only")
-    if quick:
-        earlier = SCALING[: SCALING.index(case)]
-        if any(_scaling_config(c, quick) == _scaling_config(case, quick) for c in earlier):
-            pytest.skip("quick mode shrinks this case to an earlier case's shapes")
-    cfg, _ = _scaling_config(case, quick)
+    size: Scaling = case.size
+    cfg = size.config(quick)
     params = init_params(cfg)
     (layer,) = params.cells  # part 1's one hand-written layer; W / S keeps tanh out of saturation
     params = params._replace(cells=(layer._replace(W=layer.W / cfg.state_size),))
-    with placed(name, device):
-        if name.startswith("jax"):
-            trainer = JaxTrainer(cfg, params, remat=remat)
+    memory = None
+    with placed(case.name, case.device):
+        if case.name.startswith("jax"):
+            trainer = JaxTrainer(cfg, params, remat=size.remat)
             # A compile of its own: quick mode runs it for the JAX-only sizes alone.
-            measure = jax_only or not quick
-            memory = trainer.memory_analysis(*epoch_data(cfg, 0)) if measure else None
+            if size.jax_only or not quick:
+                memory = trainer.memory_analysis(*epoch_data(cfg, 0))
         else:
-            trainer, memory = new_trainer(name, device, cfg, params), None
-        run = epoch_runner(trainer, cfg)
-        run()  # compile and warm up, untimed
-        losses = benchmark(run)
-        record(
-            benchmark,
-            name,
-            device,
-            cfg,
-            cfg.num_batches,
-            axis=axis,
-            remat=remat,
-            xla_memory_bytes=memory,
-        )
+            trainer = new_trainer(case.name, case.device, cfg, params)
+        try:
+            run = epoch_runner(trainer, cfg)
+            run()  # compile and warm up, untimed
+            losses = benchmark(run)
+        finally:
+            trainer.close()
+    record(
+        benchmark,
+        case.name,
+        case.device,
+        cfg,
+        cfg.num_batches,
+        axis=size.axis,
+        remat=size.remat,
+        xla_memory_bytes=memory,
+    )
     assert np.isfinite(losses).all()
 
 
 POPULATIONS = (1, 16, 256, 4096)
+QUICK_POPULATIONS = (1, 16)
 POPULATION_CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # 20 windows per member
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("mode", ["vmap", "one-by-one"])
-@pytest.mark.parametrize("size", POPULATIONS)
+def population_cases(run: Run) -> list[Case]:
+    sizes = QUICK_POPULATIONS if run.quick else POPULATIONS
+    return [
+        Case(f"jax-population-{mode}", device, size=size)
+        for device in run.devices
+        if run.has("jax", device)
+        for size in sizes
+        for mode in ("vmap", "one-by-one")
+    ]
+
+
+@cases(population_cases)
 @pytest.mark.benchmark(group="population")
-def test_population(benchmark, quick, size, mode, device):
+def test_population(benchmark, quick, case):
     """One epoch for every member of a population: one vmapped call, or a loop over members.
 
     Both train only (no accuracy pass), on the same data and initial weights, with
     ``make_optimizer``'s state (TF1's Adagrad through optax).
     """
+    from jax_echo import make_optimizer
     from jax_echo.model import train_epoch
     from jax_echo.scale import train_population_epoch
 
-    size = min(size, 16) if quick else size
+    size = case.size
     cfg = quick_config(POPULATION_CFG, windows=20) if quick else POPULATION_CFG
-    with placed("jax", device):
+    with placed("jax", case.device):
         members = [init_params(cfg, seed) for seed in range(size)]
         x, y = epoch_data(cfg, 0)
         # Inputs are donated, so each call trains on from the previous call's results.
-        if mode == "vmap":
-            params = jax.tree.map(lambda *a: np.stack(a), *members)
+        if case.name.endswith("vmap"):
+            params = stack(members)
             opt_state = jax.vmap(make_optimizer(cfg).init)(params)
             xs, ys = np.broadcast_to(x, (size, *x.shape)), np.broadcast_to(y, (size, *y.shape))
 
@@ -433,81 +440,96 @@ def test_population(benchmark, quick, size, mode, device):
         run()  # compile and warm up, untimed
         # Seven rounds: a median of three moves with one slow round (2026-11-26's results had 3).
         losses = benchmark.pedantic(run, rounds=1 if quick else 7, iterations=1)
-        record(
-            benchmark,
-            f"jax-population-{mode}",
-            device,
-            cfg,
-            size * cfg.num_batches,
-            population=size,
-        )
+    record(benchmark, case.name, case.device, cfg, size * cfg.num_batches, population=size)
     assert np.shape(losses) == (size, cfg.num_batches)
 
 
-# Part 1 in every implementation; the LSTM parts on the fastest one only.
-ACCURACY = [("part1", name) for name in ALL] + [("part3", "jax-epoch"), ("part4", "jax-epoch")]
+def accuracy_cases(run: Run) -> list[Case]:
+    """Part 1 in every implementation (quick: no peers); the LSTM parts on jax-epoch."""
+    names = IMPLEMENTATIONS if run.quick else ALL
+    return each(run, names, model="part1") + [
+        c for m in ("part3", "part4") for c in each(run, ["jax-epoch"], model=m)
+    ]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize(("model", "name"), ACCURACY, ids=[f"{m}-{n}" for m, n in ACCURACY])
+@cases(accuracy_cases)
 @pytest.mark.benchmark(group="accuracy")
-def test_accuracy(benchmark, quick, model, name, device):
+def test_accuracy(benchmark, quick, case):
     """Wall time from scratch (build, compile, train) to 99.9% accuracy after window 0.
 
     A first, untimed pass runs the whole tutorial (100 epochs) to find the epoch at which the
     accuracy on the windows after the first reaches 99.9% and the final accuracy; the timed call
     then trains a fresh model for exactly those epochs (three times for the epoch-level
-    implementations, once for the per-window ones: minutes each).
+    implementations, once for the per-window ones: minutes each). Quick mode asserts what two
+    short epochs can: finite losses, and accuracies that are fractions.
     """
-    quick_peer_skip(quick, name, "the accuracy group")
-    m = SERIES[model]
-    cfg = quick_config(m.cfg) if quick else m.cfg
+    name, device = case.name, case.device
+    m = SERIES[case.model]
+    cfg = quick_config(m.config) if quick else m.config
     data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
-    N = cfg.num_batches
 
     def accuracies(trainer, x, y):
         return prediction_accuracies(trainer.predict_epoch(x), y)
 
-    with placed(name, device):
-        trainer = new_trainer(name, device, cfg)
+    with trainer_on(name, device, cfg) as trainer:
         reached = None
         for epoch, (x, y) in enumerate(data):
-            block(trainer.train_epoch(x, y))
+            block(trainer.train_epoch(x, y, epoch=epoch))
             if reached is None and accuracies(trainer, x, y)[1:].mean() >= THRESHOLD:
                 reached = epoch + 1
         final = accuracies(trainer, x, y)
-        trainer.close()
-        epochs = reached or cfg.num_epochs
+    epochs = reached or cfg.num_epochs
 
-        def train_to_threshold():
-            trainer = new_trainer(name, device, cfg)
-            for x, y in data[:epochs]:
-                losses = block(trainer.train_epoch(x, y))
-            trainer.close()
-            return losses
+    def train_to_threshold():
+        with trainer_on(name, device, cfg) as trainer:
+            for epoch, (x, y) in enumerate(data[:epochs]):
+                losses = block(trainer.train_epoch(x, y, epoch=epoch))
+        return losses
 
-        # From scratch: JAX's compiled programs are dropped first (quick mode keeps them).
-        setup = None if quick else jax.clear_caches
-        rounds = 1 if quick or name not in PER_EPOCH else 3
-        benchmark.pedantic(train_to_threshold, setup=setup, rounds=rounds)
-        record(
-            benchmark,
-            name,
-            device,
-            cfg,
-            epochs * N,
-            model=model,
-            part=m.part,
-            epochs_to_threshold=reached,
-            final_accuracy=float(final.mean()),
-            final_accuracy_after_first=float(final[1:].mean()),
-        )
+    # From scratch: JAX's compiled programs are dropped first (quick mode keeps them).
+    setup = None if quick else jax.clear_caches
+    rounds = 1 if quick or name not in PER_EPOCH else 3
+    losses = benchmark.pedantic(train_to_threshold, setup=setup, rounds=rounds)
+    record(
+        benchmark,
+        name,
+        device,
+        cfg,
+        epochs * cfg.num_batches,
+        model=case.model,
+        part=m.part,
+        epochs_to_threshold=reached,
+        final_accuracy=float(final.mean()),
+        final_accuracy_after_first=float(final[1:].mean()),
+    )
+    assert np.isfinite(losses).all() and ((final >= 0) & (final <= 1)).all()
     if not quick:
         assert final[1:].mean() >= THRESHOLD
 
 
-# LSTMs of the sizes people train: (state, batch, window length, windows per epoch).
-REALISTIC = [(128, 32, 50, 4), (256, 64, 200, 2), (256, 256, 100, 2)]
+class Realistic(NamedTuple):
+    """An LSTM of the size people train."""
+
+    state: int
+    batch: int
+    window: int
+    windows: int  # per epoch
+
+    @property
+    def id(self) -> str:
+        return f"S{self.state}-B{self.batch}-T{self.window}"
+
+    def config(self) -> EchoConfig:
+        return EchoConfig(
+            cell="lstm",
+            state_size=self.state,
+            batch_size=self.batch,
+            truncated_backprop_length=self.window,
+            total_series_length=self.batch * self.window * self.windows,
+        )
+
+
+REALISTIC = (Realistic(128, 32, 50, 4), Realistic(256, 64, 200, 2), Realistic(256, 256, 100, 2))
 REALISTIC_NAMES = (
     "jax-epoch",
     "jax-epoch-remat",
@@ -517,18 +539,15 @@ REALISTIC_NAMES = (
     "tf-function-epoch-xla",
     *PEER_NAMES,
 )
-QUICK_REALISTIC = (8, 4, 4, 2)
+QUICK_REALISTIC = Realistic(8, 4, 4, 2)
 
 
-def realistic_config(case: tuple[int, int, int, int]) -> EchoConfig:
-    S, B, T, windows = case
-    return EchoConfig(
-        cell="lstm",
-        state_size=S,
-        batch_size=B,
-        truncated_backprop_length=T,
-        total_series_length=B * T * windows,
-    )
+def realistic_cases(run: Run) -> list[Case]:
+    """Every size and row; quick mode runs jax-epoch on a shrunk size (the other rows' trainers
+    are the series group's)."""
+    if run.quick:
+        return each(run, ["jax-epoch"], size=QUICK_REALISTIC)
+    return [c for size in REALISTIC for c in each(run, REALISTIC_NAMES, size=size)]
 
 
 def peak_memory(name: str, device: str, trainer, cfg: EchoConfig) -> tuple[int | None, str]:
@@ -547,43 +566,25 @@ def peak_memory(name: str, device: str, trainer, cfg: EchoConfig) -> tuple[int |
     return None, ""
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", REALISTIC_NAMES)
-@pytest.mark.parametrize("case", REALISTIC, ids=["S{}-B{}-T{}".format(*c) for c in REALISTIC])
+@cases(realistic_cases)
 @pytest.mark.benchmark(group="realistic")
-def test_realistic(benchmark, quick, case, name, device):
+def test_realistic(benchmark, quick, case):
     """An LSTM of a realistic size, one epoch (per-window rows: one window) per timed call.
 
     Weights are TF1's initialisers for every row that maps them (``init_params``); the peak
     memory is recorded where it can be measured for the row alone (``peak_memory``).
     """
-    if quick:
-        if case != REALISTIC[0] or name != "jax-epoch":
-            pytest.skip(
-                "quick mode runs jax-epoch on the first case, shrunk (the other rows' "
-                "trainers are the series group's)"
-            )
-        case = QUICK_REALISTIC
-    cfg = realistic_config(case)
-    impl = name.removesuffix("-remat")
-    with placed(impl, device):
-        if device == "gpu" and name.startswith("torch"):
-            import torch
+    name, device = case.name, case.device
+    cfg = case.size.config()
+    if device == "gpu" and name.startswith("torch"):
+        import torch
 
-            torch.cuda.reset_peak_memory_stats()
-        trainer, run, windows_per_call = warm_runner(name, device, cfg)
+        torch.cuda.reset_peak_memory_stats()
+    with trainer_on(name, device, cfg) as trainer:
+        run, windows_per_call = warm(trainer, name, cfg)
         loss = benchmark.pedantic(run, rounds=1 if quick else 3, iterations=1)
         memory, what = peak_memory(name, device, trainer, cfg)
-        trainer.close()
-        record(
-            benchmark,
-            name,
-            device,
-            cfg,
-            windows_per_call,
-            peak_bytes=memory,
-            peak_what=what,
-        )
+    record(benchmark, name, device, cfg, windows_per_call, peak_bytes=memory, peak_what=what)
     assert np.isfinite(loss).all()
 
 
@@ -603,25 +604,30 @@ END_TO_END = {
 QUICK_RUN = ["--epochs", "2", "--total-series-length", "1500"]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("row", list(END_TO_END))
+def end_to_end_cases(run: Run) -> list[Case]:
+    """Every row (the TensorFlow runs on the CPU); quick mode runs the cold jax-echo row
+    (tf-echo train is tests/test_cli_tf.py's)."""
+    rows = list(END_TO_END)[:1] if run.quick else list(END_TO_END)
+    found = []
+    for row in rows:
+        tf_row = row.startswith("tf-echo")
+        for device in ("cpu",) if tf_row else run.devices:
+            if run.has("tf-graph" if tf_row else "jax", device):
+                found.append(Case(row, device))
+    return found
+
+
+@cases(end_to_end_cases)
 @pytest.mark.benchmark(group="end_to_end")
-def test_end_to_end(benchmark, quick, row, device, tmp_path):
+def test_end_to_end(benchmark, quick, case, tmp_path):
     """Wall time of the whole training run with the tutorial defaults, as a subprocess: imports,
     compilation, 100 epochs, the accuracy pass, checkpoints and the figure.
 
     A cold cache is a new, empty JAX compilation cache each round; a warm one was filled by an
     untimed run first. history.json's breakdown of the last round goes into the results.
     """
-    if quick and row != "jax-echo train (cold cache)":
-        pytest.skip("quick mode runs the cold jax-echo row (tf-echo train: tests/test_cli_tf.py)")
-    if row.startswith("tf-echo"):
-        pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
-        if device == "gpu":
-            pytest.skip("the TensorFlow runs are measured on CPU")
-    elif jax_device(device) is None:
-        pytest.skip(f"JAX sees no {device.upper()}")
-    env = {**os.environ, "JAX_PLATFORMS": {"cpu": "cpu", "gpu": "cuda"}[device]}
+    row = case.name
+    env = {**os.environ, "JAX_PLATFORMS": {"cpu": "cpu", "gpu": "cuda"}[case.device]}
     runs = iter(range(1_000))
     out = tmp_path / "run"
 
@@ -648,7 +654,7 @@ def test_end_to_end(benchmark, quick, row, device, tmp_path):
     record(
         benchmark,
         row,
-        device,
+        case.device,
         TUTORIAL,
         1,
         breakdown=history.get("seconds"),

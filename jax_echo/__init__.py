@@ -38,6 +38,7 @@ from jax_echo.task import (
     prediction_accuracies,
     split_windows,
 )
+from jax_echo.tf_checkpoint import params_from_tf_checkpoint, params_to_tf_checkpoint
 from jax_echo.train import TrainingDivergedError, fit
 
 __all__ = [
@@ -69,7 +70,9 @@ __all__ = [
     "make_predict_epoch",
     "make_train_epoch",
     "params_from_dict",
+    "params_from_tf_checkpoint",
     "params_to_dict",
+    "params_to_tf_checkpoint",
     "predict",
     "predict_epoch",
     "prediction_accuracies",

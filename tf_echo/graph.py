@@ -17,11 +17,15 @@ with dropout, the keep probability is a ``placeholder_with_default`` that ``forw
 when it predicts for the plot). Two additions make dropout runs repeat: a graph-level seed
 (``cfg.seed``) and, with dropout under ``dynamic_rnn``, ``parallel_iterations=1``. Part 1 has
 no dropout in the tutorial; with ``keep_prob < 1`` it drops its outputs as ``DropoutWrapper``
-would. Names follow the author's (``batchX_placeholder``, ``init_state``, ``current_state``, ...).
+would. Names follow the author's (``batchX_placeholder``, ``init_state``, ``current_state``, ...),
+and so do the variables' (``Variable``, ``rnn/basic_lstm_cell/kernel``, ...: TF1's own, listed in
+``jax_echo.tf_checkpoint``), so ``save_tf_checkpoint`` writes the checkpoint the author's
+``tf.train.Saver`` would.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -32,7 +36,9 @@ import tensorflow as tf
 from tensorflow.python.ops import rnn_cell_impl
 
 from jax_echo.cells import params_from_dict, params_to_dict
+from jax_echo.io import CheckpointError
 from jax_echo.task import EchoConfig, split_windows
+from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names, write_with_saver
 from tf_echo.state import stacked_state
 
 tf1 = tf.compat.v1
@@ -74,6 +80,7 @@ class GraphTrainer:
         self.sess = tf1.Session(graph=self.graph)
         self.sess.run(self._init)
         self._assign(self._assign_params, flat)
+        self._carried = self._zero_state()  # train_window's state
 
     # --- The author's programs ----------------------------------------------------------------
 
@@ -87,9 +94,10 @@ class GraphTrainer:
             self.keep_prob = tf1.placeholder_with_default(tf.constant(cfg.keep_prob, tf_dtype), [])
 
         if cfg.cell == "tutorial":
-            variables, losses = self._build_part1(flat, tf_dtype)
+            losses = self._build_part1(flat, tf_dtype)
         else:
-            variables, losses = self._build_cells(flat, tf_dtype)
+            losses = self._build_cells(flat, tf_dtype)
+        variables = _variables_by_flat_name(cfg)
         self.total_loss = tf.reduce_mean(losses)
 
         # TF1 turns a Python float learning rate into a float32 tensor; in float64 that
@@ -109,7 +117,7 @@ class GraphTrainer:
         self._init = tf1.global_variables_initializer()
 
     def _build_part1(self, flat, tf_dtype):
-        """Part 1, written out by hand; returns its variables and the per-step losses."""
+        """Part 1, written out by hand; returns the per-step losses."""
         B = self.cfg.batch_size
         self.init_state = tf1.placeholder(tf_dtype, [B, self.cfg.state_size])
 
@@ -142,11 +150,10 @@ class GraphTrainer:
             tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels)
             for logits, labels in zip(logits_series, labels_series, strict=True)
         ]
-        variables = {"W": self.W, "b": self.b, "W2": self.W2, "b2": self.b2}
-        return variables, losses
+        return losses
 
     def _build_cells(self, flat, tf_dtype):
-        """Parts 2-6 with TF1's cells; returns the variables by flat name and the losses."""
+        """Parts 2-6 with TF1's cells; returns the losses."""
         cfg = self.cfg
         B, T, S, C, L = (
             cfg.batch_size,
@@ -211,10 +218,7 @@ class GraphTrainer:
                 tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels)
                 for logits, labels in zip(logits_series, labels_series, strict=True)
             ]
-        cell_variables = [v for v in tf1.trainable_variables() if v is not W2 and v is not b2]
-        cell_names = [name for name in flat if name not in ("W2", "b2")]
-        variables = _match_variables(cell_variables, cell_names, L)
-        return variables | {"W2": W2, "b2": b2}, losses
+        return losses
 
     def _make_cell(self, tf_dtype):
         """One layer's cell, in a ``DropoutWrapper`` when ``keep_prob < 1``."""
@@ -241,14 +245,25 @@ class GraphTrainer:
         )
         return self._layers(current_state), total_loss
 
-    def train_epoch(self, x_BxL: Any, y_BxL: Any) -> np.ndarray:
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0):
+        """``train_step`` from the carried state (zeros at first), which it carries on; the loss.
+
+        TensorFlow draws the dropout masks from its own stream: ``epoch`` and ``window`` are
+        not used."""
+        del epoch, window
+        self._carried, loss = self.train_step(self._carried, x_BxT, y_BxT)
+        return loss
+
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         """The author's inner loop: every window, state reset to zeros, then fed back."""
+        del epoch  # TensorFlow's own random stream draws the dropout masks
         x_NxBxT = split_windows(np.asarray(x_BxL), self.cfg.truncated_backprop_length)
         y_NxBxT = split_windows(np.asarray(y_BxL), self.cfg.truncated_backprop_length)
         current_state = self._zero_state()
         losses = np.empty(len(x_NxBxT), self.dtype)
         for batch_idx, (batchX, batchY) in enumerate(zip(x_NxBxT, y_NxBxT, strict=True)):
             current_state, losses[batch_idx] = self.train_step(current_state, batchX, batchY)
+        self._carried = current_state
         return losses
 
     # --- Inspection, without dropout ----------------------------------------------------------
@@ -334,6 +349,45 @@ class GraphTrainer:
         self._assign(self._assign_params, params)
         self._assign(self._assign_accumulators, accumulators)
 
+    def save_tf_checkpoint(self, path: str | os.PathLike) -> str:
+        """Saves the session's variables, weights and Adagrad slots, with TF1's ``Saver``.
+
+        The author's checkpoint (``path.index``, ``path.data-*``; no meta graph or ``checkpoint``
+        file), replaced whole (``jax_echo.tf_checkpoint.write_with_saver``). Returns ``path``.
+        """
+        return write_with_saver(self._saver(), self.sess, path)
+
+    def restore_tf_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restores a TF1 checkpoint of this program with TF1's ``Saver``.
+
+        Its weights are checked first (``params_from_tf_checkpoint``: a ``ValueError`` names
+        another model's, a missing or a misshapen variable). Adagrad's slots are restored when
+        the checkpoint has them (``save_tf_checkpoint``, ``params_to_tf_checkpoint``), else
+        they start again at 0.1. The carried state is kept.
+        """
+        params = params_from_tf_checkpoint(path, self.cfg)
+        dtypes = {np.asarray(value).dtype for value in params_to_dict(params).values()}
+        if dtypes != {self.dtype}:
+            raise CheckpointError(
+                f"{path} holds {'/'.join(sorted(map(str, dtypes)))} weights, but this program "
+                f"runs in {self.dtype}: build the trainer with the checkpoint's dtype"
+            )
+        held = tf.train.load_checkpoint(os.fspath(path)).get_variable_to_shape_map()
+        saver = self._saver()
+        slots = list(self._accumulators.values())
+        with self.graph.as_default():
+            if any(slot.op.name not in held for slot in slots):
+                self.sess.run([slot.initializer for slot in slots])
+                saver = tf1.train.Saver(list(self.variables.values()))
+            saver.restore(self.sess, os.fspath(path))
+
+    def _saver(self):
+        """TF1's ``Saver`` of every variable, built into the graph on first use."""
+        if not hasattr(self, "_tf1_saver"):
+            with self.graph.as_default():
+                self._tf1_saver = tf1.train.Saver()
+        return self._tf1_saver
+
     def _assign(self, assigners: dict, values: Any) -> None:
         flat = params_to_dict(params_from_dict(values, self.cfg))
         ops = [op for _, op in assigners.values()]
@@ -352,28 +406,14 @@ def _assigners(variables: dict[str, Any], tf_dtype: tf.DType) -> dict[str, tuple
     return assigners
 
 
-def _match_variables(variables, names: list[str], num_layers: int) -> dict[str, Any]:
-    """The TF1 cell variable of each flat name, by layer and suffix; one-to-one or an error.
-
-    ``cell_1/kernel`` is ``.../cell_1/lstm_cell/kernel:0`` in a ``MultiRNNCell`` and
-    ``.../basic_lstm_cell/kernel:0`` for a lone cell; ``cell_0/gates/kernel`` is
-    ``.../gru_cell/gates/kernel:0``.
-    """
-    matched = {}
-    for name in names:
-        layer, suffix = name.split("/", 1)
-        found = [
-            v
-            for v in variables
-            if v.name.endswith(f"_cell/{suffix}:0") and (num_layers == 1 or f"/{layer}/" in v.name)
-        ]
-        if len(found) != 1:
-            raise RuntimeError(
-                f"expected one TF1 variable for {name!r}, found {[v.name for v in found]} "
-                f"among {[v.name for v in variables]}"
-            )
-        matched[name] = found[0]
-    unmatched = [v.name for v in variables if all(v is not m for m in matched.values())]
-    if unmatched:
-        raise RuntimeError(f"TF1 cell variables with no flat name: {unmatched}")
-    return matched
+def _variables_by_flat_name(cfg: EchoConfig) -> dict[str, Any]:
+    """The graph's weights by flat name, found under the names the author's program gives them
+    (``tf1_variable_names``); any other or missing variable is an error."""
+    names = tf1_variable_names(cfg)
+    by_name = {v.op.name: v for v in tf1.global_variables()}
+    if set(by_name) != set(names.values()):
+        raise RuntimeError(
+            f"the TF1 program's variables {sorted(by_name)} are not the author's names "
+            f"{sorted(names.values())}"
+        )
+    return {flat_name: by_name[tf1_name] for flat_name, tf1_name in names.items()}

@@ -1,0 +1,287 @@
+"""TF1 checkpoints of the author's programs: their variable names, read and written.
+
+``tf.compat.v1.train.Saver`` stores each variable under its graph name, and the author's programs
+(``tf_echo.graph``) leave those names to TF1: an unnamed ``tf.Variable`` is ``Variable``,
+``Variable_1``, ... in creation order, and a cell's weights live in the scopes of ``static_rnn`` or
+``dynamic_rnn`` (both ``rnn``), of a ``MultiRNNCell`` (``multi_rnn_cell/cell_{k}``) and of the cell
+(``basic_rnn_cell``, ``basic_lstm_cell``, ``lstm_cell``, ``gru_cell``). Part 1 creates ``W``, ``b``,
+``W2``, ``b2`` in that order; parts 2-6 create ``W2`` and ``b2`` before the cell. So, by flat name
+(``cells.params_to_dict``):
+
+    part 1       W Variable, b Variable_1, W2 Variable_2, b2 Variable_3
+    parts 2-6    W2 Variable, b2 Variable_1, and
+      part 2     cell_0/kernel rnn/basic_rnn_cell/kernel, cell_0/bias rnn/basic_rnn_cell/bias
+      part 3     cell_0/kernel rnn/basic_lstm_cell/kernel, ...
+      parts 4-6  cell_{k}/kernel rnn/multi_rnn_cell/cell_{k}/lstm_cell/kernel, ...
+    the GRU      as parts 2-6, with cell_0/gates/kernel rnn/gru_cell/gates/kernel, ...
+    stacked      rnn/multi_rnn_cell/cell_{k}/basic_rnn_cell/kernel, .../cell_{k}/gru_cell/...
+
+Parts 4, 5 and 6 share their names: ``dynamic_rnn`` opens the same ``rnn`` scope as ``static_rnn``
+and ``DropoutWrapper`` adds none. Adagrad keeps one slot per weight, ``<name>/Adagrad``.
+
+Reading and writing need TensorFlow (the ``tf`` extra), imported only when they run.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jax_echo.cells import CELLS, Params, flat_names, input_width, params_from_dict, params_to_dict
+from jax_echo.io import CheckpointError, atomic_write
+from jax_echo.optim import TF1_INITIAL_ACCUMULATOR
+from jax_echo.registry import MissingExtraError
+from jax_echo.task import CELL_NAMES, PARTS, EchoConfig
+
+_PART1_NAMES = {"W": "Variable", "b": "Variable_1", "W2": "Variable_2", "b2": "Variable_3"}
+_OUTPUT_NAMES = {"W2": "Variable", "b2": "Variable_1"}  # parts 2-6: created before the cell
+# The scope each cell's own variables live in, for one layer alone and in a MultiRNNCell
+# (tf_echo builds a BasicLSTMCell for one layer and LSTMCells for a stack, as the author does).
+_CELL_SCOPES = {
+    "basic_rnn": ("basic_rnn_cell", "basic_rnn_cell"),
+    "lstm": ("basic_lstm_cell", "lstm_cell"),
+    "gru": ("gru_cell", "gru_cell"),
+}
+_IGNORED = ("global_step",)  # a training counter some programs add; not a weight
+
+
+def tf1_variable_names(cfg: EchoConfig, part: int | None = None) -> dict[str, str]:
+    """The TF1 variable name of each flat weight name of ``cfg``'s program, in flat order.
+
+    The names depend only on ``cfg.cell`` and ``cfg.num_layers`` (the module docstring); ``part``
+    (1-6), when given, is checked to be a program of that model: parts 4, 5 and 6 have the same
+    names.
+
+    >>> tf1_variable_names(EchoConfig.for_part(1))
+    {'W': 'Variable', 'b': 'Variable_1', 'W2': 'Variable_2', 'b2': 'Variable_3'}
+    >>> tf1_variable_names(EchoConfig.for_part(4))["cell_2/bias"]
+    'rnn/multi_rnn_cell/cell_2/lstm_cell/bias'
+    """
+    if part is not None:
+        if part not in PARTS:
+            raise ValueError(f"the tutorial series has parts 1-6, got part {part!r}")
+        program = EchoConfig.for_part(part)
+        if (program.cell, program.num_layers) != (cfg.cell, cfg.num_layers):
+            raise ValueError(
+                f"part {part}'s program has cell={program.cell!r} with {program.num_layers} "
+                f"layer(s), but cfg has cell={cfg.cell!r} with {cfg.num_layers}"
+            )
+    if cfg.cell == "tutorial":
+        return dict(_PART1_NAMES)
+    L, S = cfg.num_layers, cfg.state_size
+    scope = _CELL_SCOPES[cfg.cell][L > 1]
+    names = {}
+    for layer in range(L):
+        outer = "rnn" if L == 1 else f"rnn/multi_rnn_cell/cell_{layer}"
+        shapes = CELLS[cfg.cell].shapes(input_width(layer, S), S)
+        for name in flat_names(shapes, layer):  # cell_{layer}/kernel, cell_{layer}/gates/bias
+            names[name] = f"{outer}/{scope}/{name.split('/', 1)[1]}"
+    return names | _OUTPUT_NAMES
+
+
+def params_from_tf_checkpoint(
+    path: str | os.PathLike, cfg: EchoConfig, *, part: int | None = None
+) -> Params:
+    """The weights of a TF1 checkpoint of ``cfg``'s program, as ``Params`` in its dtype.
+
+    Reads what ``tf.compat.v1.train.Saver().save(sess, path)`` wrote from the author's program
+    (``path`` is the checkpoint prefix, ``model.ckpt``, or a directory with a ``checkpoint``
+    file). Adagrad's slots (``<name>/Adagrad``) and ``global_step`` are ignored.
+
+    Args:
+      path: the checkpoint.
+      cfg: the model it holds (cell, layers, sizes).
+      part: the part (1-6) whose program wrote it, checked against ``cfg``; ``None`` infers it
+        from ``cfg`` (parts 4-6 name their variables alike, so the names found always fit).
+
+    Raises:
+      CheckpointError (a ``ValueError``): the file is not a checkpoint, holds another model's
+        variables (another part or cell: it names them), misses a variable or has one of
+        another shape (named, with both shapes).
+      MissingExtraError: TensorFlow is not installed.
+    """
+    tf = _tensorflow()
+    names = tf1_variable_names(cfg, part)
+    try:
+        reader = tf.train.load_checkpoint(os.fspath(path))
+    except (tf.errors.OpError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path} is not a readable TensorFlow checkpoint: {first_line}"
+        ) from e
+    found = reader.get_variable_to_shape_map()
+    _check_names(path, found, names, cfg)
+    expected = _expected_shapes(cfg)
+    flat = {}
+    for flat_name, tf1_name in names.items():
+        got, want = tuple(found[tf1_name]), expected[flat_name]
+        if got != want:
+            raise CheckpointError(
+                f"{path}: variable {tf1_name!r} ({flat_name}) has shape {got}, expected {want} "
+                f"for {_describe(cfg)}, state_size={cfg.state_size}, "
+                f"num_classes={cfg.num_classes}"
+            )
+        flat[flat_name] = np.asarray(reader.get_tensor(tf1_name))
+    return params_from_dict(flat, cfg)
+
+
+def params_to_tf_checkpoint(
+    params: Any, cfg: EchoConfig, path: str | os.PathLike, *, part: int | None = None
+) -> str:
+    """Writes ``params`` as the TF1 checkpoint the author's program restores; returns ``path``.
+
+    The checkpoint (``path.index``, ``path.data-00000-of-00001``) is written by
+    ``tf.compat.v1.train.Saver`` with TF1's names (``tf1_variable_names``) and the params' dtype,
+    and with Adagrad's slots at their start value (0.1): a ``Saver().restore(sess, path)`` in
+    the author's graph starts training from these weights as from fresh ones. Written as
+    ``write_with_saver`` says, so an existing checkpoint at ``path`` is replaced whole.
+
+    Args:
+      params: ``Params`` or a flat TF1-layout dict, checked against ``cfg``.
+      cfg: the model.
+      path: the checkpoint prefix (``model.ckpt``); its directory is created if need be.
+      part: the part (1-6) whose program will restore it, checked against ``cfg``; ``None``
+        takes the names from ``cfg`` (the ``static_rnn`` program's, which all parts share).
+
+    Raises ``ValueError`` for params that are not ``cfg``'s, ``MissingExtraError`` without
+    TensorFlow.
+    """
+    tf = _tensorflow()
+    tf1 = tf.compat.v1
+    flat = params_to_dict(params_from_dict(params, cfg))
+    names = tf1_variable_names(cfg, part)
+    graph = tf.Graph()
+    feed, var_list = {}, {}
+    with graph.as_default():
+        for flat_name, tf1_name in names.items():
+            value = np.asarray(flat[flat_name])
+            dtype = tf.as_dtype(value.dtype)
+            value_in = tf1.placeholder(dtype, value.shape)
+            feed[value_in] = value
+            var_list[tf1_name] = tf1.Variable(value_in, name=tf1_name)
+            slot = tf.fill(value.shape, tf.constant(TF1_INITIAL_ACCUMULATOR, dtype))
+            var_list[f"{tf1_name}/Adagrad"] = tf1.Variable(slot, name=f"{tf1_name}/Adagrad")
+        saver = tf1.train.Saver(var_list)
+        init = tf1.global_variables_initializer()
+    with tf1.Session(graph=graph) as sess:
+        sess.run(init, feed)
+        return write_with_saver(saver, sess, path)
+
+
+def write_with_saver(saver: Any, sess: Any, path: str | os.PathLike) -> str:
+    """``saver.save(sess, path)`` without a meta graph or ``checkpoint`` file, safely; ``path``.
+
+    TF1 writes a checkpoint as two files, ``path.index`` and its data file(s), which cannot be
+    replaced in one rename. Saver writes them into a temporary directory beside ``path``; each
+    is then moved into place with ``io.atomic_write``, the data first and the index last, and
+    any data shard of an older checkpoint at ``path`` is removed. A failure while saving leaves
+    an existing checkpoint untouched; only a crash between the moves (microseconds) could leave
+    the new data beside the old index.
+    """
+    prefix = Path(path)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=prefix.parent, prefix=f".{prefix.name}.", suffix=".tmp"))
+    try:
+        with sess.graph.as_default():  # outside its graph, TF2's Saver takes the eager path
+            saver.save(sess, str(tmp / "ckpt"), write_meta_graph=False, write_state=False)
+        written = sorted(tmp.glob("ckpt.*"), key=lambda f: (f.suffix == ".index", f.name))
+        targets = {f: prefix.with_name(prefix.name + f.name.removeprefix("ckpt")) for f in written}
+        for f, target in targets.items():  # the index last, and then the directory synced
+            data = f.read_bytes()
+            last = f.suffix == ".index"
+            atomic_write(target, lambda out, data=data: out.write(data), sync_dir=last)
+        new = {target.name for target in targets.values()}
+        for old in prefix.parent.glob(f"{glob.escape(prefix.name)}.data-*"):
+            if old.name not in new:  # a shard of an older checkpoint that had more of them
+                old.unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return os.fspath(path)
+
+
+# --- Checks ---------------------------------------------------------------------------------
+
+
+def _tensorflow():
+    try:
+        return importlib.import_module("tensorflow")
+    except ImportError as e:
+        raise MissingExtraError(
+            f"TensorFlow is not installed ({e}), and TF1 checkpoints need it; "
+            "install the extra: pip install 'jax-echo[tf]'"
+        ) from e
+
+
+def _expected_shapes(cfg: EchoConfig) -> dict[str, tuple[int, ...]]:
+    S, C = cfg.state_size, cfg.num_classes
+    expected = {}
+    for layer in range(cfg.num_layers):
+        shapes = CELLS[cfg.cell].shapes(input_width(layer, S), S)
+        expected |= dict(zip(flat_names(shapes, layer), map(tuple, shapes), strict=True))
+    return expected | {"W2": (S, C), "b2": (1, C)}
+
+
+def _weights(found: dict[str, Any]) -> list[str]:
+    """The checkpoint's variables that are not another's slot (``<name>/Adagrad``) or ignored."""
+    return sorted(
+        name
+        for name in found
+        if name not in _IGNORED and not any(name.startswith(f"{other}/") for other in found)
+    )
+
+
+def _check_names(path, found: dict[str, Any], names: dict[str, str], cfg: EchoConfig) -> None:
+    weights = _weights(found)
+    missing = [n for n in names.values() if n not in found]
+    unexpected = [n for n in weights if n not in names.values()]
+    if not missing and not unexpected:
+        return
+    needs = f"{_describe(cfg)} has the TF1 variables {list(names.values())}"
+    other = _identify(weights)
+    if other is not None:
+        raise CheckpointError(
+            f"{path} is a checkpoint of another model: its variables {weights} are those of "
+            f"{_describe(other)}, but {needs}"
+        )
+    problems = []
+    if missing:
+        flat = {tf1: flat for flat, tf1 in names.items()}
+        problems.append("missing " + ", ".join(f"{n!r} ({flat[n]})" for n in missing))
+    if unexpected:
+        problems.append(f"unexpected {unexpected}")
+    raise CheckpointError(f"{path} does not hold cfg's weights: {'; '.join(problems)}; {needs}")
+
+
+def _identify(weights: list[str]) -> EchoConfig | None:
+    """The model (cell, layers) whose TF1 names are exactly ``weights``, if any."""
+    layers = [int(k) for k in re.findall(r"multi_rnn_cell/cell_(\d+)/", " ".join(weights))]
+    num_layers = max(layers, default=0) + 1
+    for cell in CELL_NAMES:
+        if cell == "tutorial" and num_layers > 1:
+            continue
+        candidate = EchoConfig(cell=cell, num_layers=num_layers)
+        if sorted(tf1_variable_names(candidate).values()) == weights:
+            return candidate
+    return None
+
+
+def _describe(cfg: EchoConfig) -> str:
+    """``cell='lstm' with 3 layer(s) (parts 4-6)``: a model and the parts that run it."""
+    parts = [
+        n
+        for n in PARTS
+        if (EchoConfig.for_part(n).cell, EchoConfig.for_part(n).num_layers)
+        == (cfg.cell, cfg.num_layers)
+    ]
+    which = ""
+    if parts:
+        which = f" (part {parts[0]})" if len(parts) == 1 else f" (parts {parts[0]}-{parts[-1]})"
+    return f"cell={cfg.cell!r} with {cfg.num_layers} layer(s){which}"

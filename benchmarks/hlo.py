@@ -93,19 +93,14 @@ def tf_epoch_hlo(cfg) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from jax_echo.task import EchoConfig
+    from jax_echo.tables import Column, markdown
+    from jax_echo.task import DISTINCT_MODELS, MODELS
 
-    models = {
-        "part1": EchoConfig.for_part(1),
-        "part3": EchoConfig.for_part(3),
-        "part4": EchoConfig.for_part(4),
-        "gru": EchoConfig(cell="gru"),
-    }
+    models = {name: MODELS[name].config for name in DISTINCT_MODELS}
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hlo")
     parser.add_argument("--models", nargs="+", choices=list(models), default=list(models))
     args = parser.parse_args(argv)
-    print("| model | jax-epoch kernels/window | dots/window | tf-function-epoch-xla | dots |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    rows = []
     for name in args.models:
         cfg = models[name]
         # TF's loop over the epoch's windows (a tf.range of the data's length) has no known
@@ -114,8 +109,9 @@ def main(argv: list[str]) -> int:
             launched_kernels(jax_epoch_hlo(cfg)),
             launched_kernels(tf_epoch_hlo(cfg), unknown_trips=cfg.num_batches),
         ]
-        (jk, jd), (tk, td) = ((k / cfg.num_batches, d / cfg.num_batches) for k, d in counts)
-        print(f"| {name} | {jk:.0f} | {jd:.0f} | {tk:.0f} | {td:.0f} |")
+        rows.append((name, *(n / cfg.num_batches for counted in counts for n in counted)))
+    heads = ("jax-epoch kernels/window", "dots/window", "tf-function-epoch-xla", "dots")
+    print(markdown([Column("model", right=False), *(Column(h, "{:.0f}") for h in heads)], rows))
     return 0
 
 

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jax_echo.tables import Column, markdown
+
 
 def shapes(S: int, B: int) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
     return {
@@ -82,14 +84,18 @@ def main(argv: list[str]) -> int:
             for lib, run in libs.items():
                 seconds[name, lib].append(run())
     print(f"LSTM state {args.state}, batch {args.batch}; {args.rounds} rounds of {args.reps}\n")
-    print("| product | shapes | JAX (XLA:CPU) us | PyTorch us | JAX / PyTorch |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    rows = []
     for name, (shape_a, shape_b) in shapes(args.state, args.batch).items():
         jax_us, torch_us = (statistics.median(seconds[name, lib]) * 1e6 for lib in ("jax", "torch"))
-        print(
-            f"| {name} | {shape_a} @ {shape_b} | {jax_us:.1f} | {torch_us:.1f} "
-            f"| {jax_us / torch_us:.2f} |"
-        )
+        rows.append((name, f"{shape_a} @ {shape_b}", jax_us, torch_us, jax_us / torch_us))
+    columns = [
+        Column("product", right=False),
+        Column("shapes", right=False),
+        Column("JAX (XLA:CPU) us", "{:.1f}"),
+        Column("PyTorch us", "{:.1f}"),
+        Column("JAX / PyTorch", "{:.2f}"),
+    ]
+    print(markdown(columns, rows))
     return 0
 
 

@@ -25,7 +25,8 @@ from benchmarks.hlo import jax_epoch_hlo, launched_kernels
 from jax_echo import model
 from jax_echo.cells import init_params
 from jax_echo.optim import make_optimizer
-from jax_echo.scale import population_program
+from jax_echo.scale import population_program, stack
+from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data
 
 CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # the population group's: 20 windows
@@ -41,7 +42,7 @@ def main(argv: list[str]) -> int:
     x, y = epoch_data(cfg, 0)
     members = [init_params(cfg, seed) for seed in range(P)]
     optimizer = make_optimizer(cfg)
-    stacked = jax.tree.map(lambda *a: np.stack(a), *members)
+    stacked = stack(members)
     xs, ys = np.broadcast_to(x, (P, *x.shape)), np.broadcast_to(y, (P, *y.shape))
 
     def chunked(width: int):
@@ -77,18 +78,31 @@ def main(argv: list[str]) -> int:
         f"{P} members x {cfg.num_batches} windows, {args.rounds} interleaved rounds, "
         f"{jax.devices()[0].device_kind}\n"
     )
-    print(
-        "| form | windows/s (median) | min-max | vs one by one | kernels per window | dots "
-        "| us per kernel |"
-    )
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    columns = [
+        Column("form", right=False),
+        Column("windows/s (median)", "{:,.0f}"),
+        Column("min-max", right=False),
+        Column("vs one by one", "{:.2f}x"),
+        Column("kernels per window", "{:.1f}"),
+        Column("dots", "{:.2f}"),
+        Column("us per kernel", "{:.2f}"),
+    ]
+    table = []
     for name, (_, (kernels, dots), members) in rows.items():
         t, per_window = statistics.median(seconds[name]), members * cfg.num_batches
-        print(
-            f"| {name} | {windows / t:,.0f} | {windows / max(seconds[name]):,.0f}-"
-            f"{windows / min(seconds[name]):,.0f} | {base / t:.2f}x | {kernels / per_window:.1f} "
-            f"| {dots / per_window:.2f} | {t / (kernels * P // members) * 1e6:.2f} |"
+        fastest, slowest = windows / min(seconds[name]), windows / max(seconds[name])
+        table.append(
+            (
+                name,
+                windows / t,
+                f"{slowest:,.0f}-{fastest:,.0f}",
+                base / t,
+                kernels / per_window,
+                dots / per_window,
+                t / (kernels * P // members) * 1e6,
+            )
         )
+    print(markdown(columns, table))
     return 0
 
 

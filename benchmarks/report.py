@@ -28,6 +28,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from jax_echo.tables import Column, markdown
+
 REFERENCE = "tf-graph"  # the tutorial's own TF1 program
 JAX_EPOCH = "jax-epoch"
 TF2_PREFIX = "tf-function"  # every TF2 variant: tf-function[-epoch][-xla]
@@ -111,17 +113,24 @@ def speed_table(benches: list[dict[str, Any]], value, unit: str) -> list[str]:
     ref, jax_epoch = values.get(REFERENCE), values.get(JAX_EPOCH)
     tf_values = [v for k, v in values.items() if k.startswith("tf-")]
     fastest_tf = min(tf_values) if tf_values else None
-    rows = [
-        f"| implementation | median {unit} (min-max) | vs TF1 graph | vs fastest TF | "
-        "jax-epoch faster by |",
-        "| --- | ---: | ---: | ---: | ---: |",
+    columns = [
+        Column("implementation", right=False),
+        Column(f"median {unit} (min-max)"),
+        Column("vs TF1 graph"),
+        Column("vs fastest TF"),
+        Column("jax-epoch faster by"),
     ]
-    for name, v in sorted(values.items(), key=lambda kv: kv[1]):
-        rows.append(
-            f"| {label(rows_by_name[name])} | {spread(rows_by_name[name], value)} | "
-            f"{_ratio(ref, v)} | {_ratio(fastest_tf, v)} | {_ratio(v, jax_epoch)} |"
+    rows = [
+        (
+            label(rows_by_name[name]),
+            spread(rows_by_name[name], value),
+            _ratio(ref, v),
+            _ratio(fastest_tf, v),
+            _ratio(v, jax_epoch),
         )
-    return rows
+        for name, v in sorted(values.items(), key=lambda kv: kv[1])
+    ]
+    return markdown(columns, rows).splitlines()
 
 
 def label(b: dict[str, Any]) -> str:
@@ -157,12 +166,20 @@ def series_table(benches: list[dict[str, Any]]) -> list[str]:
     order = sorted(models, key=lambda m: (models[m].get("part") is None, models[m].get("part"), m))
     part1 = next((m for m in order if models[m].get("part") == 1), None)
     base = times[part1].get(JAX_EPOCH) if part1 else None
-    rows = [
-        "| model | cell | layers | what changed | jax-epoch us/window | jax-step | tf-graph (TF1) "
-        "| fastest TF2 | cost vs part 1 | TF1 / JAX | fastest TF2 / JAX |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+    columns = [
+        Column("model", right=False),
+        Column("cell", right=False),
+        Column("layers"),
+        Column("what changed", right=False),
+        Column("jax-epoch us/window", _us),
+        Column("jax-step", _us),
+        Column("tf-graph (TF1)", _us),
+        Column("fastest TF2", right=False),
+        Column("cost vs part 1"),
+        Column("TF1 / JAX", "{:.1f}x"),
+        Column("fastest TF2 / JAX", "{:.1f}x"),
     ]
-    checks = []
+    rows, checks = [], []
     for m in order:
         e, t = models[m], times[m]
         jax_us, tf1_us = t.get(JAX_EPOCH), t.get(REFERENCE)
@@ -175,10 +192,19 @@ def series_table(benches: list[dict[str, Any]]) -> list[str]:
         label = f"part {e['part']}" if e.get("part") is not None else m
         fastest = f"{_us(tf2_us)} ({tf2_name})" if tf2_name else ""
         rows.append(
-            f"| {label} | {e['cell']} | {e['num_layers']} | {e.get('what_changed', '')} | "
-            f"{_us(jax_us)} | {_us(t.get('jax-step'))} | {_us(tf1_us)} | {fastest} | "
-            f"{_ratio(jax_us, base) if base else ''} | {'' if vs_tf1 is None else f'{vs_tf1:.1f}x'}"
-            f" | {'' if vs_tf2 is None else f'{vs_tf2:.1f}x'} |"
+            (
+                label,
+                e["cell"],
+                e["num_layers"],
+                e.get("what_changed", ""),
+                jax_us,
+                t.get("jax-step"),
+                tf1_us,
+                fastest,
+                _ratio(jax_us, base) if base else "",
+                vs_tf1,
+                vs_tf2,
+            )
         )
         line = []
         if e.get("part") in COST_VS_PART1:
@@ -186,7 +212,7 @@ def series_table(benches: list[dict[str, Any]]) -> list[str]:
         line.append(_check(vs_tf1, ">=", MIN_SPEEDUP_VS_TF1, "TF1 / JAX"))
         line.append(_check(vs_tf2, ">=", MIN_SPEEDUP_VS_TF2, "fastest TF2 / JAX"))
         checks.append(f"- {label}: " + "; ".join(line))
-    return [*rows, "", "Targets:", "", *checks]
+    return [*markdown(columns, rows).splitlines(), "", "Targets:", "", *checks]
 
 
 def series_by_implementation(benches: list[dict[str, Any]]) -> list[str]:
@@ -202,17 +228,16 @@ def series_by_implementation(benches: list[dict[str, Any]]) -> list[str]:
         cells, key=lambda n: per_window_us(cells[n].get(order[0]) or next(iter(cells[n].values())))
     )
     heads = [f"part {models[m]['part']}" if models[m].get("part") else m for m in order]
-    rows = [
-        "| implementation | " + " | ".join(f"{h} us/window" for h in heads) + " |",
-        "| --- | " + " | ".join("---:" for _ in order) + " |",
-    ]
+    columns = [Column("implementation", right=False), *(Column(f"{h} us/window") for h in heads)]
+    rows = []
     for name in names:
         shown = []
         for m in order:
             b = cells[name].get(m)
             mark = " *" if b is not None and b["extra_info"].get("exact_math") is False else ""
-            shown.append("" if b is None else spread(b, per_window_us) + mark)
-        rows.append(f"| {name} | " + " | ".join(shown) + " |")
+            shown.append(None if b is None else spread(b, per_window_us) + mark)
+        rows.append((name, *shown))
+    rows = markdown(columns, rows).splitlines()
     if not any(b["extra_info"].get("exact_math") is False for b in benches):
         return rows
     return [
@@ -232,14 +257,17 @@ def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
         cells[key][e["implementation"]] = per_window_us(b)
         if e.get("xla_memory_bytes") is not None:
             memory[key] = e["xla_memory_bytes"]["peak"] / 2**20
-    rows = [
-        "| grows | state | batch | window | remat | "
-        + " | ".join(f"{i} us/window" for i in impls)
-        + " | ratio | JAX peak MiB (XLA args+outputs+temps) |",
-        "| --- | ---: | ---: | ---: | --- | "
-        + " | ".join("---:" for _ in impls)
-        + " | ---: | ---: |",
+    columns = [
+        Column("grows", right=False),
+        Column("state"),
+        Column("batch"),
+        Column("window"),
+        Column("remat", right=False),
+        *(Column(f"{i} us/window", "{:,.1f}") for i in impls),
+        Column("ratio"),
+        Column("JAX peak MiB (XLA args+outputs+temps)", "{:,.2f}"),
     ]
+    rows = []
     for key in sorted(cells, key=lambda k: (k[0], k[1], k[2], k[3], bool(k[4]))):
         vals = [cells[key].get(i) for i in impls]
         ratio = (
@@ -247,13 +275,9 @@ def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
             if None not in vals and len(vals) > 1
             else ""
         )
-        shown = " | ".join("" if v is None else f"{v:,.1f}" for v in vals)
-        mem = f"{memory[key]:,.2f}" if key in memory else ""
         remat = "yes" if key[4] else ""
-        rows.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {remat} | {shown} | {ratio} | {mem} |"
-        )
-    return rows
+        rows.append((*key[:4], remat, *vals, ratio, memory.get(key)))
+    return markdown(columns, rows).splitlines()
 
 
 def population_table(benches: list[dict[str, Any]]) -> list[str]:
@@ -265,19 +289,18 @@ def population_table(benches: list[dict[str, Any]]) -> list[str]:
     def throughput(b):
         return b["extra_info"]["windows_per_call"] / b["stats"]["median"]
 
-    rows = [
-        "| models | vmap: windows / s (min-max) | one by one: windows / s (min-max) | "
-        "vmap speed-up |",
-        "| ---: | ---: | ---: | ---: |",
+    columns = [
+        Column("models"),
+        Column("vmap: windows / s (min-max)", lambda b: spread(b, throughput)),
+        Column("one by one: windows / s (min-max)", lambda b: spread(b, throughput)),
+        Column("vmap speed-up"),
     ]
+    rows = []
     for size in sorted(cells):
         v, o = cells[size].get("vmap"), cells[size].get("one-by-one")
         speedup = f"{throughput(v) / throughput(o):.1f}x" if v and o else ""
-        rows.append(
-            f"| {size} | {'' if v is None else spread(v, throughput)} | "
-            f"{'' if o is None else spread(o, throughput)} | {speedup} |"
-        )
-    return rows
+        rows.append((size, v, o, speedup))
+    return markdown(columns, rows).splitlines()
 
 
 def realistic_table(benches: list[dict[str, Any]]) -> list[str]:
@@ -290,11 +313,14 @@ def realistic_table(benches: list[dict[str, Any]]) -> list[str]:
         e = b["extra_info"]
         return (e["state_size"], e["batch_size"], e["window_length"])
 
-    rows = [
-        "| LSTM state, batch, window | implementation | ms / window (min-max) | jax-epoch "
-        "faster by | peak MiB (what is measured) |",
-        "| --- | --- | ---: | ---: | --- |",
+    columns = [
+        Column("LSTM state, batch, window", right=False),
+        Column("implementation", right=False),
+        Column("ms / window (min-max)"),
+        Column("jax-epoch faster by"),
+        Column("peak MiB (what is measured)", right=False),
     ]
+    rows = []
     for key in sorted({size(b) for b in benches}):
         case = sorted((b for b in benches if size(b) == key), key=ms)
         jax_epoch = next(
@@ -308,10 +334,15 @@ def realistic_table(benches: list[dict[str, Any]]) -> list[str]:
                 else "not measured"
             )
             rows.append(
-                f"| {key[0]}, {key[1]}, {key[2]} | {label(b)} | {spread(b, ms)} | "
-                f"{_ratio(ms(b), jax_epoch)} | {memory} |"
+                (
+                    ", ".join(map(str, key)),
+                    label(b),
+                    spread(b, ms),
+                    _ratio(ms(b), jax_epoch),
+                    memory,
+                )
             )
-    return rows
+    return markdown(columns, rows).splitlines()
 
 
 def end_to_end_table(benches: list[dict[str, Any]]) -> list[str]:
@@ -320,37 +351,46 @@ def end_to_end_table(benches: list[dict[str, Any]]) -> list[str]:
     def seconds(b):
         return b["stats"]["median"]
 
-    rows = [
-        "| run | wall s (min-max) | training s | compile s | outside them s | outside / inside "
-        "| compilations (cache hits) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    columns = [
+        Column("run", right=False),
+        Column("wall s (min-max)"),
+        Column("training s", "{:.2f}"),
+        Column("compile s"),
+        Column("outside them s", "{:.2f}"),
+        Column("outside / inside", "{:.2f}"),
+        Column("compilations (cache hits)"),
     ]
+    rows = []
     for b in sorted(benches, key=seconds):
         e = b["extra_info"]
         parts = e.get("breakdown") or {}
         train, comp = parts.get("training"), parts.get("compile")
         if train is None:
-            split = " | | | "
+            split = (None, None, None, None)
         else:  # TensorFlow compiles inside its first epoch: counted in training
             inside = train + (comp or 0.0)
             outside = seconds(b) - inside
             shown = "in training" if comp is None else f"{comp:.2f}"
-            split = f"{train:.2f} | {shown} | {outside:.2f} | {outside / inside:.2f}"
+            split = (train, shown, outside, outside / inside)
         cache = (
             f"{e['compilations']} ({e.get('compile_cache_hits')})"
             if e.get("compilations") is not None
             else ""
         )
-        rows.append(f"| {e['implementation']} | {spread(b, seconds)} | {split} | {cache} |")
-    return rows
+        rows.append((e["implementation"], spread(b, seconds), *split, cache))
+    return markdown(columns, rows).splitlines()
 
 
 def accuracy_table(benches: list[dict[str, Any]]) -> list[str]:
-    rows = [
-        "| model | implementation | seconds to 99.9% (from scratch) | epochs | final accuracy "
-        "after window 0 | final accuracy |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+    columns = [
+        Column("model", right=False),
+        Column("implementation", right=False),
+        Column("seconds to 99.9% (from scratch)", "{:.2f}"),
+        Column("epochs"),
+        Column("final accuracy after window 0", "{:.4%}"),
+        Column("final accuracy", "{:.4%}"),
     ]
+    rows = []
 
     def order(b):
         part = b["extra_info"].get("part", 1)  # files from before the series have part 1 only
@@ -362,10 +402,16 @@ def accuracy_table(benches: list[dict[str, Any]]) -> list[str]:
         part = e.get("part", 1)
         model = f"part {part}" if part is not None else e.get("model", "")
         rows.append(
-            f"| {model} | {e['implementation']} | {b['stats']['median']:.2f} | {epochs} | "
-            f"{e['final_accuracy_after_first']:.4%} | {e['final_accuracy']:.4%} |"
+            (
+                model,
+                e["implementation"],
+                b["stats"]["median"],
+                epochs,
+                e["final_accuracy_after_first"],
+                e["final_accuracy"],
+            )
         )
-    return rows
+    return markdown(columns, rows).splitlines()
 
 
 def machine_line(data: dict[str, Any]) -> str:

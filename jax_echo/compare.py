@@ -19,6 +19,7 @@ from jax_echo.cells import init_params
 from jax_echo.io import atomic_write
 from jax_echo.plot import loss_curves, save_figure
 from jax_echo.registry import REFERENCE
+from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
 from jax_echo.trainers import block, make_trainer
 
@@ -96,18 +97,24 @@ def _train_timed(trainer, data, cfg: EchoConfig, t0: float) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table."""
-    rows = [
-        "| implementation | us / window | first epoch s | accuracy after window 0 | "
-        "max loss diff vs tf-graph |",
-        "| --- | ---: | ---: | ---: | ---: |",
+    columns = [
+        Column("implementation", right=False),
+        Column("us / window", "{:.1f}"),
+        Column("first epoch s", "{:.2f}"),
+        Column("accuracy after window 0", "{:.4%}"),
+        Column(f"max loss diff vs {REFERENCE}", lambda d: "n/a" if d is None else f"{d:.2e}"),
     ]
-    for name, r in report["results"].items():
-        diff = "n/a" if r["max_loss_diff_vs_tf1"] is None else f"{r['max_loss_diff_vs_tf1']:.2e}"
-        rows.append(
-            f"| {name} | {r['us_per_window']:.1f} | {r['first_epoch_seconds']:.2f} | "
-            f"{r['accuracy_after_first']:.4%} | {diff} |"
+    rows = [
+        (
+            name,
+            r["us_per_window"],
+            r["first_epoch_seconds"],
+            r["accuracy_after_first"],
+            r["max_loss_diff_vs_tf1"],
         )
-    return "\n".join(rows)
+        for name, r in report["results"].items()
+    ]
+    return markdown(columns, rows)
 
 
 def plot_losses(report: dict[str, Any], path: str | Path) -> None:

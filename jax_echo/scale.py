@@ -36,6 +36,7 @@ from jax_echo.cells import Params, fused_members, init_params
 from jax_echo.io import CheckpointError, atomic_write, host_array
 from jax_echo.optim import make_optimizer, with_learning_rate
 from jax_echo.plot import save_figure, sweep_figure
+from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
 from jax_echo.train import (
     EpochVerbs,
@@ -397,14 +398,16 @@ def sweep_table(history: dict[str, Any], windows_per_epoch: int, threshold: floa
 
 
 def format_sweep(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| member | seed | learning rate | final accuracy | after window 0 | windows to 99.9% |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    columns = [
+        Column("member"),
+        Column("seed"),
+        Column("learning rate", "{:g}"),
+        Column("final accuracy", "{:.4%}"),
+        Column("after window 0", "{:.4%}"),
+        Column("windows to 99.9%"),
     ]
-    for r in rows:
-        reached = "not reached" if r["windows_to_threshold"] is None else r["windows_to_threshold"]
-        lines.append(
-            f"| {r['member']} | {r['seed']} | {r['learning_rate']:g} | {r['final_accuracy']:.4%} "
-            f"| {r['final_accuracy_after_first']:.4%} | {reached} |"
-        )
-    return "\n".join(lines)
+    keys = ("member", "seed", "learning_rate", "final_accuracy", "final_accuracy_after_first")
+    return markdown(
+        columns,
+        [(*(r[k] for k in keys), r["windows_to_threshold"] or "not reached") for r in rows],
+    )

@@ -118,9 +118,12 @@ def untimed(name: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def check_finite(losses: Any, epoch: int, members: tuple[str, ...] = ()) -> None:
+def check_finite(
+    losses: Any, epoch: int, members: tuple[str, ...] = (), checkpointed: bool = True
+) -> None:
     """Raises ``TrainingDivergedError`` naming the first non-finite window of the epoch (and, for
-    a population's losses (P, N), the first member with one, described by ``members``)."""
+    a population's losses (P, N), the first member with one, described by ``members``);
+    ``checkpointed``: the run keeps a checkpoint, which the message says is kept."""
     losses = np.asarray(losses)
     bad = np.argwhere(~np.isfinite(losses))
     if bad.size:
@@ -131,7 +134,8 @@ def check_finite(losses: Any, epoch: int, members: tuple[str, ...] = ()) -> None
             who = f"member {m}" + (f" ({members[m]})" if m < len(members) else "") + ", "
         raise TrainingDivergedError(
             f"training diverged: the loss of {who}epoch {epoch}, window {window} is "
-            f"{losses[tuple(bad[0])]}; the last good checkpoint is kept"
+            f"{losses[tuple(bad[0])]}"
+            + ("; the last good checkpoint is kept" if checkpointed else "")
         )
 
 
@@ -297,7 +301,7 @@ def run_epochs(
                 params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
                 losses = host_array(losses)  # waits for the computation
                 seconds = time.perf_counter() - t0
-            check_finite(losses, epoch, verbs.members)
+            check_finite(losses, epoch, verbs.members, checkpointed=writer)
             with timer("evaluation"):
                 accs = host_array(verbs.window_accuracies(params, x, y))
             record = epoch_record(history, losses, accs, seconds)

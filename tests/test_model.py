@@ -28,6 +28,7 @@ from jax_echo import (
 )
 from jax_echo.cells import LSTMState, state_from_layers
 from jax_echo.optim import accumulators, learning_rate
+from jax_echo.scale import stack
 from tests import reference
 from tests.conftest import MODELS
 
@@ -279,7 +280,7 @@ def test_population_under_vmap_equals_members():
     params = [init_params(cfg, s) for s in seeds]
     data = [epoch_data(cfg, s) for s in seeds]
     opt = make_optimizer(cfg)
-    pop_params = jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+    pop_params = stack(params)
     pop_state = jax.vmap(opt.init)(pop_params)
     xs, ys = (np.stack(a) for a in zip(*data, strict=True))
     _, _, pop_losses = jax.vmap(make_train_epoch(cfg))(pop_params, pop_state, xs, ys, None)
@@ -372,3 +373,19 @@ def test_any_optax_transformation_can_train():
         )
         losses.append(np.mean(epoch_losses))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_train_step_reads_the_learning_rate_once_per_optimizer_state(small_cfg):
+    """The rate check waits for no computation: a state that train_step returned is known to
+    hold its input's rate, so the loop over windows never reads the device."""
+    params = init_params(small_cfg)
+    opt_state, state = make_optimizer(small_cfg).init(params), initial_state(small_cfg)
+    x, y = (jax.device_put(a) for a in window(small_cfg))
+    params, opt_state, state, _ = train_step(params, opt_state, state, x, y, small_cfg)
+    with jax.transfer_guard_device_to_host("disallow"):
+        for _ in range(3):
+            params, opt_state, state, loss = train_step(params, opt_state, state, x, y, small_cfg)
+        other = dataclasses.replace(small_cfg, learning_rate=0.1)
+        with pytest.raises(ValueError, match=r"holds learning rate 0.3.*learning_rate is 0.1"):
+            train_step(params, opt_state, state, x, y, other)
+    assert np.isfinite(loss)

@@ -20,9 +20,10 @@ from jax_echo.scale import (
     fit_data_parallel,
     fit_population,
     population_configs,
+    stack,
     train_population_epoch,
 )
-from jax_echo.train import fit
+from jax_echo.train import TrainingDivergedError, fit
 
 ROOT = Path(__file__).parent.parent
 # Batch 4 divides over 1, 2 or 4 devices; 100 windows per epoch.
@@ -53,7 +54,7 @@ def test_train_population_epoch_is_one_vmapped_train_epoch():
     cfg = EchoConfig(total_series_length=1500)
     members = [init_params(cfg, seed) for seed in (0, 1, 2)]
     x, y = epoch_data(cfg, 0)
-    params = jax.tree.map(lambda *a: np.stack(a), *members)
+    params = stack(members)
     state = jax.vmap(make_optimizer(cfg).init)(params)
     xs, ys = np.stack([x, 1 - x]), np.stack([y, 1 - y])  # members see different data
     xs, ys = np.concatenate([xs, xs[:1]]), np.concatenate([ys, ys[:1]])
@@ -63,6 +64,22 @@ def test_train_population_epoch_is_one_vmapped_train_epoch():
         alone, _, alone_losses = train_epoch(p, make_optimizer(cfg).init(p), xs[i], ys[i], cfg)
         np.testing.assert_allclose(losses[i], alone_losses, rtol=1e-5)
         np.testing.assert_allclose(out_params.W2[i], alone.W2, rtol=1e-5, atol=1e-6)
+
+
+def test_a_diverging_member_stops_the_population_naming_it():
+    cfg = EchoConfig(num_epochs=2, total_series_length=1500)
+    message = r"loss of member 1 \(seed 0, learning rate 1e\+38\), epoch 0, window \d+ is inf$"
+    with pytest.raises(TrainingDivergedError, match=message):
+        fit_population(cfg, seeds=[0], learning_rates=[0.3, 1e38], progress=False)
+
+
+def test_population_history_is_fits(small_cfg):
+    """One loop over epochs for one model or many: the same keys, per member."""
+    cfg = EchoConfig(num_epochs=2, total_series_length=1500)
+    _, history = fit_population(cfg, seeds=[0, 1], progress=False)
+    _, alone = fit(cfg, quiet=True, progress=False)
+    assert set(history) == set(alone) | {"members"}
+    assert np.shape(history["accuracy"]) == (2, 2) and len(history["epoch_seconds"]) == 2
 
 
 def test_population_needs_members():
@@ -101,6 +118,18 @@ def test_sweep_cli_prints_and_saves_its_table(tmp_path, capsys):
     assert (tmp_path / "sweep.md").read_text().count("\n") == 6
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "instead"),
+    [("--seed", "3", "--seeds"), ("--learning-rate", "0.5", "--learning-rates")],
+)
+def test_sweep_refuses_one_members_options(flag, value, instead, tmp_path, capsys):
+    """--seed would otherwise be silently ignored (or, abbreviated, taken for --seeds)."""
+    assert main(["sweep", flag, value, "--epochs", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"use it, not {flag}" in err and instead in err
+    assert not (tmp_path / "sweep.json").exists()
+
+
 def test_one_device_mesh_is_the_ordinary_path():
     plain, plain_history = fit(DP_CFG, quiet=True, progress=False)
     mesh = data_parallel_mesh(jax.devices()[:1])
@@ -129,7 +158,7 @@ def test_sharded_training_equals_single_device_on_four_cpu_devices():
         import json, jax, numpy as np
         from jax_echo import EchoConfig
         from jax_echo.scale import data_parallel_mesh, fit_data_parallel
-        from jax_echo.train import fit
+        from jax_echo.train import TrainingDivergedError, fit
         cfg = EchoConfig.for_part(4, num_epochs=2, batch_size=4, total_series_length=1200)
         single, h1 = fit(cfg, quiet=True, progress=False)
         sharded, h2 = fit_data_parallel(cfg, data_parallel_mesh(), quiet=True, progress=False)

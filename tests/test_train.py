@@ -14,9 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from jax_echo import EchoConfig, Params, init_params, make_optimizer, params_to_dict
+from jax_echo import EchoConfig, Params, init_params, make_optimizer, model, params_to_dict
 from jax_echo import train as train_module
-from jax_echo.cli import main
+from jax_echo.cli import build_parser, config_from_args, main
 from jax_echo.io import (
     CHECKPOINT,
     HISTORY,
@@ -192,7 +192,7 @@ def test_checkpoint_is_never_silently_overwritten(tmp_path):
     fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
     before = (tmp_path / CHECKPOINT).read_bytes()
     history = (tmp_path / HISTORY).read_bytes()
-    with pytest.raises(CheckpointError, match="exists: pass resume=True"):
+    with pytest.raises(CheckpointError, match=r"holds a finished run \(1 epochs\): pass overwrite"):
         fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
     with pytest.raises(CheckpointError, match="another configuration .*state_size: saved 4, now 8"):
         fit(
@@ -319,12 +319,62 @@ def test_cli_train_writes_its_three_files_and_eval_reads_them(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert 0 <= result["accuracy"] <= 1
 
-    # Running again into the same directory is refused; --resume with more epochs continues.
+    # Running again into the same directory is refused, saying what to pass; --resume with more
+    # epochs continues the run; --overwrite replaces a finished one.
     assert main(args) == 2
-    assert "exists: pass resume=True (--resume)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a finished run (2 epochs): pass overwrite" in err
     assert main([*args[:2], "3", *args[3:], "--resume"]) == 0
     record = json.loads((out / "history.json").read_text())
     assert len(record["history"]["loss"]) == 3
+    assert main([*args, "--overwrite"]) == 0
+    record = json.loads((out / "history.json").read_text())
+    assert len(record["history"]["loss"]) == 2
+    assert len((out / HISTORY).read_text().splitlines()) == 2
+
+
+def test_an_unfinished_run_is_never_overwritten(small_cfg, tmp_path, monkeypatch):
+    cfg = dataclasses.replace(small_cfg, num_epochs=3)
+    real = model.train_epoch
+    calls = []
+
+    def dies_in_epoch_1(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "train_epoch", dies_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, out_dir=tmp_path, quiet=True, progress=False)
+    monkeypatch.undo()
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(CheckpointError, match=r"unfinished run \(1 of 3 epochs\).*--resume"):
+            fit(cfg, out_dir=tmp_path, overwrite=overwrite, quiet=True, progress=False)
+    assert (tmp_path / CHECKPOINT).read_bytes() == before
+
+
+def test_two_runs_in_a_row_with_the_default_output_both_succeed(tmp_path, monkeypatch, capsys):
+    """Each run gets a new directory under runs/; --resume must name the one to continue."""
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--epochs", "2", "--total-series-length", "1500", "--no-progress"]
+    assert main([*args, "--quiet"]) == 0
+    assert main([*args, "--quiet"]) == 0
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "history.json").exists() for r in runs)
+    assert all(r.name.startswith("tutorial-") for r in runs)
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    assert "--resume needs --out DIR" in capsys.readouterr().err
+
+
+def test_the_compare_help_shows_its_own_default_epochs(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    epochs = capsys.readouterr().out.split("--epochs N, --num-epochs N")[1].split("--")[0]
+    assert "(default 3)" in epochs and "100" not in epochs
+    assert config_from_args(build_parser().parse_args(["compare"])).num_epochs == 3
 
 
 def test_cli_part_and_cell_options(tmp_path, capsys):

@@ -110,10 +110,43 @@ class LSTMState(NamedTuple):
     h: Any  # (B, S)
 
 
+CELL_PARAMS = (TutorialParams, RNNParams, LSTMParams, GRUParams)
+
+
 def flat_names(cell_params: Any, layer: int) -> list[str]:
     """TF1's variable names of one layer's params: ``cell_0/gates/kernel``, ``W``, ..."""
     prefix = type(cell_params).PREFIX.format(layer=layer)
     return [prefix + field.replace("_", "/") for field in cell_params._fields]
+
+
+def flat_dict(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of ``tree`` under one flat name: the names of every file the project writes.
+
+    A layer's cell params get TF1's names (``flat_names``: ``cell_1/kernel``, part 1's ``W``),
+    wherever they sit in ``tree`` (``Params.cells``, or an optimizer state's copy of the params);
+    other leaves are named by their key path, keys joined by ``/`` (``W2``,
+    ``inner_state/0/sum_of_squares/cell_0/kernel``, ``hyperparams/learning_rate``).
+    """
+    flat = {}
+    nodes, _ = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda node: isinstance(node, CELL_PARAMS)
+    )
+    for path, node in nodes:
+        keys = [_key_name(k) for k in path]
+        if isinstance(node, CELL_PARAMS):  # ... cells / k: the layer's TF1 names
+            base = "/".join([prefix.rstrip("/"), *keys[:-2]]).strip("/")
+            for name, leaf in zip(flat_names(node, int(keys[-1])), node, strict=True):
+                flat[f"{base}/{name}" if base else name] = leaf
+        else:
+            flat["/".join([prefix.rstrip("/"), *keys]).strip("/")] = node
+    return flat
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("name", "key", "idx"):  # GetAttrKey, DictKey, SequenceKey
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
 
 
 # --- The cells ----------------------------------------------------------------------------------
@@ -348,11 +381,7 @@ def init_params(
 
 def params_to_dict(params: Params) -> dict[str, np.ndarray]:
     """Params as a flat dict of NumPy arrays in TF1's layout (see the module docstring)."""
-    flat = {}
-    for layer, cell_params in enumerate(params.cells):
-        for name, value in zip(flat_names(cell_params, layer), cell_params, strict=True):
-            flat[name] = np.asarray(value)
-    return flat | {"W2": np.asarray(params.W2), "b2": np.asarray(params.b2)}
+    return {name: np.asarray(leaf) for name, leaf in flat_dict(params).items()}
 
 
 def params_from_dict(d: Any, cfg: EchoConfig) -> Params:

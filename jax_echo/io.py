@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jax_echo.cells import Params, params_from_dict, params_to_dict
+from jax_echo.cells import Params, flat_dict, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig
 
 CHECKPOINT = "checkpoint.npz"
@@ -264,8 +264,7 @@ def read_history(path: str | os.PathLike, mark: HistoryMark) -> dict[str, list]:
 
 
 def _leaves_by_path(tree: Any) -> dict[str, Any]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {"opt_state" + jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+    return flat_dict(tree, prefix="opt_state/")
 
 
 def host_array(leaf: Any) -> np.ndarray:

@@ -298,7 +298,11 @@ def data_parallel_verbs(cfg: EchoConfig, mesh: Mesh) -> EpochVerbs:
 
 
 def agreed_start(
-    cfg: EchoConfig, verbs: EpochVerbs, out_dir: str | os.PathLike | None, resume: bool
+    cfg: EchoConfig,
+    verbs: EpochVerbs,
+    out_dir: str | os.PathLike | None,
+    resume: bool,
+    overwrite: bool = False,
 ) -> Start:
     """``train.start_run`` decided by process 0 and followed by every process.
 
@@ -312,7 +316,7 @@ def agreed_start(
     start, message = like, ""
     if jax.process_index() == 0:
         try:
-            start = start_run(cfg, verbs, out_dir=out_dir, resume=resume)
+            start = start_run(cfg, verbs, out_dir=out_dir, resume=resume, overwrite=overwrite)
         except (CheckpointError, ValueError, OSError) as e:
             message = str(e)
     message = _broadcast_text(message)
@@ -339,6 +343,7 @@ def fit_data_parallel(
     *,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     quiet: bool = False,
     progress: bool = True,
     checkpoint_seconds: float = 1.0,
@@ -351,12 +356,14 @@ def fit_data_parallel(
     files; the others need not see ``out_dir``.
     """
     verbs = data_parallel_verbs(cfg, mesh)
-    start = agreed_start(cfg, verbs, out_dir, resume) if jax.process_count() > 1 else None
+    many = jax.process_count() > 1
+    start = agreed_start(cfg, verbs, out_dir, resume, overwrite) if many else None
     return run_epochs(
         cfg,
         verbs,
         out_dir=out_dir,
         resume=resume,
+        overwrite=overwrite,
         quiet=quiet,
         progress=progress,
         start=start,

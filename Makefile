@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow bench bench-readme lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,9 @@ $(VENV)/.stamp-all: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[tf,bench,dev]"
 	touch $@ $(VENV)/.stamp-base
 
-# A new directory per run, so a second demo never meets the first one's checkpoint.
+# jax-echo train writes each run into a new directory, runs/tutorial-DATE-TIME.
 demo: $(VENV)/.stamp-base
-	$(BIN)/jax-echo train --out runs/tutorial-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/jax-echo train
 
 test: $(VENV)/.stamp-all
 	$(BIN)/python -m pytest -m "not slow"
@@ -31,17 +31,25 @@ test: $(VENV)/.stamp-all
 test-slow: $(VENV)/.stamp-all
 	$(BIN)/python -m pytest -m slow
 
-# PyTorch's CPU wheel unless the machine has an NVIDIA GPU (the default wheel brings CUDA's ~3 GB).
-TORCH_INDEX ?= $(if $(shell command -v nvidia-smi),https://pypi.org/simple,https://download.pytorch.org/whl/cpu)
+# PyTorch from the package index pip is configured with. Where PyTorch's own index is reachable,
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu takes its CPU-only wheel (smaller than the
+# default one, which brings CUDA's libraries).
+TORCH_INDEX ?=
 
 $(VENV)/.stamp-peers: pyproject.toml $(VENV)/.stamp-all
-	$(BIN)/pip install --quiet torch --index-url $(TORCH_INDEX)
+	$(BIN)/pip install --quiet torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e ".[tf,bench,dev,peers]"
 	touch $@
 
-# Every speed group in 3 processes (medians with their spread), from a committed tree.
+# Every speed group in 3 processes (medians with their spread), from a committed tree, into
+# benchmarks/results/DEVICE-DATE/; README.md is not touched (make bench-readme DIR=... is).
+# BENCH_ARGS goes to benchmarks.run: e.g. BENCH_ARGS="--select test_series --processes 2".
 bench: $(VENV)/.stamp-peers
-	$(BIN)/python -m benchmarks.run --readme
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Writes a results directory's tables into README.md's benchmark blocks.
+bench-readme: $(VENV)/.stamp-all
+	$(BIN)/python -m benchmarks.report $(DIR) --readme README.md
 
 lint: $(VENV)/.stamp-all
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,4 +1,4 @@
-"""The series' models written out step by step in NumPy float64, from TUTORIAL.md's cell math.
+"""The series' models written out step by step in NumPy float64, from docs/tutorial.md's cell math.
 
 Independent of jax_echo's code: flat TF1-layout weights in, per-step loops, no shared helpers.
 """

@@ -2,9 +2,10 @@
 
 The fair peer of the JAX version: one compiled call per window (``train_step``) or per epoch
 (``train_epoch``, a ``tf.range`` loop over windows inside one ``tf.function``), each with or
-without XLA (``jit_compile=True``). The cells are written in TF ops with TF1's math (TUTORIAL.md),
-stacked per time step over layers; with ``keep_prob < 1`` each layer's output (the top one's too,
-never the carried state) is dropped while training, with stateless masks drawn from
+without XLA (``jit_compile=True``). The cells are written in TF ops with TF1's math
+(docs/tutorial.md), stacked per time step over layers; with ``keep_prob < 1`` each layer's output
+(the top one's too, never the carried state) is dropped while training, with stateless masks drawn
+from
 ``(cfg.seed, windows trained so far)``. Adagrad is written out as TF1's kernel computes it
 (accumulator starting at 0.1, no epsilon, ``var -= grad * lr * rsqrt(accum)``).
 

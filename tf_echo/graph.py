@@ -10,7 +10,7 @@ and one ``session.run`` per window, feeding the final state back as the next win
 state. The graph lives in its own ``tf.Graph`` and session, so eager execution stays on for the
 rest of the process.
 
-Corrections of the published code, as TUTORIAL.md states them: part 3 feeds ``cell_state`` and
+Corrections of the published code, as docs/tutorial.md states them: part 3 feeds ``cell_state`` and
 ``hidden_state``; parts 4-6 build one new cell per layer; the loss takes keywords. One deviation:
 with dropout, the keep probability is a ``placeholder_with_default`` that ``forward``,
 ``loss_and_gradients`` and ``predict_epoch`` feed 1.0 (the published program keeps dropout on
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-# TF1's cell classes; tf.compat.v1.nn.rnn_cell refuses to run under Keras 3 (TUTORIAL.md).
+# TF1's cell classes; tf.compat.v1.nn.rnn_cell refuses to run under Keras 3 (docs/tutorial.md).
 from tensorflow.python.ops import rnn_cell_impl
 
 from jax_echo.cells import params_from_dict, params_to_dict

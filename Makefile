@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench bench-readme lint clean
+.PHONY: demo test test-slow bench bench-readme notebook lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: $(VENV)/.stamp-peers
 # Writes a results directory's tables into README.md's benchmark blocks.
 bench-readme: $(VENV)/.stamp-all
 	$(BIN)/python -m benchmarks.report $(DIR) --readme README.md
+
+# Re-executes docs/echo_rnn_in_jax.ipynb top to bottom with its full configuration and stores it
+# with its outputs (figures included); commit the result.
+notebook: $(VENV)/.stamp-all
+	$(BIN)/python docs/run_notebook.py
 
 lint: $(VENV)/.stamp-all
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

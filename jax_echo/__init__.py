@@ -28,7 +28,7 @@ from jax_echo.model import (
     train_step,
     window_accuracies,
 )
-from jax_echo.optim import make_optimizer
+from jax_echo.optim import make_optimizer, with_learning_rate
 from jax_echo.scale import fit_population
 from jax_echo.task import (
     EchoConfig,
@@ -81,4 +81,5 @@ __all__ = [
     "train_epoch",
     "train_step",
     "window_accuracies",
+    "with_learning_rate",
 ]

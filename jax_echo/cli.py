@@ -1,104 +1,31 @@
 """Command line: ``jax-echo train | eval | compare | sweep``: arguments onto library calls.
 
-``--part N`` starts from part N of the tutorial series (``EchoConfig.for_part``); every
-``EchoConfig`` field is also an option (``--cell``, ``--num-layers``, ``--keep-prob``,
-``--state-size``, ...) that overrides it, validated by the dataclass. A user's mistake (a bad
-value, a refused file) is one ``error:`` line and exit code 2; anything else keeps its traceback.
-The run's records (timing, compilations, files) are ``runlog``'s; training is ``train.fit``'s.
+The options are ``arguments``'; the run's records (timing, compilations, files) ``runlog``'s;
+training is ``train.fit``'s. A user's mistake (a bad value, a refused file) is one ``error:``
+line and exit code 2; anything else keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import gc
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import NoReturn
 
 import jax
 
 from jax_echo import compare, runlog, scale, train
+from jax_echo.arguments import add_config_args, add_train_args, config_from_args, out_dir
 from jax_echo.io import CheckpointError, run_lock
 from jax_echo.plot import preload
 from jax_echo.registry import IMPLEMENTATIONS, TF_IMPLEMENTATIONS, MissingExtraError
-from jax_echo.task import CELL_NAMES, PARTS, EchoConfig
 from jax_echo.train import TrainingDivergedError
 from jax_echo.trainers import import_tf_echo
 
-# --- Shared with tf-echo ---------------------------------------------------------------------
-
-
-def add_config_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
-    """``--part`` and one ``--field-name`` option per ``EchoConfig`` field (plus ``--epochs``);
-    ``defaults`` are this command's own (shown in ``--help``) where they are not the tutorial's."""
-    group = parser.add_argument_group("configuration (the tutorial's defaults, or --part's)")
-    group.add_argument(
-        "--part",
-        type=int,
-        choices=sorted(PARTS),
-        default=1,
-        help="start from part N of the series: 1 tutorial RNN, 2 BasicRNNCell, 3 LSTM, "
-        "4 3-layer LSTM, 5 the same through dynamic_rnn, 6 with dropout (default 1)",
-    )
-    for field in dataclasses.fields(EchoConfig):
-        flags = [f"--{field.name.replace('_', '-')}"]
-        if field.name == "num_epochs":
-            flags.insert(0, "--epochs")
-        default = defaults.get(field.name)
-        group.add_argument(
-            *flags,
-            dest=field.name,
-            type=type(field.default),
-            default=None,  # not given: the part's value (or this command's)
-            choices=CELL_NAMES if field.name == "cell" else None,
-            metavar={int: "N", float: "X"}.get(type(field.default)),
-            help=f"(default {default})" if default else f"(tutorial default {field.default})",
-        )
-    parser.set_defaults(config_defaults=defaults)
-
-
-def config_from_args(args: argparse.Namespace) -> EchoConfig:
-    given = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(EchoConfig)
-        if getattr(args, f.name) is not None
-    }
-    return EchoConfig.for_part(args.part, **{**args.config_defaults, **given})
-
-
-def add_train_args(parser: argparse.ArgumentParser) -> None:
-    add_config_args(parser)
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        help=f"output directory (default: a new {runlog.RUNS}/tutorial-DATE-TIME)",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the interrupted run whose checkpoint is in DIR (needs --out)",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the finished run in DIR (an unfinished one is only ever resumed)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no per-100-window loss lines")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def out_dir(args: argparse.Namespace) -> str:
-    """``--out``, or a new directory for this run; ``--resume`` must name the run."""
-    if args.out is not None:
-        return args.out
-    if args.resume:
-        raise CheckpointError("--resume needs --out DIR: the directory of the run to continue")
-    return str(runlog.new_run_dir())
-
-
 # --- jax-echo --------------------------------------------------------------------------------
+
+RATES = (0.03, 0.1, 0.3, 1.0)  # sweep's default learning rates
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -202,22 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     add_config_args(sweep)
-    sweep.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0, 1, 2, 3],
-        metavar="N",
-        help="the members' seeds (default 0 1 2 3)",
-    )
-    sweep.add_argument(
-        "--learning-rates",
-        type=float,
-        nargs="+",
-        default=[0.03, 0.1, 0.3, 1.0],
-        metavar="X",
-        help="the members' learning rates (default 0.03 0.1 0.3 1.0)",
-    )
+    for flag, kind, values in (("seeds", int, (0, 1, 2, 3)), ("learning-rates", float, RATES)):
+        sweep.add_argument(
+            f"--{flag}",
+            type=kind,
+            nargs="+",
+            default=list(values),
+            metavar={int: "N", float: "X"}[kind],
+            help=f"the members' {flag.replace('-', ' ')} (default {' '.join(map(str, values))})",
+        )
     sweep.add_argument(
         "--out",
         default="runs/sweep",
@@ -292,13 +212,5 @@ def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | No
         return 130
 
 
-def run(entry: Callable[[], int] = main) -> NoReturn:
-    """A program (``jax-echo``, ``tf-echo``): ``entry()`` on the command line, then exit.
-
-    Before exiting, ``gc.freeze()`` moves every object to the permanent generation, so that the
-    interpreter's last collection does not walk JAX's and Matplotlib's object graphs: about 0.3 s
-    of a 2-core CPU's exit. Every file is closed by then (each is written and renamed in full).
-    """
-    code = entry()
-    gc.freeze()
-    sys.exit(code)
+def run() -> NoReturn:
+    runlog.exit_program(main)

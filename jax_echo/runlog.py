@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 
@@ -242,3 +244,15 @@ def write_run(
 
 def json_line(record: dict[str, Any]) -> str:
     return json.dumps(record)
+
+
+def exit_program(entry: Callable[[], int]) -> NoReturn:
+    """A program (``jax-echo``, ``tf-echo``): ``entry()`` on the command line, then exit.
+
+    Before exiting, ``gc.freeze()`` moves every object to the permanent generation, so that the
+    interpreter's last collection does not walk JAX's and Matplotlib's object graphs: about 0.3 s
+    of a 2-core CPU's exit. Every file is closed by then (each is written and renamed in full).
+    """
+    code = entry()
+    gc.freeze()
+    sys.exit(code)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from jax_echo import model, runlog
 from jax_echo.cells import Params, init_params, params_from_dict

@@ -192,11 +192,11 @@ def import_tf_echo():
     """``tf_echo`` with TensorFlow loaded, or a clear error naming the extra to install."""
     try:
         importlib.import_module("tensorflow")
+        return importlib.import_module("tf_echo")
     except ImportError as e:
         raise MissingExtraError(
             f"TensorFlow is not installed ({e}); install the extra: pip install 'jax-echo[tf]'"
         ) from e
-    return importlib.import_module("tf_echo")
 
 
 def block(value: Any) -> np.ndarray:

@@ -47,11 +47,15 @@ def tame(params, cfg):
     return params._replace(cells=(cell._replace(W=cell.W / cfg.state_size),))
 
 
-@pytest.mark.parametrize("jit", [True, False])
-def test_forward_matches_the_series_step_by_step(x64, model_cfg, jit):
-    if not jit and model_cfg.num_layers > 1:
-        pytest.skip("eager op-by-op is slow; the one-layer cells cover running without jit")
-    cfg = dataclasses.replace(model_cfg, num_classes=3)
+# Every model jitted; without jit (eager, op by op: slow) the one-layer cells.
+FORWARD_CASES = [
+    (name, jit) for name in MODELS for jit in (True, False) if jit or MODELS[name].num_layers == 1
+]
+
+
+@pytest.mark.parametrize(("name", "jit"), FORWARD_CASES)
+def test_forward_matches_the_series_step_by_step(x64, name, jit):
+    cfg = dataclasses.replace(MODELS[name], num_classes=3)
     params = init_params(cfg, 1, dtype=np.float64)
     x, _ = window(cfg)
     state = state_from_layers(cfg, reference.random_state(cfg, 2))

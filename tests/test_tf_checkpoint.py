@@ -30,7 +30,15 @@ PROGRAMS = {f"part{n}": (EchoConfig.for_part(n, **SMALL), n) for n in range(1, 7
 PROGRAMS["gru"] = (EchoConfig(cell="gru", **SMALL), None)
 
 
-@pytest.fixture(scope="module", params=list(PROGRAMS))
+# The fast tier reads and writes the distinct name tables: part 1, the one LSTM, the stacked
+# LSTMs, the GRU; parts 2 (basic_rnn), 5 (dynamic_rnn) and 6 (dropout) run in the slow tier.
+FAST = ("part1", "part3", "part4", "gru")
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(m, marks=() if m in FAST else pytest.mark.slow) for m in PROGRAMS],
+)
 def trained(request, tmp_path_factory):
     """The author's program of one part, trained an epoch and saved with its ``Saver``."""
     cfg, part = PROGRAMS[request.param]

@@ -16,7 +16,8 @@ import pytest
 
 from jax_echo import EchoConfig, Params, init_params, make_optimizer, model, params_to_dict
 from jax_echo import train as train_module
-from jax_echo.cli import build_parser, config_from_args, main
+from jax_echo.arguments import config_from_args
+from jax_echo.cli import build_parser, main
 from jax_echo.io import (
     CHECKPOINT,
     HISTORY,

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from jax_echo import cli as jax_cli
 from jax_echo import runlog
+from jax_echo.arguments import add_train_args, config_from_args, out_dir
 from jax_echo.io import run_lock
 from jax_echo.plot import preload
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
@@ -26,8 +27,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     stopwatch = runlog.Stopwatch()
     with stopwatch.section("imports"):
         tf_echo = import_tf_echo()  # the tf extra, or one line naming it
-    cfg = jax_cli.config_from_args(args)
-    out = args.out = jax_cli.out_dir(args)
+    cfg = config_from_args(args)
+    out = args.out = out_dir(args)
     preload()  # Matplotlib's import overlaps training
     dynamic = args.part in DYNAMIC_RNN_PARTS
     with run_lock(out):  # training and files
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="the tutorial's training run", allow_abbrev=False)
-    jax_cli.add_train_args(train)
+    add_train_args(train)
     train.add_argument(
         "--impl",
         choices=IMPL_CHOICES,
@@ -72,4 +73,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    jax_cli.run(main)
+    runlog.exit_program(main)

@@ -1,5 +1,8 @@
 """jax-echo: the echo RNN of the classic TensorFlow tutorial series, as pure JAX functions."""
 
+# First: XLA:CPU's small-loop option goes into XLA_FLAGS before any backend starts (xla_flags).
+from jax_echo import xla_flags  # noqa: F401  (isort: skip)
+
 from jax_echo.cells import (
     CELLS,
     Cell,

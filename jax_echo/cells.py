@@ -6,9 +6,10 @@ files, parity tests and benchmarks rely on (in the spirit of stax's ``(init_fun,
 - ``layout(I, S)``: the cell's params NamedTuple with ``(shape, initialiser)`` leaves, for input
   width I and state size S; ``Cell.init(rng, I, S, dtype)`` draws NumPy arrays from it;
 - ``initial_state(B, S, dtype)``: the zero state, a pytree (``h``, or ``LSTMState(c, h)``);
-- ``step(params, state, x_BxI, dense=dense) -> (state, out_BxS)``: one time step, pure JAX,
-  whose products ``a @ w + b`` go through ``dense`` (the model passes ``dense`` bound to the
-  number of members it runs side by side under ``vmap``; see ``dense``).
+- ``step(params, state, x_BxI, product=affine) -> (state, out_BxS)``: one time step of one
+  model, pure JAX. Its products ``a @ w + b`` are ``product(a, w, b)``: the math is ``affine``'s;
+  how XLA should compute it at a given size is the model's choice (``model``'s speed policy), so
+  the cells know nothing of sizes, populations or compilers.
 
 A new cell is one layout and one step function, and a row in ``CELLS``. ``stack_step`` runs
 ``num_layers`` cells per time step (layer k's output is layer k+1's input; layer 0's input is the
@@ -24,7 +25,6 @@ Shape legend: B batch, I a cell's input width, S state, C classes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -34,32 +34,12 @@ import numpy as np
 
 from jax_echo.task import EchoConfig, init_stream
 
-# Contractions whose broadcast product has at most this many elements are written as a multiply
-# and a sum, which XLA:CPU fuses with the surrounding elementwise work; larger ones go to a dot.
-# At the tutorial's 4-unit state a dot's fixed cost per call dominates: a 15-step window costs
-# ~40 us with dots and ~7 us fused (2-core CPU). Beyond ~2k elements the dot wins (see README).
-# Under vmap the product counts every member: 16 tutorial members (1600 elements) fused were 3.7x
-# faster than a batched dot, 16 LSTM members (6400) or 16 members of state 16 (21760) 1.7-2.6x
-# slower.
-_FUSED_CONTRACTION_LIMIT = 2048
-
 LSTM_FORGET_BIAS = 1.0  # TF1's LSTM cells add it to the forget gate at run time
 
 
-def dense(a: jax.Array, w: jax.Array, b: jax.Array, members: int = 1) -> jax.Array:
-    """``a @ w + b`` for ``a`` of shape (..., K), ``w`` (K, M) and ``b`` (M,) or (1, M).
-
-    ``members``: how many models run this product side by side under ``jax.vmap`` (a static
-    hint; the shapes seen here are one member's). It decides between a fused multiply-sum and a
-    dot (a batched ``dot_general`` under ``vmap``) from the size of the whole population's
-    product.
-    """
-    lead = (1,) * (a.ndim - 1)
-    if members * a.size * w.shape[-1] <= _FUSED_CONTRACTION_LIMIT:
-        out = jnp.sum(a[..., :, None] * w.reshape(lead + w.shape), axis=-2)
-    else:
-        out = a @ w
-    return out + b.reshape(lead + b.shape[-1:])
+def affine(a: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ w + b`` for ``a`` of shape (..., K), ``w`` (K, M) and ``b`` (M,) or (1, M)."""
+    return a @ w + b.reshape((1,) * (a.ndim - 1) + b.shape[-1:])
 
 
 # --- The cells' parameters and state ------------------------------------------------------------
@@ -182,19 +162,19 @@ def _zeros_lstm(B: int, S: int, dtype: Any) -> LSTMState:
 
 
 def _tanh_step(
-    params: TutorialParams | RNNParams, h_BxS: jax.Array, x_BxI: jax.Array, dense=dense
+    params: TutorialParams | RNNParams, h_BxS: jax.Array, x_BxI: jax.Array, product=affine
 ) -> tuple[jax.Array, jax.Array]:
     """Parts 1 and 2: ``h = tanh(concat([x, h]) @ W + b)``; the output is the state."""
     kernel, bias = params
-    h_BxS = jnp.tanh(dense(jnp.concatenate([x_BxI, h_BxS], axis=-1), kernel, bias))
+    h_BxS = jnp.tanh(product(jnp.concatenate([x_BxI, h_BxS], axis=-1), kernel, bias))
     return h_BxS, h_BxS
 
 
 def _lstm_step(
-    params: LSTMParams, state: LSTMState, x_BxI: jax.Array, dense=dense
+    params: LSTMParams, state: LSTMState, x_BxI: jax.Array, product=affine
 ) -> tuple[LSTMState, jax.Array]:
     c_BxS, h_BxS = state
-    z_Bx4S = dense(jnp.concatenate([x_BxI, h_BxS], axis=-1), params.kernel, params.bias)
+    z_Bx4S = product(jnp.concatenate([x_BxI, h_BxS], axis=-1), params.kernel, params.bias)
     i, j, f, o = jnp.split(z_Bx4S, 4, axis=-1)
     c_BxS = c_BxS * jax.nn.sigmoid(f + LSTM_FORGET_BIAS) + jax.nn.sigmoid(i) * jnp.tanh(j)
     h_BxS = jnp.tanh(c_BxS) * jax.nn.sigmoid(o)
@@ -202,13 +182,14 @@ def _lstm_step(
 
 
 def _gru_step(
-    params: GRUParams, h_BxS: jax.Array, x_BxI: jax.Array, dense=dense
+    params: GRUParams, h_BxS: jax.Array, x_BxI: jax.Array, product=affine
 ) -> tuple[jax.Array, jax.Array]:
     """TF1's GRUCell: the reset gate scales the state before the candidate's matmul."""
-    gates = dense(jnp.concatenate([x_BxI, h_BxS], axis=-1), params.gates_kernel, params.gates_bias)
+    xh = jnp.concatenate([x_BxI, h_BxS], axis=-1)
+    gates = product(xh, params.gates_kernel, params.gates_bias)
     r_BxS, u_BxS = jnp.split(jax.nn.sigmoid(gates), 2, axis=-1)
     candidate_input = jnp.concatenate([x_BxI, r_BxS * h_BxS], axis=-1)
-    c_BxS = jnp.tanh(dense(candidate_input, params.candidate_kernel, params.candidate_bias))
+    c_BxS = jnp.tanh(product(candidate_input, params.candidate_kernel, params.candidate_bias))
     h_BxS = u_BxS * h_BxS + (1 - u_BxS) * c_BxS
     return h_BxS, h_BxS
 
@@ -227,7 +208,7 @@ class Cell(NamedTuple):
 
     layout: Callable[[int, int], Any]
     initial_state: Callable[[int, int, Any], Any]
-    step: Callable[..., tuple[Any, jax.Array]]  # (params, state, x_BxI, dense=dense)
+    step: Callable[..., tuple[Any, jax.Array]]  # (params, state, x_BxI, product=affine)
 
     def init(self, rng: np.random.Generator, I: int, S: int, dtype: Any = np.float32) -> Any:
         """NumPy params drawn from the layout's initialisers, field by field."""
@@ -250,19 +231,6 @@ CELLS: dict[str, Cell] = {
 def input_width(layer: int, S: int) -> int:
     """I of a layer: the 1-wide series for layer 0, the layer below's output otherwise."""
     return 1 if layer == 0 else S
-
-
-def fused_members(cfg: EchoConfig) -> int:
-    """How many members one ``vmap`` can run with every cell product still fused (``dense``),
-    at least 1: ``_FUSED_CONTRACTION_LIMIT`` over the largest B x K x M product of one step."""
-    cell, S = CELLS[cfg.cell], cfg.state_size
-    largest = max(
-        cfg.batch_size * math.prod(shape)
-        for k in range(cfg.num_layers)
-        for shape in cell.shapes(input_width(k, S), S)
-        if len(shape) == 2 and shape[0] > 1  # kernels; not the tutorial's (1, S) bias
-    )
-    return max(1, _FUSED_CONTRACTION_LIMIT // largest)
 
 
 # --- Stacking and dropout -----------------------------------------------------------------------
@@ -290,19 +258,19 @@ def stack_step(
     states: tuple[Any, ...],
     x_BxI: jax.Array,
     masks_LxBxS: jax.Array | None = None,
-    dense: Callable = dense,
+    product: Callable = affine,
 ) -> tuple[tuple[Any, ...], jax.Array]:
     """One time step through every layer (TF1's ``MultiRNNCell``).
 
     With ``masks_LxBxS`` (``dropout_masks``) each layer's output, not its carried state, is
     multiplied by its mask (``DropoutWrapper(output_keep_prob=p)``); the top layer's output too.
-    ``dense`` goes to every cell's step. Returns the new per-layer states and the top layer's
+    ``product`` goes to every cell's step. Returns the new per-layer states and the top layer's
     output.
     """
     new_states = []
     out_BxS = x_BxI
     for layer, (params, state) in enumerate(zip(cells_params, states, strict=True)):
-        state, out_BxS = cell.step(params, state, out_BxS, dense)
+        state, out_BxS = cell.step(params, state, out_BxS, product)
         if masks_LxBxS is not None:
             out_BxS = out_BxS * masks_LxBxS[layer]
         new_states.append(state)

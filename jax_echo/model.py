@@ -19,6 +19,7 @@ Shape legend: B batch, T time steps of a window, S state, C classes, N windows p
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -29,15 +30,71 @@ import numpy as np
 import optax
 from jax import lax
 
-from jax_echo import optim
-from jax_echo.cells import CELLS, Params, dense, dropout_masks, stack_step, zero_state
+from jax_echo import optim, xla_flags
+from jax_echo.cells import CELLS, Params, dropout_masks, input_width, stack_step, zero_state
 from jax_echo.task import DROPOUT_STREAM, EchoConfig, prediction_accuracies, split_windows
 
-# Windows of up to this many cell steps (time steps x layers) are unrolled completely, so the
-# window compiles to one straight-line block that XLA fuses across steps; larger ones keep a
-# rolled loop, which bounds compile time (unrolling 3 LSTM layers x 15 steps compiled ~5x
-# longer for no measurable gain on a 2-core CPU).
+# --- The speed policy --------------------------------------------------------------------------
+# How this model's programs are computed, decided here alone from the shapes, for every cell,
+# depth and population (the cells are the math, ``cells.affine``): how each product is written,
+# whether a window's time steps are unrolled or a loop, and with which XLA option (``xla_flags``).
+# Every choice gives the same numbers to float rounding; the measurements behind them are the
+# README's ("How the JAX side reaches its speed", "Why the LSTM parts cost what they cost").
+
+# Contractions whose broadcast product has at most this many elements are written as a multiply
+# and a sum, which XLA:CPU fuses with the surrounding elementwise work; larger ones go to a dot.
+# At the tutorial's 4-unit state a dot's fixed cost per call dominates: a 15-step window costs
+# ~40 us with dots and ~7 us fused (2-core CPU). Beyond ~2k elements the dot wins. Under vmap the
+# product counts every member: 16 tutorial members (1600 elements) fused were 3.7x faster than a
+# batched dot, 16 LSTM members (6400) or 16 members of state 16 (21760) 1.7-2.6x slower.
+_FUSED_CONTRACTION_LIMIT = 2048
+
+# Windows of up to this many cell steps (time steps x layers) of the tanh cells are unrolled
+# completely, so the window compiles to one straight-line block that XLA fuses across steps.
+# Larger windows, and the LSTM's and GRU's while XLA compiles small loops whole
+# (``xla_flags.SMALL_LOOPS``), keep a rolled loop: one kernel a window instead of one launch per
+# fused op (part 3: about 2x faster than unrolled; unrolling 3 LSTM layers x 15 steps compiled
+# ~5x longer for no gain).
 _FULL_UNROLL_LIMIT = 16
+_ROLLED_WITH_SMALL_LOOPS = ("lstm", "gru")
+
+
+def cell_product(members: int) -> Callable:
+    """``cells.affine``'s product as XLA computes it fastest when ``members`` models run it side by
+    side under ``vmap`` (the shapes it sees are one member's): a fused multiply and sum while the
+    whole population's product is small, a dot (a batched ``dot_general`` under ``vmap``)
+    beyond."""
+
+    def product(a: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+        lead = (1,) * (a.ndim - 1)
+        if members * a.size * w.shape[-1] <= _FUSED_CONTRACTION_LIMIT:
+            out = jnp.sum(a[..., :, None] * w.reshape(lead + w.shape), axis=-2)
+        else:
+            out = a @ w
+        return out + b.reshape(lead + b.shape[-1:])
+
+    return product
+
+
+def _unroll(cell: str, T: int, layers: int) -> int:
+    """How many of a window's T time steps one trip of its loop runs (T: no loop at all)."""
+    if xla_flags.SMALL_LOOPS and cell in _ROLLED_WITH_SMALL_LOOPS:
+        return 1
+    return T if T * layers <= _FULL_UNROLL_LIMIT else 1
+
+
+def fused_members(cfg: EchoConfig) -> int:
+    """How many members one ``vmap`` can run with every cell product still fused (``cell_product``),
+    at least 1: ``_FUSED_CONTRACTION_LIMIT`` over the largest B x K x M product of one step."""
+    cell, S = CELLS[cfg.cell], cfg.state_size
+    largest = max(
+        cfg.batch_size * math.prod(shape)
+        for k in range(cfg.num_layers)
+        for shape in cell.shapes(input_width(k, S), S)
+        if len(shape) == 2 and shape[0] > 1  # kernels; not the tutorial's (1, S) bias
+    )
+    return max(1, _FUSED_CONTRACTION_LIMIT // largest)
+
 
 # The update of TF1's Adagrad reads the learning rate from the optimizer state, so one
 # transformation (and one compiled program) serves every rate; 0.3 here is never read.
@@ -58,9 +115,9 @@ class _Spec(NamedTuple):
     optimizer: optax.GradientTransformation = _TF1_ADAGRAD
     members: int = 1  # models run side by side under vmap: decides fused products or dots
 
-    def dense(self) -> Callable:
-        """``cells.dense`` for this many members."""
-        return functools.partial(dense, members=self.members)
+    def product(self) -> Callable:
+        """The cells' product for this many members (``cell_product``)."""
+        return cell_product(self.members)
 
 
 def _spec(cfg: EchoConfig, remat: bool = False, optimizer=None, members: int = 1) -> _Spec:
@@ -114,11 +171,11 @@ def _outputs(
         masks = dropout_masks(key, T, L, B, S, spec.keep_prob, dtype)
 
     def step(state, x_Bx1_masks):
-        return stack_step(cell, params.cells, state, *x_Bx1_masks, dense=spec.dense())
+        return stack_step(cell, params.cells, state, *x_Bx1_masks, product=spec.product())
 
     if spec.remat:  # keep only each step's carry for the backward pass; recompute the rest
         step = jax.checkpoint(step)
-    unroll = T if T * len(params.cells) <= _FULL_UNROLL_LIMIT else 1
+    unroll = _unroll(spec.cell, T, len(params.cells))
     state, out_TxBxS = lax.scan(step, state, (x_TxBx1, masks), unroll=unroll)
     return out_TxBxS, state
 
@@ -142,14 +199,18 @@ def _check_state(state: Any, zeros: Any) -> None:
 
 def _logits(params, x_BxT, state, spec, key=None):
     out_TxBxS, state = _outputs(params, x_BxT, state, spec, key)
-    return spec.dense()(out_TxBxS, params.W2, params.b2), state
+    return spec.product()(out_TxBxS, params.W2, params.b2), state
 
 
 def _loss(params, x_BxT, y_BxT, state, spec, key=None):
     logits_TxBxC, state = _logits(params, x_BxT, state, spec, key)
-    log_p = jax.nn.log_softmax(logits_TxBxC)
+    log_p_TxBxC = jax.nn.log_softmax(logits_TxBxC)
     y_TxB = jnp.swapaxes(y_BxT, -1, -2)
-    nll_TxB = -jnp.take_along_axis(log_p, y_TxB[..., None], axis=-1)[..., 0]
+    # The label's log-probability as a sum against its one-hot row, not a gather: a gather's
+    # gradient is a scatter, and XLA:CPU runs a loop that holds a scatter kernel by kernel even
+    # with the small-loop option. The same numbers (one nonzero term per sum).
+    one_hot_TxBxC = jax.nn.one_hot(y_TxB, log_p_TxBxC.shape[-1], dtype=log_p_TxBxC.dtype)
+    nll_TxB = -jnp.sum(log_p_TxBxC * one_hot_TxBxC, axis=-1)
     return jnp.mean(nll_TxB), state
 
 
@@ -329,7 +390,7 @@ def make_train_epoch(
     Reads ``cfg.cell``, ``cfg.keep_prob`` and ``cfg.truncated_backprop_length``; the learning
     rate comes from ``opt_state``. ``key`` may be ``None`` when nothing is dropped. ``members``:
     how many models one ``vmap`` of it runs side by side (it picks fused products or dots,
-    ``cells.dense``; same numbers either way).
+    ``cell_product``; same numbers either way).
     """
     return _epoch_function(_spec(cfg, remat, optimizer, members))
 

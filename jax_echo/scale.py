@@ -32,7 +32,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jax_echo import model
-from jax_echo.cells import Params, fused_members, init_params
+from jax_echo.cells import Params, init_params
 from jax_echo.io import CheckpointError, atomic_write, host_array
 from jax_echo.optim import make_optimizer, with_learning_rate
 from jax_echo.plot import save_figure, sweep_figure
@@ -52,7 +52,7 @@ from jax_echo.train import (
 
 # At most this many members are trained side by side in one vmap; a population runs chunk after
 # chunk in one compiled call, each chunk as wide as keeps the cells' products fused
-# (cells.fused_members: 16 for part 1, 5 for part 3, 3 for part 4). Measured on the 2-core CPU,
+# (model.fused_members: 16 for part 1, 5 for part 3, 3 for part 4). Measured on the 2-core CPU,
 # 256 members, windows per second against a loop of train_epoch calls: part 1 in chunks of 16
 # 3.3-5x, as one vmap of 256 (whose arrays outgrow the cache) 1.2-1.5x; part 3 in chunks of 4
 # about 1.4x, as one vmap of 256 about 0.3x.
@@ -81,7 +81,7 @@ def stack(trees: Sequence[Any]) -> Any:
 
 def _chunk(cfg: EchoConfig, size: int) -> int:
     """How many of ``size`` members run side by side in one ``vmap``."""
-    return min(size, POPULATION_CHUNK, fused_members(cfg))
+    return min(size, POPULATION_CHUNK, model.fused_members(cfg))
 
 
 @functools.cache

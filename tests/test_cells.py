@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jax_echo import CELLS, EchoConfig, init_params, params_from_dict, params_to_dict
-from jax_echo.cells import dense, dropout_masks, fused_members, stack_step
+from jax_echo.cells import affine, dropout_masks, stack_step
+from jax_echo.model import cell_product, fused_members
 from jax_echo.task import CELL_NAMES
 from tests import reference
 from tests.conftest import MODELS
@@ -177,13 +178,14 @@ def test_contraction_paths_agree():
         a = rng.normal(size=shape).astype(np.float32)
         w = rng.normal(size=(shape[-1], 7)).astype(np.float32)
         b = rng.normal(size=(7,)).astype(np.float32)
-        np.testing.assert_allclose(dense(a, w, b), a @ w + b, rtol=1e-5, atol=1e-5)
+        for product in (affine, cell_product(1), cell_product(256)):
+            np.testing.assert_allclose(product(a, w, b), a @ w + b, rtol=1e-5, atol=1e-5)
 
 
 def test_a_population_counts_in_the_choice_of_contraction():
     a, w, b = jnp.ones((5, 5)), jnp.ones((5, 4)), jnp.zeros((4,))
-    fused = jax.make_jaxpr(dense)(a, w, b)
-    batched = jax.make_jaxpr(jax.vmap(lambda a: dense(a, w, b, members=256)))(jnp.stack([a] * 3))
+    fused = jax.make_jaxpr(cell_product(1))(a, w, b)
+    batched = jax.make_jaxpr(jax.vmap(lambda a: cell_product(256)(a, w, b)))(jnp.stack([a] * 3))
     assert "dot_general" not in str(fused) and "dot_general" in str(batched)
     # As many members as keep the largest product of a step (B x K x M) within the limit.
     assert [fused_members(EchoConfig.for_part(p)) for p in (1, 3, 4)] == [20, 5, 3]

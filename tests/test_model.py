@@ -296,7 +296,7 @@ def test_population_under_vmap_equals_members():
 @pytest.mark.parametrize("members", [1, 256])
 def test_the_population_width_picks_fused_products_or_batched_dots(members):
     # One member's tutorial products are tiny: multiply-and-sum, fused with the step. Under a vmap
-    # of 256 members the same products are one batched dot_general each (cells.dense).
+    # of 256 members the same products are one batched dot_general each (model.cell_product).
     cfg = EchoConfig(total_series_length=150)
     params = init_params(cfg)
     pop_params = jax.tree.map(lambda a: jnp.stack([a] * members), params)

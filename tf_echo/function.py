@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from jax_echo import xla_flags
 from jax_echo.cells import LSTM_FORGET_BIAS, flat_names, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
 from tf_echo.state import stacked_state
@@ -28,6 +29,11 @@ from tf_echo.state import stacked_state
 # while loop, whose compile time does not grow with the window (200 unrolled steps took XLA over
 # 5 minutes on a 2-core CPU).
 UNROLL_MAX_STEPS = 50
+# Under XLA with its small-loop option (``jax_echo.xla_flags``: the same ``XLA_FLAGS`` option
+# for TensorFlow's XLA as for JAX's), these cells' windows run the ``tf.range`` loop at every
+# length, as jax_echo's do: XLA then compiles the loop into one kernel (part 3, epoch-xla:
+# measured 42 -> 14 us per window on a 2-core CPU), which beats the unrolled window.
+ROLLED_WITH_SMALL_LOOPS = ("lstm", "gru")
 
 # Under XLA, contractions whose broadcast product has at most this many elements are written as
 # a multiply and a sum, which XLA:CPU fuses with the surrounding elementwise work; a dot is a
@@ -124,6 +130,7 @@ class FunctionTrainer:
         ]
         self._step = _STEPS[cfg.cell]
         self._dense = _fused_dense if jit_compile else _matmul_dense
+        self._rolled = jit_compile and xla_flags.SMALL_LOOPS and cfg.cell in ROLLED_WITH_SMALL_LOOPS
         self._learning_rate = tf.constant(cfg.learning_rate, self.dtype)
         self._seed = tf.constant(cfg.seed, tf.int64)
         self._windows_trained = tf.Variable(0, dtype=tf.int64)  # counts the dropout draws
@@ -175,7 +182,7 @@ class FunctionTrainer:
             return tuple(new_state), out_BxS
 
         T, B = cfg.truncated_backprop_length, cfg.batch_size
-        if T <= UNROLL_MAX_STEPS:  # unrolled in Python, as static_rnn builds it
+        if T <= UNROLL_MAX_STEPS and not self._rolled:  # unrolled in Python, as static_rnn does
             outs = []
             for t, x_B in enumerate(tf.unstack(x_BxT, axis=1)):
                 state, out_BxS = step(t, x_B, state)

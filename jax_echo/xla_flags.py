@@ -1,0 +1,55 @@
+"""XLA:CPU's small-loop option, set for the process when ``jax_echo`` is imported.
+
+XLA:CPU runs a ``while`` loop by launching its body's kernels one by one on every trip; at the
+tutorial's sizes (4 units, 5 rows) that launch cost is most of a window. With
+``xla_cpu_small_while_loop_byte_threshold=N`` it compiles every loop whose buffers stay under N
+bytes into one kernel instead: measured on the 2-core CPU, an LSTM window as a rolled loop then
+trains about 2x faster than the same window unrolled without the option (README, "Why the LSTM
+parts cost what they cost").
+
+``jax.jit(..., compiler_options=...)`` refuses this option (it lives in the map-valued
+``xla_backend_extra_options``: "not a valid message value", jax 0.10.2), so it goes through
+``XLA_FLAGS``, which XLA reads once, when a backend starts. ``apply`` appends it there at
+``import jax_echo``, before any computation, unless the user's ``XLA_FLAGS`` already sets
+``xla_backend_extra_options`` (theirs is kept) or ``JAX_ECHO_XLA_FLAGS=0``. TensorFlow's XLA reads
+the same variable, so in one process both compilers get the same option, as a fair comparison
+needs. ``model`` (and ``tf_echo``'s XLA peer) roll the loops that it makes faster only when it is
+in effect (``SMALL_LOOPS``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+SMALL_LOOP_BYTES = 1_000_000_000  # every loop of this project's programs counts as small
+OPTION = "xla_cpu_small_while_loop_byte_threshold"
+FLAG = f"--xla_backend_extra_options={OPTION}={SMALL_LOOP_BYTES}"
+OPT_OUT = "JAX_ECHO_XLA_FLAGS"  # "0": leave XLA_FLAGS alone
+
+
+def _backend_started() -> bool:
+    """Whether a JAX backend already runs (then XLA has read its flags for this process)."""
+    try:
+        from jax._src import xla_bridge
+    except ImportError:
+        return False
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(started()) if started is not None else False
+
+
+def apply(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Adds ``FLAG`` to ``XLA_FLAGS`` (see the module docstring); whether the small-loop option is
+    in effect for the programs this process compiles from now on."""
+    flags = environ.get("XLA_FLAGS", "")
+    if OPTION in flags:
+        return True  # the user's own threshold
+    if environ.get(OPT_OUT) == "0" or "xla_backend_extra_options" in flags:
+        return False
+    if _backend_started():
+        return False  # too late for this process: XLA has read its flags
+    environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
+    return True
+
+
+SMALL_LOOPS = apply()

@@ -76,7 +76,7 @@ def cell_product(members: int) -> Callable:
     return product
 
 
-def _unroll(cell: str, T: int, layers: int) -> int:
+def window_unroll(cell: str, T: int, layers: int) -> int:
     """How many of a window's T time steps one trip of its loop runs (T: no loop at all)."""
     if xla_flags.SMALL_LOOPS and cell in _ROLLED_WITH_SMALL_LOOPS:
         return 1
@@ -175,7 +175,7 @@ def _outputs(
 
     if spec.remat:  # keep only each step's carry for the backward pass; recompute the rest
         step = jax.checkpoint(step)
-    unroll = _unroll(spec.cell, T, len(params.cells))
+    unroll = window_unroll(spec.cell, T, len(params.cells))
     state, out_TxBxS = lax.scan(step, state, (x_TxBx1, masks), unroll=unroll)
     return out_TxBxS, state
 

@@ -38,15 +38,18 @@ def _backend_started() -> bool:
     return bool(started()) if started is not None else False
 
 
-def apply(environ: MutableMapping[str, str] = os.environ) -> bool:
+def apply(
+    environ: MutableMapping[str, str] = os.environ, backend_started: bool | None = None
+) -> bool:
     """Adds ``FLAG`` to ``XLA_FLAGS`` (see the module docstring); whether the small-loop option is
-    in effect for the programs this process compiles from now on."""
+    in effect for the programs this process compiles from now on. ``backend_started``: whether
+    XLA has read its flags already (default: whether a JAX backend runs)."""
     flags = environ.get("XLA_FLAGS", "")
     if OPTION in flags:
         return True  # the user's own threshold
     if environ.get(OPT_OUT) == "0" or "xla_backend_extra_options" in flags:
         return False
-    if _backend_started():
+    if _backend_started() if backend_started is None else backend_started:
         return False  # too late for this process: XLA has read its flags
     environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
     return True

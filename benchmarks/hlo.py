@@ -6,9 +6,10 @@ At the tutorial's sizes XLA:CPU's time follows the number of kernels it launches
 or op left unfused, is one call with a fixed cost), not the arithmetic. This compiles one epoch
 of each series model with ``jax_echo`` (``make_train_epoch``) and with ``tf_echo``'s
 ``tf.function`` epoch under XLA (``jit_compile=True``), and counts in each optimized HLO module
-the kernels one epoch launches, following every while loop's known trip count, divided by the
-epoch's windows. Prints a Markdown table; README's "Why the LSTM parts cost what they cost"
-quotes it.
+the kernels one epoch launches, following every while loop's known trip count (a loop that the
+small-loop option compiled whole is one kernel), per epoch and per window. Prints a Markdown
+table; README's "Why the LSTM parts cost what they cost" quotes it. ``JAX_ECHO_XLA_FLAGS=0``
+counts the programs without the option.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import argparse
 import re
 import sys
 
+# A loop that XLA:CPU's small-loop option (jax_echo.xla_flags) compiled whole is a call with this
+# attribute: one kernel, however many ops and trips it holds.
+SMALL_CALL = 'xla_cpu_small_call="true"'
 # Instructions that launch no work of their own.
 _NOT_KERNELS = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "while"}
 
@@ -36,7 +40,8 @@ def _computations(hlo: str) -> tuple[dict[str, list[str]], str]:
 def launched_kernels(hlo: str, unknown_trips: int | None = None) -> tuple[int, int]:
     """``(kernels, dots)`` one run of an optimized HLO module launches: the entry's and every
     while loop's instructions that do work (fusions and unfused ops), each loop's body and
-    condition counted its known trip count times, a ``call``'s computation once. ``dots``
+    condition counted its known trip count times, a ``call``'s computation once, and a call that
+    the small-loop option compiled whole (``SMALL_CALL``) as one kernel. ``dots``
     counts the ``dot`` ops among them or inside their fusions (a fusion counted once however
     many dots it holds). A loop without a known trip count runs ``unknown_trips`` times;
     without it, it raises ValueError."""
@@ -59,6 +64,8 @@ def launched_kernels(hlo: str, unknown_trips: int | None = None) -> tuple[int, i
                     kernels, dots = kernels + n * k, dots + n * d
             elif op.group(1) == "call":  # XLA:CPU wraps some loops in a call
                 k, d = count(re.search(r"to_apply=%?([\w.\-]+)", line).group(1))
+                if SMALL_CALL in line:  # the small-loop option: compiled into one kernel
+                    k = 1
                 kernels, dots = kernels + k, dots + d
             elif op.group(1) not in _NOT_KERNELS:
                 kernels += 1
@@ -93,6 +100,7 @@ def tf_epoch_hlo(cfg) -> str:
 
 
 def main(argv: list[str]) -> int:
+    from jax_echo import xla_flags
     from jax_echo.tables import Column, markdown
     from jax_echo.task import DISTINCT_MODELS, MODELS
 
@@ -109,9 +117,18 @@ def main(argv: list[str]) -> int:
             launched_kernels(jax_epoch_hlo(cfg)),
             launched_kernels(tf_epoch_hlo(cfg), unknown_trips=cfg.num_batches),
         ]
-        rows.append((name, *(n / cfg.num_batches for counted in counts for n in counted)))
-    heads = ("jax-epoch kernels/window", "dots/window", "tf-function-epoch-xla", "dots")
-    print(markdown([Column("model", right=False), *(Column(h, "{:.0f}") for h in heads)], rows))
+        rows.append(
+            (name, *(n for kernels, _ in counts for n in (kernels, kernels / cfg.num_batches)))
+        )
+    heads = (
+        "jax-epoch kernels/epoch",
+        "per window",
+        "tf-function-epoch-xla kernels/epoch",
+        "per window",
+    )
+    fmts = ("{:,.0f}", "{:.2f}", "{:,.0f}", "{:.2f}")
+    print(f"XLA:CPU's small-loop option: {'on' if xla_flags.SMALL_LOOPS else 'off'}\n")
+    print(markdown([Column("model", right=False), *map(Column, heads, fmts)], rows))
     return 0
 
 

@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
         Column("windows/s (median)", "{:,.0f}"),
         Column("min-max", right=False),
         Column("vs one by one", "{:.2f}x"),
-        Column("kernels per window", "{:.1f}"),
+        Column("kernels per window", "{:.3f}"),
         Column("dots", "{:.2f}"),
         Column("us per kernel", "{:.2f}"),
     ]

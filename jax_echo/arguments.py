@@ -10,26 +10,44 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 from jax_echo import runlog
-from jax_echo.io import CheckpointError
+from jax_echo.cells import Params, params_from_dict
+from jax_echo.io import CheckpointError, load_params
 from jax_echo.task import CELL_NAMES, PARTS, EchoConfig
+from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names
+
+PARTS_HELP = (
+    "1 tutorial RNN, 2 BasicRNNCell, 3 LSTM, 4 3-layer LSTM, 5 the same through dynamic_rnn, "
+    "6 with dropout"
+)
 
 
-def add_config_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+def add_config_args(
+    parser: argparse.ArgumentParser,
+    *,
+    weights: bool = False,
+    skip: tuple[str, ...] = (),
+    **defaults: Any,
+) -> None:
     """``--part`` and one ``--field-name`` option per ``EchoConfig`` field (plus ``--epochs``);
-    ``defaults`` are this command's own (shown in ``--help``) where they are not the tutorial's."""
+    ``defaults`` are this command's own (shown in ``--help``) where they are not the tutorial's.
+
+    ``weights``: the command also takes ``--params`` or ``--tf-checkpoint`` (``add_weights_args``),
+    so ``--part`` has no default (``weights_from_args`` checks a given one against the weights).
+    ``skip``: fields that get no option (the command uses the flag for something else)."""
     group = parser.add_argument_group("configuration (the tutorial's defaults, or --part's)")
     group.add_argument(
         "--part",
         type=int,
         choices=sorted(PARTS),
-        default=1,
-        help="start from part N of the series: 1 tutorial RNN, 2 BasicRNNCell, 3 LSTM, "
-        "4 3-layer LSTM, 5 the same through dynamic_rnn, 6 with dropout (default 1)",
+        default=None if weights else 1,
+        help=f"start from part N of the series: {PARTS_HELP} (default 1"
+        + ("; with --params, the file's model)" if weights else ")"),
     )
-    for field in dataclasses.fields(EchoConfig):
+    fields = [f for f in dataclasses.fields(EchoConfig) if f.name not in skip]
+    for field in fields:
         flags = [f"--{field.name.replace('_', '-')}"]
         if field.name == "num_epochs":
             flags.insert(0, "--epochs")
@@ -43,16 +61,81 @@ def add_config_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
             metavar={int: "N", float: "X"}.get(type(field.default)),
             help=f"(default {default})" if default else f"(tutorial default {field.default})",
         )
-    parser.set_defaults(config_defaults=defaults)
+    parser.set_defaults(config_defaults=defaults, config_fields=[f.name for f in fields])
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given on the command line."""
+    return {
+        name: getattr(args, name) for name in args.config_fields if getattr(args, name) is not None
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> EchoConfig:
-    given = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(EchoConfig)
-        if getattr(args, f.name) is not None
-    }
-    return EchoConfig.for_part(args.part, **{**args.config_defaults, **given})
+    part = 1 if args.part is None else args.part
+    return EchoConfig.for_part(part, **{**args.config_defaults, **_given(args)})
+
+
+def add_weights_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--params FILE`` or ``--tf-checkpoint PATH``: the weights a command starts from."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--params",
+        metavar="FILE",
+        help="a params.npz from train; its config, with the options given overriding it",
+    )
+    group.add_argument(
+        "--tf-checkpoint",
+        metavar="PATH",
+        help="a TF1 Saver checkpoint of the author's program (model.ckpt); the model is --part's "
+        "and the options'",
+    )
+
+
+def add_eval_args(parser: argparse.ArgumentParser) -> None:
+    """``eval``'s options (``jax-echo``, ``tf-echo``): the weights, their model, the fresh data."""
+    add_weights_args(parser, required=True)
+    add_config_args(parser, weights=True, skip=("seed",))
+    parser.add_argument(
+        "--seed", type=int, default=12345, help="seed of the fresh series (default 12345)"
+    )
+    parser.add_argument("--series", type=int, default=1, help="how many fresh series (default 1)")
+    parser.add_argument("--json", action="store_true", help="also print the result as JSON")
+
+
+class Weights(NamedTuple):
+    """What ``--params`` / ``--tf-checkpoint`` name, and the config the command runs."""
+
+    cfg: EchoConfig
+    params: Params | None  # None: neither was given (the command's own initial weights)
+    source: str | None  # "params" or "tf-checkpoint"
+    path: str | None
+
+
+def weights_from_args(args: argparse.Namespace) -> Weights:
+    """The config and the weights of ``add_weights_args``' options.
+
+    ``--params FILE``: the file's weights and config, with the config options given (and the
+    command's defaults) overriding it; a given ``--part`` must be a program of the file's model.
+    ``--tf-checkpoint PATH``: the checkpoint of ``--part``'s program (and the options'), read with
+    its TF1 names (``params_from_tf_checkpoint``, the ``tf`` extra). A mismatch is a
+    ``ValueError`` naming the file.
+    """
+    if args.params is not None:
+        params, saved = load_params(args.params)
+        cfg = dataclasses.replace(saved, **{**args.config_defaults, **_given(args)})
+        try:
+            if args.part is not None:
+                tf1_variable_names(cfg, args.part)  # checks the part's model is the file's
+            params = params_from_dict(params, cfg)
+        except ValueError as e:
+            raise CheckpointError(f"{args.params} does not fit the options: {e}") from e
+        return Weights(cfg, params, "params", args.params)
+    cfg = config_from_args(args)
+    if args.tf_checkpoint is not None:
+        params = params_from_tf_checkpoint(args.tf_checkpoint, cfg, part=args.part)
+        return Weights(cfg, params, "tf-checkpoint", args.tf_checkpoint)
+    return Weights(cfg, None, None, None)
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:

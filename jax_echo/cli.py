@@ -2,7 +2,8 @@
 
 The options are ``arguments``'; the run's records (timing, compilations, files) ``runlog``'s;
 training is ``train.fit``'s. A user's mistake (a bad value, a refused file) is one ``error:``
-line and exit code 2; anything else keeps its traceback.
+line and exit code 2; anything else keeps its traceback. ``compare --atol X`` exits 1 when an
+implementation differs from the reference by more than ``X``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from typing import NoReturn
 import jax
 
 from jax_echo import compare, runlog, scale, train
-from jax_echo.arguments import add_config_args, add_train_args, config_from_args, out_dir
+from jax_echo.arguments import (
+    add_config_args,
+    add_eval_args,
+    add_train_args,
+    add_weights_args,
+    config_from_args,
+    out_dir,
+    weights_from_args,
+)
 from jax_echo.io import CheckpointError, run_lock
 from jax_echo.plot import preload
-from jax_echo.registry import IMPLEMENTATIONS, TF_IMPLEMENTATIONS, MissingExtraError
+from jax_echo.registry import IMPLEMENTATIONS, REFERENCE, TF_IMPLEMENTATIONS, MissingExtraError
 from jax_echo.train import TrainingDivergedError
 from jax_echo.trainers import import_tf_echo
 
@@ -61,7 +70,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    result = train.evaluate_params_file(args.params, args.seed, args.series)
+    cfg, params, source, path = weights_from_args(args)
+    result = train.evaluate_params(params, cfg, args.seed, args.series, source=source, path=path)
     print(train.evaluation_line(result))
     if args.json:
         print(runlog.json_line(result))
@@ -79,17 +89,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    compare.check_tolerance(args.impl, args.atol)
     if any(name in TF_IMPLEMENTATIONS for name in args.impl):
         import_tf_echo()  # fails early, naming the extra to install
+    cfg, params, _, _ = weights_from_args(args)
     dtype = "float64" if args.float64 else "float32"
-    report = compare.compare(cfg, args.impl, args.windows, dtype=dtype, part=args.part)
+    report = compare.compare(
+        cfg, args.impl, args.windows, dtype=dtype, part=args.part, params=params, atol=args.atol
+    )
     print(compare.format_table(report))
     if args.json:
         compare.write_json(report, args.json)
     if args.plot:
         compare.plot_losses(report, args.plot)
-    return 0
+    differs = compare.differences(report)  # beyond --atol: exit code 1, not a user's mistake (2)
+    for line in differs:
+        print(f"jax-echo: {line}", file=sys.stderr)
+    return 1 if differs else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,12 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(run=cmd_sweep)
 
     ev = sub.add_parser(
-        "eval", help="accuracy of saved params (any cell) on fresh data", allow_abbrev=False
+        "eval",
+        help="accuracy of saved weights (a params file, a TF1 checkpoint) on fresh data",
+        allow_abbrev=False,
     )
-    ev.add_argument("--params", required=True, metavar="FILE", help="a params.npz from train")
-    ev.add_argument("--seed", type=int, default=12345, help="seed of the fresh series")
-    ev.add_argument("--series", type=int, default=1, help="how many fresh series")
-    ev.add_argument("--json", action="store_true", help="also print the result as JSON")
+    add_eval_args(ev)
     ev.set_defaults(run=cmd_eval)
 
     cmp = sub.add_parser(
@@ -164,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         "times are means per window over the timed epochs (default 3).",
         allow_abbrev=False,
     )
-    add_config_args(cmp, num_epochs=compare.EPOCHS)
+    add_config_args(cmp, weights=True, num_epochs=compare.EPOCHS)
+    add_weights_args(cmp, required=False)
     cmp.add_argument(
         "--impl",
         nargs="+",
@@ -183,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--float64",
         action="store_true",
         help="compute in float64 everywhere: trajectories then agree to about 1e-10",
+    )
+    cmp.add_argument(
+        "--atol",
+        type=float,
+        metavar="X",
+        help=f"exit 1 when an implementation's loss or weights differ from {REFERENCE}'s by "
+        "more than X (its name and by how much on stderr)",
     )
     cmp.add_argument("--json", metavar="FILE", help="write the table and loss curves as JSON")
     cmp.add_argument("--plot", metavar="FILE", help="write an overlay plot of the loss curves")

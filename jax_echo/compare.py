@@ -1,7 +1,8 @@
 """``jax-echo compare``: every implementation trained from the same weights on the same data.
 
 The trainers are ``trainers.make_trainer``'s; this module runs them side by side and reports the
-time per window, the accuracy and the largest loss difference from the author's TF1 program.
+time per window, the accuracy, and the largest loss and weight differences from the author's TF1
+program (``registry.REFERENCE``); ``differences`` lists the implementations beyond a tolerance.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jax_echo.cells import init_params
+from jax_echo.cells import Params, init_params, params_from_dict
 from jax_echo.io import atomic_write
 from jax_echo.plot import loss_curves, save_figure
 from jax_echo.registry import REFERENCE
@@ -33,6 +34,8 @@ def compare(
     *,
     dtype=np.float32,
     part: int | None = None,
+    params: Params | dict | None = None,
+    atol: float | None = None,
 ) -> dict[str, Any]:
     """Trains every implementation from the same weights on the same data.
 
@@ -40,16 +43,41 @@ def compare(
     ``first_epoch_seconds``) and is then set back to the initial weights; it then trains
     ``cfg.num_epochs`` timed epochs (with ``windows``, each epoch's series is just long enough for
     that many windows). Returned per implementation: the mean seconds per window, the final
-    accuracy on the windows after the first, and the largest per-window loss difference from the
-    TF1 reference. ``dtype=np.float64`` runs everything in float64
-    (JAX with ``jax_enable_x64``), where the trajectories agree to about 1e-10.
+    accuracy on the windows after the first, the largest per-window loss difference from the
+    TF1 reference (``max_loss_diff_vs_tf1``) and the largest difference of any trained weight
+    from the reference's (``max_abs_param_diff``); both ``None`` without the reference.
+    ``dtype=np.float64`` runs everything in float64 (JAX with ``jax_enable_x64``), where the
+    trajectories agree to about 1e-10.
+
+    Args:
+      params: the initial weights (``Params`` or a flat TF1-layout dict, cast to ``dtype``);
+        default ``init_params(cfg)``.
+      atol: a tolerance recorded in the report, for ``differences`` and ``format_table``; it
+        needs the reference among ``names`` (``check_tolerance``).
     """
+    check_tolerance(names, atol)
     with jax.enable_x64(np.dtype(dtype) == np.float64):
-        return _compare(cfg, names, windows, np.dtype(dtype), part)
+        report = _compare(cfg, names, windows, np.dtype(dtype), part, params)
+    return {**report, "atol": atol}
 
 
-def _compare(cfg, names, windows, dtype, part) -> dict[str, Any]:
-    params = init_params(cfg, dtype=dtype)
+def check_tolerance(names: list[str], atol: float | None = None) -> None:
+    """Refuses (``ValueError``) a tolerance that is negative, or without the reference to hold
+    the implementations to."""
+    if atol is None:
+        return
+    if not atol >= 0:
+        raise ValueError(f"--atol must be a number >= 0, got {atol}")
+    if REFERENCE not in names:
+        raise ValueError(
+            f"--atol holds every implementation to the reference {REFERENCE}: add it to --impl"
+        )
+
+
+def _compare(cfg, names, windows, dtype, part, params) -> dict[str, Any]:
+    if params is None:
+        params = init_params(cfg, dtype=dtype)
+    params = jax.tree.map(lambda a: np.asarray(a, dtype), params_from_dict(params, cfg))
     if windows is not None:
         T = cfg.truncated_backprop_length
         length = windows * T * cfg.batch_size
@@ -65,12 +93,44 @@ def _compare(cfg, names, windows, dtype, part) -> dict[str, Any]:
             trainer.close()
     reference = results.get(REFERENCE)
     for result in results.values():
-        result["max_loss_diff_vs_tf1"] = (
-            float(np.max(np.abs(np.subtract(result["losses"], reference["losses"]))))
-            if reference is not None
-            else None
-        )
+        result["max_loss_diff_vs_tf1"] = result["max_abs_param_diff"] = None
+        if reference is not None:
+            result["max_loss_diff_vs_tf1"] = _max_abs_diff(result["losses"], reference["losses"])
+            result["max_abs_param_diff"] = max(
+                _max_abs_diff(value, reference["params"][name])
+                for name, value in result["params"].items()
+            )
     return {"config": cfg.to_dict(), "dtype": str(dtype), "part": part, "results": results}
+
+
+def _max_abs_diff(a: Any, b: Any) -> float:
+    """max |a - b|; NaN where either is not finite (a NaN never compares within a tolerance)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return float("nan")
+    return float(np.max(np.abs(a - b)))
+
+
+def differences(report: dict[str, Any]) -> list[str]:
+    """One line per implementation whose loss or weights differ from the reference's by more
+    than the report's ``atol``, saying by how much; none without a tolerance."""
+    atol = report.get("atol")
+    if atol is None:
+        return []
+    lines = []
+    for name, r in report["results"].items():
+        beyond = {
+            what: d
+            for what, d in (
+                ("loss", r["max_loss_diff_vs_tf1"]),
+                ("weights", r["max_abs_param_diff"]),
+            )
+            if not d <= atol  # NaN too
+        }
+        if beyond:
+            by = ", ".join(f"{what} by {d:.3e}" for what, d in beyond.items())
+            lines.append(f"{name} differs from {REFERENCE} beyond --atol {atol:g}: {by}")
+    return lines
 
 
 def _train_timed(trainer, data, cfg: EchoConfig, t0: float) -> dict[str, Any]:
@@ -96,24 +156,26 @@ def _train_timed(trainer, data, cfg: EchoConfig, t0: float) -> dict[str, Any]:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """The report as a Markdown table."""
+    """The report as a Markdown table; with a tolerance, a column says who is within it."""
     columns = [
         Column("implementation", right=False),
         Column("us / window", "{:.1f}"),
         Column("first epoch s", "{:.2f}"),
         Column("accuracy after window 0", "{:.4%}"),
-        Column(f"max loss diff vs {REFERENCE}", lambda d: "n/a" if d is None else f"{d:.2e}"),
+        Column(f"max loss diff vs {REFERENCE}", "{:.2e}"),  # empty without the reference
+        Column(f"max weight diff vs {REFERENCE}", "{:.2e}"),
     ]
-    rows = [
-        (
-            name,
-            r["us_per_window"],
-            r["first_epoch_seconds"],
-            r["accuracy_after_first"],
-            r["max_loss_diff_vs_tf1"],
-        )
-        for name, r in report["results"].items()
-    ]
+    atol = report.get("atol")
+    if atol is not None:
+        columns.append(Column(f"within --atol {atol:g}", right=False))
+    rows = []
+    for name, r in report["results"].items():
+        loss, weights = r["max_loss_diff_vs_tf1"], r["max_abs_param_diff"]
+        row = [name, r["us_per_window"], r["first_epoch_seconds"], r["accuracy_after_first"]]
+        row += [loss, weights]
+        if atol is not None:
+            row.append("yes" if loss <= atol and weights <= atol else "NO")
+        rows.append(tuple(row))
     return markdown(columns, rows)
 
 

@@ -319,6 +319,8 @@ def test_cli_train_writes_its_three_files_and_eval_reads_them(tmp_path, capsys):
     assert main(["eval", "--params", str(out / "params.npz"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert 0 <= result["accuracy"] <= 1
+    assert result["params"] == str(out / "params.npz")
+    assert (result["source"], result["implementation"]) == ("params", "jax")
 
     # Running again into the same directory is refused, saying what to pass; --resume with more
     # epochs continues the run; --overwrite replaces a finished one.
@@ -473,3 +475,32 @@ def test_cli_rejects_an_unknown_cell(capsys):
         main(["train", "--cell", "rnn"])
     assert e.value.code == 2
     assert "invalid choice: 'rnn'" in capsys.readouterr().err
+
+
+def test_eval_takes_the_params_files_model_and_refuses_what_does_not_fit(tmp_path, capsys):
+    cfg = EchoConfig(cell="lstm", total_series_length=1500)
+    path = tmp_path / "params.npz"
+    save_params(path, init_params(cfg), cfg)
+    assert main(["eval", "--params", str(path), "--part", "3", "--series", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    expected = train_module.evaluate_params_file(path, series=2)
+    assert result == expected and expected.keys() == {
+        "params", "source", "implementation", "cell", "num_layers", "series", "seed",
+        "accuracy", "accuracy_after_first",
+    }  # fmt: skip
+    # The options override the file's config: a longer fresh series, same model.
+    assert main(["eval", "--params", str(path), "--total-series-length", "3000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["accuracy"] != result["accuracy"]
+    for args, message in (
+        (["--part", "4"], "does not fit the options: part 4's program has cell='lstm' with 3"),
+        (["--state-size", "5"], "does not fit the options: params['cell_0/kernel'] has shape"),
+        (["--series", "0"], "evaluation needs at least one series, got series=0"),
+    ):
+        assert main(["eval", "--params", str(path), *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    for args in ([], ["--params", str(path), "--tf-checkpoint", str(path)]):
+        with pytest.raises(SystemExit) as e:  # exactly one of them
+            main(["eval", *args])
+        assert e.value.code == 2
+        assert "--params" in capsys.readouterr().err

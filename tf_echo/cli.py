@@ -1,23 +1,34 @@
-"""``tf-echo train``: the tutorial run in TensorFlow, with the options and files of ``jax-echo``.
+"""``tf-echo train | eval``: the tutorial run in TensorFlow, with the options and files of
+``jax-echo``, and the accuracy of saved weights computed by TensorFlow.
 
-Arguments onto ``tf_echo.fit`` and ``runlog.write_run``. ``history.json`` has ``jax-echo``'s
-breakdown of the wall time (imports, files, figure, other) without ``compile``: TensorFlow builds
-and traces its programs inside the other parts. Without the ``tf`` extra, every command is one
-``error:`` line naming it (exit code 2); ``--help`` does not load TensorFlow.
+Arguments onto ``tf_echo.fit``, ``tf_echo.write_tf_run`` and ``tf_echo.train.evaluate``.
+``history.json`` has ``jax-echo``'s breakdown of the wall time (imports, files, figure, other)
+without ``compile``: TensorFlow builds and traces its programs inside the other parts. Without
+the ``tf`` extra, every command is one ``error:`` line naming it (exit code 2); ``--help`` does
+not load TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Sequence
+from types import ModuleType
 from typing import NoReturn
 
 from jax_echo import cli as jax_cli
 from jax_echo import runlog
-from jax_echo.arguments import add_train_args, config_from_args, out_dir
+from jax_echo.arguments import (
+    add_eval_args,
+    add_train_args,
+    config_from_args,
+    out_dir,
+    weights_from_args,
+)
 from jax_echo.io import run_lock
 from jax_echo.plot import preload
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
+from jax_echo.train import evaluation_line
 from jax_echo.trainers import import_tf_echo
 
 IMPL_CHOICES = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
@@ -47,6 +58,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    tf_train = tf_echo_train()  # the tf extra, or one line naming it
+    cfg, params, source, path = weights_from_args(args)
+    result = tf_train.evaluate(
+        params, cfg, args.impl, args.seed, args.series, source=source, path=path, part=args.part
+    )
+    print(evaluation_line(result))
+    if args.json:
+        print(runlog.json_line(result))
+    return 0
+
+
+def tf_echo_train() -> ModuleType:
+    """``tf_echo.train``, loaded on first use like the rest of ``tf_echo``."""
+    import_tf_echo()
+    return importlib.import_module("tf_echo.train")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tf-echo",
@@ -65,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
         "6); function[-epoch][-xla]: TF2 tf.function per window or per epoch, optionally XLA",
     )
     train.set_defaults(run=cmd_train)
+
+    ev = sub.add_parser(
+        "eval",
+        help="accuracy of saved weights (a params file, a TF1 checkpoint), computed by "
+        "TensorFlow: jax-echo eval's numbers",
+        allow_abbrev=False,
+    )
+    add_eval_args(ev)
+    ev.add_argument(
+        "--impl",
+        choices=IMPL_CHOICES,
+        default="graph",
+        help="the program that predicts (default graph: the author's, which restores a "
+        "--tf-checkpoint with its Saver)",
+    )
+    ev.set_defaults(run=cmd_eval)
     return parser
 
 

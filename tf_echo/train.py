@@ -1,21 +1,27 @@
-"""The TensorFlow trainers by name (``make_trainer``) and the tutorial's run with them (``fit``)."""
+"""The TensorFlow trainers by name (``make_trainer``), the tutorial's run with them (``fit``,
+``write_tf_run``) and the accuracy of given weights computed by them (``evaluate``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jax_echo import runlog
 from jax_echo.cells import Params, init_params, params_from_dict, params_to_dict
+from jax_echo.io import run_lock
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
 from jax_echo.task import EchoConfig, prediction_accuracies
-from jax_echo.train import EpochVerbs, Timer, run_epochs, untimed
+from jax_echo.tf_checkpoint import params_to_tf_checkpoint
+from jax_echo.train import EpochVerbs, Timer, evaluate_params, run_epochs, start_run, untimed
 from tf_echo.function import FunctionTrainer
 from tf_echo.graph import GraphTrainer
 
 IMPLEMENTATIONS = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
+TF_CHECKPOINT = "model.ckpt"  # a run's TF1 checkpoint prefix, beside params.npz
 
 
 def make_trainer(
@@ -59,10 +65,11 @@ def fit(
 
     The checkpoint's optimizer state is the trainer's Adagrad accumulators. TensorFlow draws
     its own dropout masks, so with ``keep_prob < 1`` a resumed run is not bit-identical to an
-    uninterrupted one (it is at ``keep_prob = 1``).
+    uninterrupted one (it is at ``keep_prob = 1``). With ``out_dir``, the final weights are also
+    saved there as the author's TF1 checkpoint, ``model.ckpt`` (``save_tf_checkpoint``).
     """
-    start = init_params(cfg) if params is None else params_from_dict(params, cfg)
-    trainer = make_trainer(impl, cfg, start, dynamic=dynamic)
+    initial = init_params(cfg) if params is None else params_from_dict(params, cfg)
+    trainer = make_trainer(impl, cfg, initial, dynamic=dynamic)
 
     def init_opt_state(params):
         del params  # only the accumulators' structure and shapes: fresh ones are 0.1
@@ -80,17 +87,79 @@ def fit(
 
     verbs = EpochVerbs(trainer.name, init_opt_state, train_epoch, window_accuracies)
     try:
-        return run_epochs(
+        with run_lock(out_dir) if out_dir is not None else contextlib.nullcontext():
+            start = start_run(
+                cfg,
+                verbs,
+                params=None if resume else initial,
+                out_dir=out_dir,
+                resume=resume,
+                overwrite=overwrite,
+            )
+            # The trainer holds the run's state from here on, also where no epoch is left.
+            trainer.set_state(params_to_dict(start.params), start.opt_state)
+            params, history = run_epochs(
+                cfg,
+                verbs,
+                out_dir=out_dir,
+                resume=resume,
+                quiet=quiet,
+                progress=progress,
+                start=start,
+                checkpoint_seconds=checkpoint_seconds,
+                timer=timer,
+            )
+            if out_dir is not None:
+                with timer("files"):
+                    save_tf_checkpoint(trainer, cfg, Path(out_dir, TF_CHECKPOINT))
+        return params, history
+    finally:
+        trainer.close()
+
+
+def save_tf_checkpoint(trainer: Any, cfg: EchoConfig, path: str | os.PathLike) -> str:
+    """A trainer's weights as the author's TF1 checkpoint at ``path`` (``model.ckpt``).
+
+    ``GraphTrainer`` saves its session with its own ``Saver``, Adagrad's slots as they are; the
+    TF2 trainers' weights go through ``params_to_tf_checkpoint``, with the slots at their start
+    value (0.1). Either restores into the author's program (``GraphTrainer.restore_tf_checkpoint``)
+    and reads into ``jax_echo`` (``params_from_tf_checkpoint``). Returns ``path``.
+    """
+    if isinstance(trainer, GraphTrainer):
+        return trainer.save_tf_checkpoint(path)
+    return params_to_tf_checkpoint(trainer.params, cfg, path)
+
+
+def evaluate(
+    params: Params | dict,
+    cfg: EchoConfig,
+    impl: str = "graph",
+    seed: int = 12345,
+    series: int = 1,
+    *,
+    source: str = "params",
+    path: str | os.PathLike | None = None,
+    part: int | None = None,
+) -> dict[str, Any]:
+    """``jax_echo.train.evaluate_params`` computed by TensorFlow: the predictions of a trainer
+    of ``impl`` holding ``params`` (in their dtype), on the same fresh series, with the same
+    result keys. The author's program (``graph``; ``dynamic_rnn`` for ``part`` 5-6) restores a
+    TF1 checkpoint (``source="tf-checkpoint"`` at ``path``) with its own ``Saver``."""
+    params = params_from_dict(params, cfg)
+    dtype = np.asarray(params.W2).dtype
+    trainer = make_trainer(impl, cfg, params, dtype, dynamic=part in DYNAMIC_RNN_PARTS)
+    try:
+        if source == "tf-checkpoint" and isinstance(trainer, GraphTrainer):
+            trainer.restore_tf_checkpoint(path)
+        return evaluate_params(
+            params,
             cfg,
-            verbs,
-            params=None if resume else start,
-            out_dir=out_dir,
-            resume=resume,
-            overwrite=overwrite,
-            quiet=quiet,
-            progress=progress,
-            checkpoint_seconds=checkpoint_seconds,
-            timer=timer,
+            seed,
+            series,
+            source=source,
+            path=path,
+            predict_epoch=trainer.predict_epoch,
+            implementation=f"tf-{impl}",
         )
     finally:
         trainer.close()
@@ -126,4 +195,4 @@ def write_tf_run(
 
     runlog.write_run(out, cfg, params, history, info, predict_last_window, stopwatch)
     print(runlog.summary_line(history))
-    print(f"Wrote {out}/params.npz, history.json, echo.png")
+    print(f"Wrote {out}/params.npz, {TF_CHECKPOINT}.index and .data-*, history.json, echo.png")

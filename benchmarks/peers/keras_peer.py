@@ -18,20 +18,37 @@ The cells map exactly onto TF1's (kernel rows: input, then state; Keras splits t
 folded into the Keras bias (subtracted again in ``params``); ``GRU(reset_after=False)`` has
 columns z, r, h with ``h = z * h + (1 - z) * tanh(x Wh + (r * h) Uh + bh)``, TF1's GRUCell with
 z = u. The row runs under whichever backend this process' Keras uses (``keras_backend()``).
+
+``params_to_keras_weights`` / ``params_from_keras_weights`` write and read the ``.weights.h5``
+of that model as a Keras user builds it (``build_model(..., carried=False)``: Keras' own layers),
+by its ``save_weights`` and ``load_weights``. Where the cell's math is TF1's, that model computes
+what the author's program does from the same weights: every cell of the series and the GRU as
+built here. Where it is not, no TF1 weights give the same function and reading is refused with a
+``ValueError`` saying so: Keras' default GRU (``reset_after=True``, two bias rows) applies the
+reset gate after the matmul. A file does not say which activations its model used: Keras'
+defaults (tanh, and sigmoid for the gates) are TF1's. Dropout has no weights: a part-6 config
+writes and reads part 4's. A round trip is exact but for the LSTM's forget-gate bias: Keras holds
+``b + 1.0`` in float32, so ``b`` comes back rounded to float32's resolution at 1.0 (within 6e-8;
+exact for the initial zeros).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import h5py
 import jax
 import keras
 import numpy as np
 
-from jax_echo.cells import LSTM_FORGET_BIAS, params_from_dict, params_to_dict
+from jax_echo.cells import LSTM_FORGET_BIAS, Params, init_params, params_from_dict, params_to_dict
+from jax_echo.io import CheckpointError, atomic_write
 from jax_echo.task import EchoConfig, split_windows
 
 BACKEND = keras.backend.backend()
@@ -62,10 +79,16 @@ def _carried(rnn: type[keras.layers.RNN]) -> type[keras.layers.RNN]:
     return Carried
 
 
-_LAYERS = {
+_KERAS_LAYERS = {
+    "tutorial": keras.layers.SimpleRNN,
+    "basic_rnn": keras.layers.SimpleRNN,
+    "lstm": keras.layers.LSTM,  # recurrent_activation="sigmoid" by default, as TF1's
+    "gru": functools.partial(keras.layers.GRU, reset_after=False),  # TF1's: reset, then matmul
+}
+_CARRIED_LAYERS = {
     "tutorial": _carried(keras.layers.SimpleRNN),
     "basic_rnn": _carried(keras.layers.SimpleRNN),
-    "lstm": _carried(keras.layers.LSTM),  # recurrent_activation="sigmoid" by default, as TF1's
+    "lstm": _carried(keras.layers.LSTM),
     "gru": functools.partial(_carried(keras.layers.GRU), reset_after=False),
 }
 
@@ -145,6 +168,50 @@ def _to_tf1(cfg: EchoConfig, weights: list[np.ndarray], layer: int) -> dict[str,
     }
 
 
+def build_model(
+    cfg: EchoConfig,
+    params: Any,
+    dtype: Any = np.float32,
+    *,
+    carried: bool = True,
+    use_cudnn: bool | str = False,
+) -> keras.Model:
+    """The rows' model, uncompiled, holding ``params`` (TF1 layout, cast to ``dtype``).
+
+    ``keras.Input(batch_shape=(B, None, 1))``, ``cfg.num_layers`` stateful recurrent layers
+    returning sequences, ``Dense(num_classes)``. ``carried``: on JAX, layers whose state is a
+    tracked weight (``_carried``), which training needs; ``False``: Keras' own layers (the same
+    math and weights), as a user builds them and as ``.weights.h5`` files name them. The LSTM
+    takes ``use_cudnn``. Call it where the caller's device and dtype scope apply.
+    """
+    dtype = np.dtype(dtype)
+    flat = {
+        k: np.asarray(v, dtype) for k, v in params_to_dict(params_from_dict(params, cfg)).items()
+    }
+    layers = _CARRIED_LAYERS if carried else _KERAS_LAYERS
+    extra = {"use_cudnn": use_cudnn} if cfg.cell == "lstm" else {}
+    inputs = h = keras.Input(batch_shape=(cfg.batch_size, None, 1), dtype=dtype.name)
+    for layer in range(cfg.num_layers):
+        rnn = layers[cfg.cell](
+            cfg.state_size, stateful=True, return_sequences=True, dtype=dtype.name, **extra
+        )
+        h = rnn(h)
+        rnn.cell.set_weights(_to_keras(cfg, flat, layer))
+    dense = keras.layers.Dense(cfg.num_classes, dtype=dtype.name)
+    model = keras.Model(inputs, dense(h))
+    dense.set_weights([flat["W2"], flat["b2"][0]])
+    return model
+
+
+def model_params(cfg: EchoConfig, model: keras.Model) -> dict[str, np.ndarray]:
+    """The weights of a ``build_model`` model of ``cfg``, as a flat TF1-layout dict."""
+    flat = {}
+    for layer, rnn in enumerate(model.layers[1:-1]):
+        flat |= _to_tf1(cfg, rnn.cell.get_weights(), layer)
+    W2, b2 = model.layers[-1].get_weights()
+    return flat | {"W2": W2, "b2": b2[None]}
+
+
 class TrainOnBatchTrainer:
     """Stateful Keras layers, one ``train_on_batch`` per window (``PeerTrainer``)."""
 
@@ -183,23 +250,13 @@ class TrainOnBatchTrainer:
             yield
 
     def _build(self, flat: dict[str, np.ndarray], device: str) -> keras.Model:
-        cfg, dtype = self.cfg, self.dtype.name
         # Keras picks the LSTM's cuDNN kernel by the backend's platform, not by the device: a
         # "cpu" LSTM on a GPU machine would fail to compile it ("rnn_fwd" has no CPU rule).
-        extra = {"use_cudnn": "auto" if device == "gpu" else False} if cfg.cell == "lstm" else {}
-        inputs = h = keras.Input(batch_shape=(cfg.batch_size, None, 1), dtype=dtype)
-        for layer in range(cfg.num_layers):
-            rnn = _LAYERS[cfg.cell](
-                cfg.state_size, stateful=True, return_sequences=True, dtype=dtype, **extra
-            )
-            h = rnn(h)
-            rnn.cell.set_weights(_to_keras(cfg, flat, layer))
-        dense = keras.layers.Dense(cfg.num_classes, dtype=dtype)
-        model = keras.Model(inputs, dense(h))
-        dense.set_weights([flat["W2"], flat["b2"][0]])
+        use_cudnn = "auto" if device == "gpu" else False
+        model = build_model(self.cfg, flat, self.dtype, use_cudnn=use_cudnn)
         model.compile(
             optimizer=keras.optimizers.Adagrad(
-                float(cfg.learning_rate),
+                float(self.cfg.learning_rate),
                 # A NumPy scalar: a Python 0.1 reaches a float64 accumulator through float32
                 # on TensorFlow (0.10000000149...).
                 initial_accumulator_value=self.dtype.type(0.1),
@@ -242,11 +299,7 @@ class TrainOnBatchTrainer:
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        flat = {}
-        for layer, rnn in enumerate(self._rnns):
-            flat |= _to_tf1(self.cfg, rnn.cell.get_weights(), layer)
-        W2, b2 = self.model.layers[-1].get_weights()
-        return flat | {"W2": W2, "b2": b2[None]}
+        return model_params(self.cfg, self.model)
 
     def close(self) -> None:
         del self.model, self._rnns
@@ -299,3 +352,99 @@ class FitTrainer(TrainOnBatchTrainer):
                 callbacks=[recorder],
             )
         return recorder.losses()
+
+
+# --- Keras weights files ------------------------------------------------------------------
+
+SUFFIX = ".weights.h5"  # Keras 3 reads and writes weights files by this name only
+
+
+def params_to_keras_weights(params: Params | dict, cfg: EchoConfig, path: str | os.PathLike) -> str:
+    """Writes ``params`` as the ``.weights.h5`` of the Keras model of ``cfg``; returns ``path``.
+
+    The weights are float32 (Keras' default), written by the model's ``save_weights`` and then
+    moved into place with ``io.atomic_write`` (an existing file is replaced whole, or kept).
+    ``ValueError`` for params that are not ``cfg``'s or a name not ending in ``.weights.h5``.
+    """
+    path = _checked(path)
+    with _keras_scope(), tempfile.TemporaryDirectory() as tmp:
+        written = Path(tmp, "model" + SUFFIX)
+        build_model(cfg, params, np.float32, carried=False).save_weights(written)
+        data = written.read_bytes()
+    atomic_write(path, lambda f: f.write(data))
+    return os.fspath(path)
+
+
+def params_from_keras_weights(path: str | os.PathLike, cfg: EchoConfig) -> Params:
+    """The weights of a ``.weights.h5`` of the Keras model of ``cfg``, as float32 ``Params``.
+
+    Raises:
+      ValueError: a Keras model whose cell's math is not TF1's (Keras' default GRU).
+      CheckpointError (a ``ValueError``): not a weights file, or one of another model (other
+        layers, cell or sizes), naming what differs.
+    """
+    path = _checked(path)
+    try:
+        held = _layout(path)
+    except OSError as e:
+        raise CheckpointError(f"{path} is not a readable Keras weights file: {e}") from e
+    with _keras_scope():
+        model = build_model(cfg, init_params(cfg), np.float32, carried=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_weights(Path(tmp, "model" + SUFFIX))
+            expected = _layout(Path(tmp, "model" + SUFFIX))
+        _check_layout(path, held, expected, cfg)
+        model.load_weights(path)
+        return params_from_dict(model_params(cfg, model), cfg)
+
+
+def _checked(path: str | os.PathLike) -> Path:
+    if not os.fspath(path).endswith(SUFFIX):
+        raise ValueError(f"Keras weights files are named *{SUFFIX}, got {os.fspath(path)!r}")
+    return Path(path)
+
+
+def _keras_scope() -> Any:
+    """Keras' ops broadcast ranks, which a caller (our tests) may forbid JAX to do."""
+    return jax.numpy_rank_promotion("allow")
+
+
+def _layout(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every array of a weights file, by its path in the file, with its shape."""
+    arrays: dict[str, tuple[int, ...]] = {}
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            arrays[name] = obj.shape
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return arrays
+
+
+def _check_layout(path: Path, held: dict, expected: dict, cfg: EchoConfig) -> None:
+    """Refuses a file whose arrays are not those of ``cfg``'s model, saying how they differ."""
+    if held == expected:
+        return
+    model = f"cell={cfg.cell!r} with {cfg.num_layers} layer(s), state_size={cfg.state_size}"
+    reset_after = {
+        name: (2, *shape)
+        if name.startswith("layers/gru") and shape == (3 * cfg.state_size,)
+        else shape
+        for name, shape in expected.items()
+    }
+    if cfg.cell == "gru" and held == reset_after:
+        raise ValueError(
+            f"{path} holds Keras' default GRU (reset_after=True: two bias rows), which applies "
+            "the reset gate after the matmul; TF1's GRUCell applies it before, so no TF1 weights "
+            "compute the same: build the Keras GRU with reset_after=False"
+        )
+    missing = [f"{n} {expected[n]}" for n in expected if n not in held]
+    unexpected = [f"{n} {held[n]}" for n in held if n not in expected]
+    shapes = [f"{n} {held[n]} (expected {s})" for n, s in expected.items() if held.get(n, s) != s]
+    problems = [
+        f"{what} {', '.join(items)}"
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+        if items
+    ]
+    raise CheckpointError(f"{path} does not hold the Keras model of {model}: {'; '.join(problems)}")

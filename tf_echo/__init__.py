@@ -19,8 +19,10 @@ _LAZY = {
     "FunctionTrainer": "tf_echo.function",
     "GraphTrainer": "tf_echo.graph",
     "IMPLEMENTATIONS": "tf_echo.train",
+    "evaluate": "tf_echo.train",
     "fit": "tf_echo.train",
     "make_trainer": "tf_echo.train",
+    "save_tf_checkpoint": "tf_echo.train",
     "write_tf_run": "tf_echo.train",
 }
 

@@ -11,9 +11,7 @@ not load TensorFlow.
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Sequence
-from types import ModuleType
 from typing import NoReturn
 
 from jax_echo import cli as jax_cli
@@ -59,21 +57,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    tf_train = tf_echo_train()  # the tf extra, or one line naming it
+    tf_echo = import_tf_echo()  # the tf extra, or one line naming it
     cfg, params, source, path = weights_from_args(args)
-    result = tf_train.evaluate(
+    result = tf_echo.evaluate(
         params, cfg, args.impl, args.seed, args.series, source=source, path=path, part=args.part
     )
     print(evaluation_line(result))
     if args.json:
         print(runlog.json_line(result))
     return 0
-
-
-def tf_echo_train() -> ModuleType:
-    """``tf_echo.train``, loaded on first use like the rest of ``tf_echo``."""
-    import_tf_echo()
-    return importlib.import_module("tf_echo.train")
 
 
 def build_parser() -> argparse.ArgumentParser:

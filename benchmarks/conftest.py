@@ -20,18 +20,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax
 import pytest
 
-from benchmarks.peers import PEER_NAMES, PEERS, peer
+from jax_echo.peers import PEER_NAMES, peer
 
 DEVICES = ("cpu", "gpu")
-
-# pytest's --doctest-modules imports every module here; a peer's library is optional.
-collect_ignore = sorted(
-    {
-        f"peers/{p.module.rsplit('.', 1)[1]}.py"
-        for p in PEERS
-        if importlib.util.find_spec(p.library) is None
-    }
-)
 
 
 def jax_device(platform_name: str):

@@ -6,7 +6,7 @@ implementation and peer library), then for part 1 ``window``, ``epoch``, ``compi
 ``scaling``, ``population`` and ``accuracy`` (with parts 3 and 4 on ``jax-epoch``), ``realistic``
 (LSTMs of the sizes people train) and ``end_to_end`` (the tutorial's whole training run as a
 user starts it), each on CPU and, where the library sees one, GPU. The peers (PyTorch, Flax,
-Keras: ``benchmarks.peers``) are skipped, with the reason, where their library is missing.
+Keras: ``jax_echo.peers``) are skipped, with the reason, where their library is missing.
 
 Timing rules: the trainer is built, compiled and warmed up before the timed call; the timed call
 ends in ``jax.block_until_ready`` or a host read of the result (``compare.block``).
@@ -30,8 +30,8 @@ import numpy as np
 import pytest
 
 from benchmarks.conftest import Run
-from benchmarks.peers import PEER_NAMES, PEERS, peer
 from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies, split_windows
+from jax_echo.peers import PEER_NAMES, PEERS, peer
 from jax_echo.registry import IMPLEMENTATIONS, Trainer
 from jax_echo.scale import stack
 from jax_echo.task import DISTINCT_MODELS, MODELS

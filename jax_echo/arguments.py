@@ -71,9 +71,18 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def config_from_args(args: argparse.Namespace) -> EchoConfig:
+def config_from_args(args: argparse.Namespace, *, fit_series: bool = False) -> EchoConfig:
+    """``--part``'s config with the options given. ``fit_series``: unless given, the series
+    length is the part's rounded down to a multiple of the batch size (at least one window), so
+    any ``--batch-size`` runs."""
     part = 1 if args.part is None else args.part
-    return EchoConfig.for_part(part, **{**args.config_defaults, **_given(args)})
+    changes = {**args.config_defaults, **_given(args)}
+    if fit_series and "total_series_length" not in changes:
+        base = EchoConfig.for_part(part)
+        B = changes.get("batch_size", base.batch_size)
+        T = changes.get("truncated_backprop_length", base.truncated_backprop_length)
+        changes["total_series_length"] = max(B * T, base.total_series_length // B * B)
+    return EchoConfig.for_part(part, **changes)
 
 
 def add_weights_args(parser: argparse.ArgumentParser, *, required: bool) -> None:

@@ -1,9 +1,10 @@
-"""Command line: ``jax-echo train | eval | compare | sweep``: arguments onto library calls.
+"""Command line: ``jax-echo train | eval | compare | sweep | bench``: arguments onto library calls.
 
 The options are ``arguments``'; the run's records (timing, compilations, files) ``runlog``'s;
 training is ``train.fit``'s. A user's mistake (a bad value, a refused file) is one ``error:``
 line and exit code 2; anything else keeps its traceback. ``compare --atol X`` exits 1 when an
-implementation differs from the reference by more than ``X``.
+implementation differs from the reference by more than ``X``; ``bench`` exits 1 when one of its
+worker processes crashed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import NoReturn
 
 import jax
 
-from jax_echo import compare, runlog, scale, train
+from jax_echo import bench, compare, runlog, scale, train
 from jax_echo.arguments import (
     add_config_args,
     add_eval_args,
@@ -106,6 +107,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for line in differs:
         print(f"jax-echo: {line}", file=sys.stderr)
     return 1 if differs else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    options = {"processes": args.processes, "rounds": args.rounds, "device": args.device}
+    cfg, dtype = config_from_args(args, fit_series=True), "float64" if args.float64 else "float32"
+    report = bench.bench(cfg, args.impl, part=args.part, dtype=dtype, **options)
+    print(bench.table(report))
+    bench.write(report, args.json, args.markdown, args.plot)
+    return 1 if report["failures"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--json", metavar="FILE", help="write the table and loss curves as JSON")
     cmp.add_argument("--plot", metavar="FILE", help="write an overlay plot of the loss curves")
     cmp.set_defaults(run=cmd_compare)
+
+    bench_ = sub.add_parser(
+        "bench",
+        help="time every implementation and peer library on one configuration",
+        description=bench.DESCRIPTION,
+        allow_abbrev=False,
+    )
+    add_config_args(bench_)
+    bench.add_args(bench_)
+    bench_.set_defaults(run=cmd_bench)
     return parser
 
 

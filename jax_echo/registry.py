@@ -1,7 +1,7 @@
 """Every implementation's name, and the one interface they share; no framework imported here.
 
 The JAX trainer (``jax_echo.trainers``), the TensorFlow ones (``tf_echo``) and every peer library
-(``benchmarks.peers``) follow ``Trainer``, so one test or benchmark is parametrised over all of
+(``jax_echo.peers``) follow ``Trainer``, so one test or benchmark is parametrised over all of
 them; JAX and TensorFlow also follow ``ReferenceTrainer``, which exposes each step for parity.
 Weights cross between implementations as flat dicts in TF1's layout (``cells.params_to_dict``);
 a recurrent state crosses as a tuple with one entry per layer: an array (B, S), or a pair

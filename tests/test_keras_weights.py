@@ -1,7 +1,7 @@
-"""Keras 3 ``.weights.h5`` files of the Keras rows' model (``benchmarks/peers/keras_peer.py``):
+"""Keras 3 ``.weights.h5`` files of the Keras rows' model (``jax_echo/peers/keras_peer.py``):
 TF1-layout weights in and out, and the Keras model predicting as ``jax_echo`` on them.
 
-Keras runs one backend per process (``benchmarks.peers`` picks JAX unless ``KERAS_BACKEND`` says
+Keras runs one backend per process (``jax_echo.peers`` picks JAX unless ``KERAS_BACKEND`` says
 otherwise); the files and the mapping are the same under either.
 """
 
@@ -9,17 +9,17 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks.peers import keras_backend  # before Keras: it picks the backend
 from jax_echo import EchoConfig, epoch_data, forward, init_params, params_to_dict, predict_epoch
 from jax_echo.cells import initial_state
 from jax_echo.io import CheckpointError
+from jax_echo.peers import keras_backend  # before Keras: it picks the backend
 from jax_echo.task import split_windows
 
 pytest.importorskip("keras")
 
 import keras
 
-from benchmarks.peers.keras_peer import (
+from jax_echo.peers.keras_peer import (
     build_model,
     params_from_keras_weights,
     params_to_keras_weights,

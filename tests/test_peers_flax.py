@@ -1,4 +1,4 @@
-"""The Flax benchmark rows (``benchmarks.peers.flax_peer``) against jax_echo on identical weights.
+"""The Flax benchmark rows (``jax_echo.peers.flax_peer``) against jax_echo on identical weights.
 
 In float64 a Flax epoch must reproduce jax_echo's ``train_epoch`` (losses and weights) to ~1e-10:
 that checks the weight mapping (LSTM gate order, the folded forget bias), the carried state, the
@@ -13,11 +13,11 @@ import pytest
 
 pytest.importorskip("flax")
 
-from benchmarks.peers import peer
-from benchmarks.peers.flax_peer import NnxJitTrainer, NnxScanTrainer
 from jax_echo import EchoConfig, epoch_data, init_params, make_optimizer
 from jax_echo import model as jax_model
 from jax_echo.cells import params_to_dict
+from jax_echo.peers import peer
+from jax_echo.peers.flax_peer import NnxJitTrainer, NnxScanTrainer
 from jax_echo.task import split_windows
 from tests import reference
 

@@ -1,6 +1,6 @@
-"""The Keras rows (``benchmarks/peers/keras_peer.py``) against jax_echo on the same weights.
+"""The Keras rows (``jax_echo/peers/keras_peer.py``) against jax_echo on the same weights.
 
-Keras runs one backend per process (``KERAS_BACKEND``, read once on import; ``benchmarks.peers``
+Keras runs one backend per process (``KERAS_BACKEND``, read once on import; ``jax_echo.peers``
 picks the default), so this file tests the rows of this process' backend; CI runs it under both.
 TensorFlow runs float64 and must match jax_echo's float64 to 1e-10. Keras' JAX backend has no
 float64 (the row refuses it), so there both run float32: rounding differs per op and compounds
@@ -14,7 +14,6 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks.peers import PEER_NAMES, keras_backend  # before Keras: it picks the backend
 from jax_echo import (
     EchoConfig,
     epoch_data,
@@ -24,10 +23,11 @@ from jax_echo import (
     predict_epoch,
     train_epoch,
 )
+from jax_echo.peers import PEER_NAMES, keras_backend  # before Keras: it picks the backend
 
 pytest.importorskip("keras")
 
-from benchmarks.peers import keras_peer
+from jax_echo.peers import keras_peer
 
 BACKEND = keras_peer.BACKEND
 DTYPE = np.float64 if BACKEND == "tensorflow" else np.float32

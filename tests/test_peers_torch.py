@@ -1,4 +1,4 @@
-"""The PyTorch benchmark rows (``benchmarks.peers.torch_peer``) against jax_echo, same weights.
+"""The PyTorch benchmark rows (``jax_echo.peers.torch_peer``) against jax_echo, same weights.
 
 nn.RNN and nn.LSTM have TF1's math, so from identical weights a float64 epoch agrees with
 jax_echo's to rounding, and so do the weights after it; nn.GRU does not (the reset gate comes
@@ -13,10 +13,10 @@ pytest.importorskip("torch")
 
 import torch
 
-from benchmarks.peers.torch_peer import CompiledTrainer, EagerTrainer
 from jax_echo import EchoConfig, epoch_data, init_params, make_optimizer
 from jax_echo import model as jax_model
 from jax_echo.cells import params_from_dict, params_to_dict
+from jax_echo.peers.torch_peer import CompiledTrainer, EagerTrainer
 from tests import reference
 
 # 20 windows per epoch. The LSTMs' float64 epochs use 5-step windows: jax_echo's compile time

@@ -4,7 +4,7 @@
 ``nnx.SimpleCell`` (tanh; parts 1 and 2), ``nnx.LSTMCell`` (parts 3 and 4) or ``nnx.GRUCell``,
 then an ``nnx.Linear`` output layer. Training is ``nnx.Optimizer(model, optax.adagrad(lr,
 initial_accumulator_value=0.1, eps=0.0), wrt=nnx.Param)`` (TF1's Adagrad) and
-``optimizer.update(model, grads)``. Two trainers (``benchmarks.peers.PeerTrainer``):
+``optimizer.update(model, grads)``. Two trainers (``jax_echo.peers.PeerTrainer``):
 
 - ``NnxJitTrainer``: one ``@nnx.jit`` step per window; the step returns the last carry, and the
   Python loop passes it back in (zeros at the start of an epoch), so gradients stop at the edge.

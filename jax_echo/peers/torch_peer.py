@@ -56,7 +56,7 @@ class EchoRNN(nn.Module):
 
 
 class EagerTrainer:
-    """The ``torch-eager`` row: one ``PeerTrainer`` (``benchmarks.peers``) in PyTorch eager.
+    """The ``torch-eager`` row: one ``PeerTrainer`` (``jax_echo.peers``) in PyTorch eager.
 
     Args:
       cfg: the configuration; ``keep_prob`` must be 1 (dropout rows are not compared).

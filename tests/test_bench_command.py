@@ -1,0 +1,90 @@
+"""``jax-echo bench`` on a tiny configuration, in one process: its JSON contract, its files, the
+parity of its rows and the line a missing library gets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from jax_echo import bench
+from jax_echo.arguments import config_from_args
+from jax_echo.cli import build_parser, main
+
+TINY = ["--total-series-length", "200", "--truncated-backprop-length", "4", "--epochs", "1"]
+ROW_KEYS = {
+    "implementation",
+    "library",
+    "form",
+    "us_per_window",
+    "us_per_window_min",
+    "us_per_window_max",
+    "compile_seconds",
+    "peak_mib",
+    "max_abs_loss_diff",
+}
+NAMES = ["jax-epoch", "jax-step"]
+if importlib.util.find_spec("tensorflow") is not None:
+    NAMES.append("tf-graph")
+
+
+def test_bench_writes_the_contract(tmp_path, capfd):
+    files = {kind: tmp_path / f"b.{kind}" for kind in ("json", "md", "png")}
+    outputs = ["--json", files["json"], "--markdown", files["md"], "--plot", files["png"]]
+    quick = ["--processes", "1", "--rounds", "1"]
+    assert main(["bench", *TINY, "--impl", *NAMES, *quick, *map(str, outputs)]) == 0
+    out = capfd.readouterr()  # the progress lines come from the worker processes
+    assert "jax-echo bench: process 1/1: jax-step" in out.err
+    report = json.loads(files["json"].read_text())
+    assert {"config", "versions", "machine", "commit", "results"} <= set(report)
+    assert report["config"]["truncated_backprop_length"] == 4
+    assert set(report["commit"]) == {"sha", "dirty"}
+    assert report["versions"]["jax"] and "jax_devices" in report["machine"]
+    assert report["reference"] == ("tf-graph" if "tf-graph" in NAMES else "jax-epoch")
+    results = {r["implementation"]: r for r in report["results"]}
+    assert list(results) == NAMES
+    for r in results.values():
+        assert ROW_KEYS <= set(r)
+        assert r["us_per_window_min"] <= r["us_per_window"] <= r["us_per_window_max"]
+        assert r["compile_seconds"] > 0
+        assert r["max_abs_loss_diff"] < 1e-5  # float32, identical weights and data
+    assert results["jax-epoch"]["form"] == "best" and results["jax-step"]["form"] == "idiomatic"
+    assert results["jax-epoch"]["peak_mib"] > 0 and results["jax-step"]["peak_mib"] is None
+    assert "| jax-epoch | jax | best |" in out.out
+    assert "| jax-step |" in files["md"].read_text()
+    assert files["png"].read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.fixture
+def no_flax(monkeypatch):
+    find_spec = importlib.util.find_spec
+
+    def without_flax(name, *args):
+        return None if name == "flax" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_flax)
+
+
+def test_a_named_missing_library_is_one_line(no_flax, capsys):
+    assert main(["bench", *TINY, "--impl", "flax-nnx-scan", "--processes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "flax is not installed" in err and "pip install 'jax-echo[peers]'" in err
+
+
+def test_all_leaves_a_missing_library_out_in_one_line(no_flax):
+    lines = []
+    found = [r.name for r in bench.rows(["all"], lines.append)]
+    assert not any(name.startswith("flax") for name in found) and "jax-epoch" in found
+    (line,) = [line for line in lines if "flax" in line]
+    assert line.startswith("left out flax-nnx-jit, flax-nnx-scan:")
+    assert "pip install 'jax-echo[peers]'" in line
+
+
+def test_any_batch_size_gets_a_series_it_divides():
+    args = build_parser().parse_args(["bench", "--batch-size", "12"])
+    assert config_from_args(args, fit_series=True).total_series_length == 49992  # 50000 // 12
+    args = build_parser().parse_args(["bench", "--batch-size", "12", *TINY[:2]])
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        config_from_args(args, fit_series=True)  # a length given is the user's

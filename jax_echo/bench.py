@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jax_echo import runlog
 from jax_echo.cells import init_params
 from jax_echo.io import atomic_write
 from jax_echo.peers import PEERS, peer
@@ -277,12 +278,11 @@ def versions() -> dict[str, str | None]:
 
 
 def machine() -> dict[str, Any]:
-
+    """``runlog.machine_info`` with the platform string, the CPU count and JAX's devices."""
     return {
+        **runlog.machine_info(),
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
         "jax_devices": [f"{d.platform}: {d.device_kind}" for d in jax.devices()],
     }
 

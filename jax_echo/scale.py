@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jax_echo import model
+from jax_echo import model, runlog
 from jax_echo.cells import Params, init_params
 from jax_echo.io import CheckpointError, atomic_write, host_array
 from jax_echo.optim import make_optimizer, with_learning_rate
@@ -222,11 +222,9 @@ def sweep(
     table = format_sweep(rows)
     print(table)
     out = Path(out_dir)
-    device = jax.devices()[0]
     record = {
         "config": cfg.to_dict(),
-        "jax_version": jax.__version__,
-        "device": f"{device.platform}: {device.device_kind}",
+        **runlog.jax_info(),
         "wall_seconds": time.perf_counter() - t0,
         "table": rows,
         "history": history,

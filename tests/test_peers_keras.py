@@ -42,13 +42,15 @@ MODELS = {
     "lstm-3": EchoConfig(cell="lstm", num_layers=3, **_SMALL),
     "gru": EchoConfig(cell="gru", **_SMALL),
 }
-TRAINERS = (keras_peer.TrainOnBatchTrainer, keras_peer.FitTrainer)
-# Each case compiles Keras' train step (seconds). The default tier runs both trainers: part 1's
-# layer and the GRU per window, the LSTM under fit; the slow tier every other pair and 3 layers.
+TRAINERS = (keras_peer.TrainOnBatchTrainer, keras_peer.FitTrainer, keras_peer.FitStepsTrainer)
+FORMS = {"TrainOnBatchTrainer": "batch", "FitTrainer": "fit", "FitStepsTrainer": "fit-steps"}
+# Each case compiles Keras' train step (seconds). The default tier runs every trainer: part 1's
+# layer and the GRU per window, the LSTM under fit and fit-steps; the slow tier every other pair.
 FAST = {
     ("tutorial", "TrainOnBatchTrainer"),
     ("gru", "TrainOnBatchTrainer"),
     ("lstm", "FitTrainer"),
+    ("lstm", "FitStepsTrainer"),
 }
 
 
@@ -79,7 +81,7 @@ def test_epoch_matches_jax_echo(model, trainer):
     cfg, run = MODELS[model], _jax_epoch(model)
     x, y = epoch_data(cfg, 0)
     peer = trainer(cfg, run["flat"], dtype=DTYPE)
-    assert peer.name == f"keras-{keras_backend()}-{'fit' if trainer is TRAINERS[1] else 'batch'}"
+    assert peer.name == f"keras-{keras_backend()}-{FORMS[trainer.__name__]}"
     assert peer.name in PEER_NAMES
     _assert_same_predictions(peer.predict_epoch(x), run["pred"])
 

@@ -2,8 +2,11 @@
 
 nn.RNN and nn.LSTM have TF1's math, so from identical weights a float64 epoch agrees with
 jax_echo's to rounding, and so do the weights after it; nn.GRU does not (the reset gate comes
-after the matmul), so the GRU row is only checked to run, deterministically. Checks that need
-no training run against the NumPy reference (``tests/reference.py``): it compiles nothing.
+after the matmul), so the GRU row is only checked to run, deterministically. The compiled-window
+row is TF1's math in TF1's layout for every cell: its step function is checked eagerly on every
+cell and depth (fast), and compiled in the slow tier (Inductor's compile takes ~25 s a graph).
+Checks that need no training run against the NumPy reference (``tests/reference.py``): it
+compiles nothing.
 """
 
 import numpy as np
@@ -16,7 +19,13 @@ import torch
 from jax_echo import EchoConfig, epoch_data, init_params, make_optimizer
 from jax_echo import model as jax_model
 from jax_echo.cells import params_from_dict, params_to_dict
-from jax_echo.peers.torch_peer import CompiledTrainer, EagerTrainer
+from jax_echo.peers.torch_peer import (
+    CompiledTrainer,
+    EagerTrainer,
+    WindowCompiledTrainer,
+    window_logits,
+    window_step,
+)
 from tests import reference
 
 # 20 windows per epoch. The LSTMs' float64 epochs use 5-step windows: jax_echo's compile time
@@ -141,4 +150,107 @@ def test_compiled_step_matches_the_eager_one():
     trainer = CompiledTrainer(cfg, params)
     losses = trainer.train_epoch(x, y)
     np.testing.assert_allclose(losses, EagerTrainer(cfg, params).train_epoch(x, y), rtol=1e-5)
+    trainer.close()
+
+
+# --- torch-compile-window: the window as a function of tensors ------------------------------------
+
+STEP_CONFIGS = {
+    **EPOCH_CONFIGS,
+    "gru-2x6": EchoConfig(
+        cell="gru", num_layers=2, state_size=6, batch_size=4, truncated_backprop_length=7,
+        total_series_length=4 * 7 * 5, seed=2,
+    ),
+}  # fmt: skip
+
+
+def _torch_state(cfg, layers):
+    """A NumPy state per layer (``h`` or ``(c, h)``) as float64 tensors."""
+    as_tensor = torch.from_numpy
+    return tuple(
+        tuple(map(as_tensor, layer)) if isinstance(layer, tuple) else as_tensor(layer)
+        for layer in layers
+    )
+
+
+@pytest.mark.parametrize("name", list(STEP_CONFIGS))
+def test_float64_window_step_matches_jax_echo_on_every_cell(name, x64):
+    """An epoch of ``window_step``, eagerly, state carried: losses and weights to 1e-12."""
+    cfg = STEP_CONFIGS[name]
+    params = init_params(cfg, dtype=np.float64)
+    x, y = epoch_data(cfg, 0)
+    ref_params, _, ref_losses = jax_model.train_epoch(
+        params, make_optimizer(cfg).init(params), x, y, cfg
+    )
+    weights = {k: torch.from_numpy(v) for k, v in params_to_dict(params).items()}
+    accumulators = {k: torch.full_like(v, 0.1) for k, v in weights.items()}
+    state = _torch_state(cfg, reference.zero_state(cfg))
+    step, T = window_step(cfg), cfg.truncated_backprop_length
+    x_t, y_t = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y)).long()
+    losses = []
+    for n in range(cfg.num_batches):
+        window = slice(n * T, (n + 1) * T)
+        weights, accumulators, state, loss = step(
+            weights, accumulators, state, x_t[:, window], y_t[:, window]
+        )
+        losses.append(loss.item())
+    assert loss.dtype == torch.float64
+    np.testing.assert_allclose(losses, ref_losses, rtol=0, atol=1e-12)
+    for key, value in params_to_dict(ref_params).items():
+        np.testing.assert_allclose(weights[key].numpy(), value, rtol=0, atol=1e-12, err_msg=key)
+
+
+def test_window_logits_carry_the_state_across_windows():
+    """Two windows from the carried state give the logits of one window twice as long."""
+    cfg = STEP_CONFIGS["part4"]
+    weights = {
+        k: torch.from_numpy(v)
+        for k, v in params_to_dict(init_params(cfg, dtype=np.float64)).items()
+    }
+    x = torch.from_numpy(np.asarray(epoch_data(cfg, 0)[0][:, :10], np.float64))
+    zero = _torch_state(cfg, reference.zero_state(cfg))
+    whole_TxBxC, whole_state = window_logits(cfg, weights, zero, x)
+    first, state = window_logits(cfg, weights, zero, x[:, :5])
+    second, state = window_logits(cfg, weights, state, x[:, 5:])
+    assert whole_TxBxC.shape == (10, cfg.batch_size, cfg.num_classes)
+    torch.testing.assert_close(torch.cat([first, second]), whole_TxBxC, rtol=0, atol=1e-14)
+    torch.testing.assert_close(state, whole_state, rtol=0, atol=1e-14)
+
+
+def test_window_row_refuses_what_it_cannot_run():
+    cfg = EchoConfig(cell="lstm", keep_prob=0.5, total_series_length=1500)
+    with pytest.raises(ValueError, match="keep_prob"):
+        WindowCompiledTrainer(cfg, init_params(cfg))
+    with pytest.raises(ValueError, match="dtype"):
+        WindowCompiledTrainer(EchoConfig(), init_params(EchoConfig()), dtype=np.float16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["part4", "gru-2x6"])
+def test_compiled_window_row_matches_jax_echo_in_float64(name, x64):
+    """The compiled row: an epoch's losses, its weights and its predictions, to 1e-10."""
+    cfg = STEP_CONFIGS[name]
+    params = init_params(cfg, dtype=np.float64)
+    x, y = epoch_data(cfg, 0)
+    trainer = WindowCompiledTrainer(cfg, params_to_dict(params), dtype=np.float64)
+    losses = trainer.train_epoch(x, y)
+    ref_params, _, ref_losses = jax_model.train_epoch(
+        params, make_optimizer(cfg).init(params), x, y, cfg
+    )
+    assert losses.dtype == np.float64 and losses.shape == (cfg.num_batches,)
+    np.testing.assert_allclose(losses, ref_losses, rtol=0, atol=1e-10)
+    trained = trainer.params
+    for key, value in params_to_dict(ref_params).items():
+        np.testing.assert_allclose(trained[key], value, rtol=0, atol=1e-10, err_msg=key)
+    np.testing.assert_array_equal(trainer.predict_epoch(x), reference_predictions(cfg, trained, x))
+    # The carried state: one more window starts from it, as the reference's does.
+    carried = tuple(
+        tuple(t.numpy() for t in layer) if isinstance(layer, tuple) else layer.numpy()
+        for layer in trainer.state
+    )
+    assert np.abs(carried[-1][-1] if cfg.cell == "lstm" else carried[-1]).max() > 0
+    T = cfg.truncated_backprop_length
+    loss = trainer.train_window(x[:, :T], y[:, :T])
+    ref_loss = reference.loss(cfg, trained, x[:, :T], y[:, :T], carried)
+    np.testing.assert_allclose(loss, ref_loss, rtol=0, atol=1e-10)
     trainer.close()

@@ -95,8 +95,18 @@ PEERS = (
         "CompiledTrainer",
         per_epoch=False,
         exact_cells=ALL_BUT_GRU,
+        note="the same step under torch.compile (the nn.LSTM call stays eager)",
+    ),
+    Peer(
+        "torch-compile-window",
+        "torch",
+        "jax_echo.peers.torch_peer",
+        "WindowCompiledTrainer",
+        per_epoch=False,
+        exact_cells=("tutorial", "basic_rnn", "lstm", "gru"),
         form="best",
-        note="the same step under torch.compile",
+        note="the window as a function: torch.func.grad_and_value + Adagrad in one "
+        "torch.compile(fullgraph=True) graph, C++ wrapper; CUDA graphs on a GPU",
     ),
     Peer(
         "flax-nnx-jit",
@@ -126,13 +136,19 @@ PEERS = (
             per_epoch=per_epoch,
             exact_cells=("tutorial", "basic_rnn", "lstm", "gru"),
             backend=backend,
-            form="best" if per_epoch else "idiomatic",
+            form="best" if form == "fit-steps" else "idiomatic",
             note=note,
         )
         for backend in ("jax", "tensorflow")
         for form, factory, per_epoch, note in (
             ("batch", "TrainOnBatchTrainer", False, "stateful layers, train_on_batch per window"),
             ("fit", "FitTrainer", True, "stateful layers, fit over an epoch"),
+            (
+                "fit-steps",
+                "FitStepsTrainer",
+                True,
+                "stateful layers, fit with steps_per_execution = the epoch's windows",
+            ),
         )
     ),
 )

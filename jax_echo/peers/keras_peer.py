@@ -11,6 +11,10 @@ at the window edge; ``reset_states()`` zeros it at the start of an epoch.
 ``TrainOnBatchTrainer`` calls ``train_on_batch`` once per window. ``FitTrainer`` runs
 ``fit(shuffle=False)`` over an epoch whose windows are laid out (N, B, T) -> (N*B, T, 1), so
 batch k is window k and row b of every batch is the same row of the series.
+``FitStepsTrainer`` is Keras at its best: the same ``fit`` with
+``compile(steps_per_execution=N)``, so an epoch is one execution (on TensorFlow one
+``tf.function`` whose ``tf.while_loop`` runs the N steps; on JAX one Python loop over the jitted
+step with no callback or state sync between steps).
 
 The cells map exactly onto TF1's (kernel rows: input, then state; Keras splits them into
 ``kernel`` and ``recurrent_kernel``): ``SimpleRNN`` is ``BasicRNNCell`` and part 1's layer;
@@ -326,6 +330,29 @@ class _WindowLosses(keras.callbacks.Callback):
         return np.diff(np.arange(1, len(means) + 1) * means, prepend=0.0)
 
 
+class _WindowLoss(keras.metrics.Metric):
+    """Each step's loss, written into slot ``step`` of a (N,) variable inside the compiled step:
+    callbacks see one execution of N steps as one batch. It recomputes the window's mean
+    cross-entropy from the logits (B*T values: small beside the recurrent layers)."""
+
+    def __init__(self, num_windows: int, dtype: str):
+        super().__init__(name="window_loss", dtype=dtype)
+        self.values = self.add_variable((num_windows,), initializer="zeros", name="values")
+        self.step = self.add_variable((), initializer="zeros", dtype="int32", name="step")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        loss = keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        )
+        step, values = self.step.value, self.values.value
+        one_hot = keras.ops.one_hot(step, values.shape[0], dtype=self.dtype)
+        self.values.assign(values * (1 - one_hot) + loss * one_hot)
+        self.step.assign(step + 1)
+
+    def result(self) -> Any:
+        return keras.ops.convert_to_tensor(self.values)
+
+
 class FitTrainer(TrainOnBatchTrainer):
     """The same model trained by ``fit(shuffle=False)`` over an epoch (``PeerTrainer``).
 
@@ -352,6 +379,36 @@ class FitTrainer(TrainOnBatchTrainer):
                 callbacks=[recorder],
             )
         return recorder.losses()
+
+
+class FitStepsTrainer(FitTrainer):
+    """``fit`` with ``compile(steps_per_execution=N)``: an epoch in one execution
+    (``PeerTrainer``). Its per-window losses come from ``_WindowLoss``, a metric."""
+
+    name = f"keras-{BACKEND}-fit-steps"
+
+    def _build(self, flat: dict[str, np.ndarray], device: str) -> keras.Model:
+        model = super()._build(flat, device)
+        self._window_loss = _WindowLoss(self.cfg.num_batches, self.dtype.name)
+        model.compile(
+            optimizer=model.optimizer,
+            loss=model.loss,
+            metrics=[self._window_loss],
+            steps_per_execution=self.cfg.num_batches,
+        )
+        return model
+
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
+        del epoch  # no dropout: every peer refuses keep_prob < 1
+        cfg, T = self.cfg, self.cfg.truncated_backprop_length
+        x_NBxTx1 = self._inputs(split_windows(np.asarray(x_BxL), T)).reshape(-1, T, 1)
+        y_NBxT = split_windows(np.asarray(y_BxL), T).reshape(-1, T)
+        with self._scope():
+            self._reset_states()
+            self.model.fit(
+                x_NBxTx1, y_NBxT, batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=0
+            )
+            return keras.ops.convert_to_numpy(self._window_loss.values).astype(np.float64)
 
 
 # --- Keras weights files ------------------------------------------------------------------

@@ -7,6 +7,13 @@ steps, one optimizer step per window and the state carried to the next window wi
 ``.detach()`` (zeros at the start of an epoch). ``EagerTrainer`` runs it eagerly;
 ``CompiledTrainer`` runs the same training step under ``torch.compile``.
 
+``WindowCompiledTrainer`` is PyTorch at its best: the whole training window written as a
+function of its tensors (TF1's cell math, time-major, in TF1's own weight layout), its gradient
+taken by ``torch.func.grad_and_value`` and the Adagrad update applied in the same function, all
+compiled into one graph by ``torch.compile(fullgraph=True)`` with Inductor's C++ wrapper (on a
+GPU, also ``mode="reduce-overhead"``: CUDA graphs). Its weights are TF1's, so every cell, the GRU
+included, is parity-tested.
+
 Weights enter from TF1's flat layout (``jax_echo.cells.params_to_dict``), where a kernel is
 (I+S, G*S) with the input rows first: ``weight_ih_l{k} = kernel[:I].T``,
 ``weight_hh_l{k} = kernel[I:].T``, ``bias_ih_l{k} = bias``. TF1's LSTM gate columns are
@@ -26,6 +33,7 @@ N windows per epoch, K layers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -69,19 +77,7 @@ class EagerTrainer:
     name = "torch-eager"
 
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
-        if cfg.keep_prob != 1:
-            raise ValueError(
-                f"the PyTorch rows have no dropout (keep_prob={cfg.keep_prob}): nn.LSTM's dropout "
-                "is not TF1's DropoutWrapper, and dropout rows are not compared"
-            )
-        if np.dtype(dtype) not in _DTYPES:
-            raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-        if device not in _DEVICES:
-            raise ValueError(f"device must be one of {list(_DEVICES)}, got {device!r}")
-        if device == "gpu" and not torch.cuda.is_available():
-            raise ValueError("device='gpu' but PyTorch sees no CUDA device")
-        self.cfg, self.dtype = cfg, _DTYPES[np.dtype(dtype)]
-        self.device = torch.device(_DEVICES[device])
+        self.cfg, self.dtype, self.device = cfg, *_checked(cfg, dtype, device)
         flat = params_to_dict(params_from_dict(params, cfg))
         with torch.random.fork_rng(devices=[]):  # the GRU's default init, without global effects
             torch.manual_seed(cfg.seed)
@@ -186,6 +182,220 @@ class CompiledTrainer(EagerTrainer):
         super().close()
         del self._step
         torch.compiler.reset()
+
+
+class WindowCompiledTrainer:
+    """The ``torch-compile-window`` row: one training window as one compiled graph.
+
+    ``window_step(cfg)`` is a pure function of the weights, Adagrad's accumulators, the state
+    and the window; ``torch.compile(fullgraph=True)`` turns its forward, its backward (from
+    ``torch.func.grad_and_value``) and the update into one graph, so a window is one call with
+    no graph break and no Python between the steps. Inductor's C++ wrapper
+    (``options={"cpp_wrapper": True}``) launches its kernels from C++: measured on the 2-core CPU
+    it takes the tutorial's window from ~450 to ~320 us. On a GPU the graph is also captured as a
+    CUDA graph (``mode="reduce-overhead"``).
+
+    Tried and left out (``benchmarks/torch_window.py`` measures the forms side by side): the
+    update in place (``add_`` / ``sub_`` on the inputs; no faster, and CUDA graphs skip a
+    graph that mutates its inputs); the input projection hoisted out of the time loop (no faster
+    at 1-wide inputs, no faster at state 128); several windows per compiled call (4: no faster,
+    compile 3x longer). Each trainer compiles its own graph (seconds, on its first window) from a
+    clean Dynamo cache (``torch.compiler.reset()``), as ``CompiledTrainer`` explains.
+    """
+
+    name = "torch-compile-window"
+
+    def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
+        self.cfg, self.dtype, self.device = cfg, *_checked(cfg, dtype, device)
+        flat = params_to_dict(params_from_dict(params, cfg))
+        self.weights = {k: self._tensor(v) for k, v in flat.items()}
+        self.accumulators = {k: torch.full_like(v, 0.1) for k, v in self.weights.items()}
+        self._graphs = self.device.type == "cuda"
+        torch.compiler.reset()
+        self._step = torch.compile(
+            window_step(cfg),
+            fullgraph=True,
+            mode="reduce-overhead" if self._graphs else None,
+            options=None if self._graphs else {"cpp_wrapper": True},
+        )
+        self.state = self._zero_state()
+
+    def _zero_state(self) -> tuple[Any, ...]:
+        return zero_state(self.cfg, self.dtype, self.device)
+
+    def _tensor(self, a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.tensor(np.asarray(a), dtype=dtype or self.dtype, device=self.device)
+
+    def _train(self, x_BxT: torch.Tensor, y_BxT: torch.Tensor) -> torch.Tensor:
+        if self._graphs:  # each call is a new step: the last one's outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
+        self.weights, self.accumulators, self.state, loss = self._step(
+            self.weights, self.accumulators, self.state, x_BxT, y_BxT
+        )
+        return loss.clone() if self._graphs else loss
+
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
+        """One training step from the carried state; the loss, on the host."""
+        del epoch, window  # no dropout: every peer refuses keep_prob < 1
+        return self._train(self._tensor(x_BxT), self._tensor(y_BxT, torch.int64)).item()
+
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
+        """Every window of a series from a zero state; the losses (N,), on the host."""
+        del epoch  # no dropout: every peer refuses keep_prob < 1
+        T = self.cfg.truncated_backprop_length
+        x_NxBxT = split_windows(self._tensor(x_BxL), T).contiguous()
+        y_NxBxT = split_windows(self._tensor(y_BxL, torch.int64), T).contiguous()
+        self.state = self._zero_state()
+        losses = [self._train(x, y) for x, y in zip(x_NxBxT, y_NxBxT, strict=True)]
+        return torch.stack(losses).cpu().numpy()
+
+    @torch.no_grad()
+    def predict_epoch(self, x_BxL: Any) -> np.ndarray:
+        """Predicted symbols (N, B, T), int32: the whole series from a zero state, eagerly."""
+        T = self.cfg.truncated_backprop_length
+        x_BxNT = self._tensor(x_BxL)[:, : self.cfg.num_batches * T]
+        logits_NTxBxC, _ = window_logits(self.cfg, self.weights, self._zero_state(), x_BxNT)
+        pred_BxNT = logits_NTxBxC.argmax(-1).T.to(torch.int32).cpu().numpy()
+        return split_windows(pred_BxNT, T)
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The weights as a flat TF1-layout dict."""
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.weights.items()}
+
+    def close(self) -> None:
+        del self.weights, self.accumulators, self.state, self._step
+        torch.compiler.reset()
+
+
+# --- the window as functions of tensors, TF1's math and layout ----------------------------------
+
+
+def window_logits(
+    cfg: EchoConfig, weights: dict[str, torch.Tensor], state: tuple[Any, ...], x_BxT: torch.Tensor
+) -> tuple[torch.Tensor, tuple[Any, ...]]:
+    """``(logits (T, B, C), final state)`` of one window from ``state`` (per layer ``h`` or
+    ``(c, h)``), with ``weights`` in TF1's flat layout; time-major, every step a Python step."""
+    steps = list(x_BxT.T.unsqueeze(-1).unbind(0))  # T tensors (B, 1)
+    final = []
+    for k in range(cfg.num_layers):
+        layer, steps = _LAYERS[cfg.cell](layer_weights(cfg, weights, k), state[k], steps)
+        final.append(layer)
+    logits_TxBxC = torch.stack(steps) @ weights["W2"] + weights["b2"].reshape(-1)
+    return logits_TxBxC, tuple(final)
+
+
+def window_loss(
+    cfg: EchoConfig,
+    weights: dict[str, torch.Tensor],
+    state: tuple[Any, ...],
+    x_BxT: torch.Tensor,
+    y_BxT: torch.Tensor,
+) -> tuple[torch.Tensor, tuple[Any, ...]]:
+    """``(mean cross-entropy over the window's B*T steps, final state)``."""
+    logits_TxBxC, final = window_logits(cfg, weights, state, x_BxT)
+    loss = nn.functional.cross_entropy(logits_TxBxC.flatten(0, 1), y_BxT.T.flatten())
+    return loss, final
+
+
+def window_step(cfg: EchoConfig) -> Callable[..., tuple[Any, Any, Any, torch.Tensor]]:
+    """``step(weights, accumulators, state, x_BxT, y_BxT) -> (weights, accumulators, state,
+    loss)``: one window's forward, backward and TF1's Adagrad update, a pure function."""
+    grad_and_loss = torch.func.grad_and_value(
+        lambda w, s, x, y: window_loss(cfg, w, s, x, y), has_aux=True
+    )
+    rate = cfg.learning_rate
+
+    def step(weights, accumulators, state, x_BxT, y_BxT):
+        grads, (loss, state) = grad_and_loss(weights, state, x_BxT, y_BxT)
+        accumulators = {k: a + grads[k] * grads[k] for k, a in accumulators.items()}
+        weights = {k: w - rate * grads[k] / accumulators[k].sqrt() for k, w in weights.items()}
+        return weights, accumulators, state, loss  # grad_and_value's aux carries no graph
+
+    return step
+
+
+def layer_weights(cfg: EchoConfig, weights: dict[str, torch.Tensor], k: int) -> tuple:
+    """Layer ``k``'s tensors from TF1's flat layout: ``(kernel, bias)``, or the GRU's
+    ``(gates_kernel, gates_bias, candidate_kernel, candidate_bias)``; biases 1-D."""
+    if cfg.cell == "tutorial":
+        return weights["W"], weights["b"].reshape(-1)
+    if cfg.cell == "gru":
+        return tuple(
+            weights[f"cell_{k}/{n}"].reshape(-1) if n.endswith("bias") else weights[f"cell_{k}/{n}"]
+            for n in ("gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias")
+        )
+    return weights[f"cell_{k}/kernel"], weights[f"cell_{k}/bias"]
+
+
+def _tanh_layer(w, h_BxS, steps):
+    kernel, bias = w
+    out = []
+    for x_BxI in steps:
+        h_BxS = torch.tanh(torch.cat([x_BxI, h_BxS], -1) @ kernel + bias)
+        out.append(h_BxS)
+    return h_BxS, out
+
+
+def _lstm_layer(w, state, steps):
+    kernel, bias = w
+    c_BxS, h_BxS = state
+    out = []
+    for x_BxI in steps:
+        i, j, f, o = (torch.cat([x_BxI, h_BxS], -1) @ kernel + bias).chunk(4, -1)
+        c_BxS = c_BxS * torch.sigmoid(f + LSTM_FORGET_BIAS) + torch.sigmoid(i) * torch.tanh(j)
+        h_BxS = torch.tanh(c_BxS) * torch.sigmoid(o)
+        out.append(h_BxS)
+    return (c_BxS, h_BxS), out
+
+
+def _gru_layer(w, h_BxS, steps):
+    """TF1's GRUCell: the reset gate scales the state before the candidate's matmul."""
+    gates_kernel, gates_bias, candidate_kernel, candidate_bias = w
+    out = []
+    for x_BxI in steps:
+        gates = torch.cat([x_BxI, h_BxS], -1) @ gates_kernel + gates_bias
+        r_BxS, u_BxS = torch.sigmoid(gates).chunk(2, -1)
+        candidate_input = torch.cat([x_BxI, r_BxS * h_BxS], -1)
+        c_BxS = torch.tanh(candidate_input @ candidate_kernel + candidate_bias)
+        h_BxS = u_BxS * h_BxS + (1 - u_BxS) * c_BxS
+        out.append(h_BxS)
+    return h_BxS, out
+
+
+_LAYERS = {
+    "tutorial": _tanh_layer,
+    "basic_rnn": _tanh_layer,
+    "lstm": _lstm_layer,
+    "gru": _gru_layer,
+}
+
+
+def _checked(cfg: EchoConfig, dtype: Any, device: str) -> tuple[torch.dtype, torch.device]:
+    """The row's torch dtype and device, or a ``ValueError`` naming what it cannot run."""
+    if cfg.keep_prob != 1:
+        raise ValueError(
+            f"the PyTorch rows have no dropout (keep_prob={cfg.keep_prob}): nn.LSTM's dropout "
+            "is not TF1's DropoutWrapper, and dropout rows are not compared"
+        )
+    if np.dtype(dtype) not in _DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    if device not in _DEVICES:
+        raise ValueError(f"device must be one of {list(_DEVICES)}, got {device!r}")
+    if device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device='gpu' but PyTorch sees no CUDA device")
+    return _DTYPES[np.dtype(dtype)], torch.device(_DEVICES[device])
+
+
+def zero_state(cfg: EchoConfig, dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+    """Per layer ``h`` (B, S), or ``(c, h)`` for the LSTM: zeros."""
+
+    def zeros():
+        return torch.zeros(cfg.batch_size, cfg.state_size, dtype=dtype, device=device)
+
+    return tuple(
+        (zeros(), zeros()) if cfg.cell == "lstm" else zeros() for _ in range(cfg.num_layers)
+    )
 
 
 # --- TF1's flat layout <-> PyTorch's parameters -------------------------------------------------

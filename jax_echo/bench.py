@@ -14,8 +14,8 @@ reference row's (``tf-graph`` if it runs, else ``jax-epoch``): ``None`` for a pe
 math is not TF1's (``Peer.exact_cells``) and, with dropout, for a library other than the
 reference's (each draws its own units).
 
->>> [(r.library, r.form) for r in map(row, ["jax-step", "tf-function-epoch-xla", "torch-compile-window"])]
-[('jax', 'idiomatic'), ('tensorflow', 'best'), ('torch', 'best')]
+>>> [(r.library, r.form) for r in map(row, ["jax-step", "tf-function-epoch-xla", "flax-nnx-scan"])]
+[('jax', 'idiomatic'), ('tensorflow', 'best'), ('flax', 'best')]
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@ from torch import nn
 from jax_echo.cells import LSTM_FORGET_BIAS, input_width, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
 
+# The longest unrolled window (time steps x layers) compiled with Inductor's C++ wrapper.
+CPP_WRAPPER_CELL_STEPS = 64
 _DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 _DEVICES = {"cpu": "cpu", "gpu": "cuda"}
 _MODULES = {"tutorial": nn.RNN, "basic_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -192,15 +194,22 @@ class WindowCompiledTrainer:
     ``torch.func.grad_and_value``) and the update into one graph, so a window is one call with
     no graph break and no Python between the steps. Inductor's C++ wrapper
     (``options={"cpp_wrapper": True}``) launches its kernels from C++: measured on the 2-core CPU
-    it takes the tutorial's window from ~450 to ~320 us. On a GPU the graph is also captured as a
-    CUDA graph (``mode="reduce-overhead"``).
+    it takes the tutorial's window from ~450 to ~320 us, and an LSTM of state 128, batch 32, 50
+    steps from 16.1 to 14.0 ms (``benchmarks/torch_window.py``); but g++ compiles a wrapper as
+    long as the unrolled window (141 s at 50 steps, over 8 minutes at 200), so it is used up to
+    ``CPP_WRAPPER_CELL_STEPS`` cell steps (time steps x layers): beyond, a kernel's launch from
+    Python is small beside its milliseconds. On a GPU the graph is also captured as a CUDA graph
+    (``mode="reduce-overhead"``).
 
-    Tried and left out (``benchmarks/torch_window.py`` measures the forms side by side): the
-    update in place (``add_`` / ``sub_`` on the inputs; no faster, and CUDA graphs skip a
-    graph that mutates its inputs); the input projection hoisted out of the time loop (no faster
-    at 1-wide inputs, no faster at state 128); several windows per compiled call (4: no faster,
-    compile 3x longer). Each trainer compiles its own graph (seconds, on its first window) from a
-    clean Dynamo cache (``torch.compiler.reset()``), as ``CompiledTrainer`` explains.
+    Tried and left out (``benchmarks/torch_window.py`` measures the forms side by side; at state
+    128, batch 32, 50 steps: this row 14.0 ms, in place 13.5, hoisted 14.7): the update in place
+    (``add_`` / ``sub_`` on the inputs: within the rounds' spread, and CUDA graphs skip a graph
+    that mutates its inputs); the input projection hoisted out of the time loop (no faster at
+    1-wide inputs, nor at state 128); several windows per compiled call (4 windows of the
+    tutorial: 288 against 254-271 us, compile 58 against 17 s). Each trainer compiles its own
+    graph (seconds to minutes, on its first window; Inductor caches it on disk for the next
+    process) from a clean Dynamo cache (``torch.compiler.reset()``), as ``CompiledTrainer``
+    explains.
     """
 
     name = "torch-compile-window"
@@ -211,12 +220,14 @@ class WindowCompiledTrainer:
         self.weights = {k: self._tensor(v) for k, v in flat.items()}
         self.accumulators = {k: torch.full_like(v, 0.1) for k, v in self.weights.items()}
         self._graphs = self.device.type == "cuda"
+        cell_steps = cfg.truncated_backprop_length * cfg.num_layers
+        cpp_wrapper = not self._graphs and cell_steps <= CPP_WRAPPER_CELL_STEPS
         torch.compiler.reset()
         self._step = torch.compile(
             window_step(cfg),
             fullgraph=True,
             mode="reduce-overhead" if self._graphs else None,
-            options=None if self._graphs else {"cpp_wrapper": True},
+            options={"cpp_wrapper": True} if cpp_wrapper else None,
         )
         self.state = self._zero_state()
 

@@ -28,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from jax_echo import bench
 from jax_echo.tables import Column, markdown
 
 REFERENCE = "tf-graph"  # the tutorial's own TF1 program
@@ -247,6 +248,67 @@ def series_by_implementation(benches: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def library_and_form(name: str) -> tuple[str, str]:
+    """A row's library and form ("best" or "idiomatic"), from ``jax_echo.bench``'s rows; a
+    rematerialised row (``jax-epoch-remat``) is its row's."""
+    r = bench.row(name.removesuffix("-remat"))
+    return r.library, r.form
+
+
+def best_forms_table(
+    benches: list[dict[str, Any]], case, heads: dict[Any, str], scale: float = 1.0
+) -> list[str]:
+    """Per library, its fastest row of each form against ``jax-epoch``, per case (``case(b)``:
+    a model or a size, ``heads`` its column titles): ``time (row): jax-epoch faster by``, the
+    time in us per window divided by ``scale``."""
+    fastest: dict[tuple[str, str], dict[Any, dict[str, Any]]] = defaultdict(dict)
+    jax_epoch = {}
+    for b in benches:
+        name = b["extra_info"]["implementation"]
+        key, where = library_and_form(name), case(b)
+        if name == JAX_EPOCH:
+            jax_epoch[where] = per_window_us(b)
+        held = fastest[key].get(where)
+        if held is None or per_window_us(b) < per_window_us(held):
+            fastest[key][where] = b
+
+    def cell(b):
+        if b is None:
+            return None
+        mark = " *" if b["extra_info"].get("exact_math") is False else ""
+        ratio = _ratio(per_window_us(b), jax_epoch.get(case(b)))
+        time = _us(per_window_us(b) / scale)
+        return f"{time} ({b['extra_info']['implementation']}{mark}): {ratio}"
+
+    order = sorted(fastest, key=lambda k: (k[0] != "jax", k[0], k[1] != "best"))
+    columns = [
+        Column("library", right=False),
+        Column("form", right=False),
+        *(Column(head) for head in heads.values()),
+    ]
+    rows = [(lib, form, *(cell(fastest[lib, form].get(h)) for h in heads)) for lib, form in order]
+    return markdown(columns, rows).splitlines()
+
+
+def series_best_forms(benches: list[dict[str, Any]]) -> list[str]:
+    """``best_forms_table`` over the series' models."""
+    models = {b["extra_info"]["model"]: b["extra_info"] for b in benches}
+    order = sorted(models, key=lambda m: (models[m].get("part") is None, models[m].get("part"), m))
+    heads = {m: f"part {models[m]['part']}" if models[m].get("part") else m for m in order}
+    return best_forms_table(benches, lambda b: b["extra_info"]["model"], heads)
+
+
+def _size(b: dict[str, Any]) -> tuple[int, int, int]:
+    e = b["extra_info"]
+    return (e["state_size"], e["batch_size"], e["window_length"])
+
+
+def realistic_best_forms(benches: list[dict[str, Any]]) -> list[str]:
+    """``best_forms_table`` over the realistic LSTM sizes."""
+    heads = {k: "S{}, B{}, T{}".format(*k) for k in sorted({_size(b) for b in benches})}
+    return best_forms_table(benches, _size, heads, scale=1e3)
+
+
 def scaling_table(benches: list[dict[str, Any]]) -> list[str]:
     impls = sorted({b["extra_info"]["implementation"] for b in benches})
     cells: dict[tuple, dict[str, float]] = defaultdict(dict)
@@ -448,6 +510,12 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
         ),
         (
             "series",
+            "The series, each library at its best and as typically written: its fastest row of "
+            "each form, us per window (the row): jax-epoch faster by",
+            series_best_forms,
+        ),
+        (
+            "series",
             "The series by implementation (median us per window, min-max over processes)",
             series_by_implementation,
         ),
@@ -478,6 +546,12 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
         ),
         (
             "realistic",
+            "Realistic sizes, each library at its best and as typically written: its fastest row "
+            "of each form, ms per window (the row): jax-epoch faster by",
+            realistic_best_forms,
+        ),
+        (
+            "realistic",
             "Realistic sizes: LSTMs of state 128-256, batch 32-256, windows of 50-200 steps",
             realistic_table,
         ),
@@ -495,14 +569,24 @@ def render(data: dict[str, Any], stem: str) -> dict[str, str]:
     for group, title, table in sections:
         for device, benches in sorted(by_device(groups.get(group, [])).items()):
             docs[device] += [f"**{title}** ({device})", "", *table(benches), ""]
-    figures = [f"![{alt}]({stem}-{group}.png)" for group, alt in PLOTS.items() if group in groups]
-    for lines in docs.values():
+    for device, lines in docs.items():
+        figures = [
+            f"![{alt}]({_figure(stem, group, device)})"
+            for group, alt in PLOTS.items()
+            if any(b["extra_info"]["device"] == device for b in groups.get(group, []))
+        ]
         lines += [*figures, "", machine_line(data)]
     return {device: "\n".join(lines) for device, lines in docs.items()}
 
 
 # The groups that get a figure (FILE-GROUP.png), with its alt text; only if the file has them.
-PLOTS = {"window": "per-window time", "scaling": "scaling"}
+PLOTS = {
+    "series": "the series by implementation",
+    "realistic": "realistic LSTM sizes by implementation",
+    "population": "population throughput",
+    "window": "per-window time",
+    "scaling": "scaling",
+}
 
 
 def plot(data: dict[str, Any], out_prefix: Path) -> None:
@@ -511,12 +595,125 @@ def plot(data: dict[str, Any], out_prefix: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    window = [b for b in data["benchmarks"] if b["group"] == "window"]
-    scaling = [b for b in data["benchmarks"] if b["group"] == "scaling"]
-    if window:
-        _plot_window(plt, window, out_prefix)
-    if scaling:
-        _plot_scaling(plt, scaling, out_prefix)
+    groups: dict[str, list] = defaultdict(list)
+    for b in data["benchmarks"]:
+        groups[b["group"]].append(b)
+    drawers = {
+        "series": _plot_series,
+        "realistic": _plot_realistic,
+        "population": _plot_population,
+        "window": _plot_window,
+        "scaling": _plot_scaling,
+    }
+    for group, draw in drawers.items():
+        if groups.get(group):
+            draw(plt, groups[group], out_prefix)
+
+
+def _bar_rows(benches: list[dict[str, Any]], value) -> list[tuple[str, str, float, float, float]]:
+    """``jax_echo.bench.bars`` rows, fastest first: name, library, median, process min, max."""
+    rows = []
+    for b in sorted(benches, key=value):
+        medians = b["stats"].get("process_medians") or [b["stats"]["median"]]
+        ends = [value({**b, "stats": {**b["stats"], "median": m}}) for m in medians]
+        name = b["extra_info"]["implementation"]
+        mark = " *" if b["extra_info"].get("exact_math") is False else ""
+        rows.append((name + mark, library_and_form(name)[0], value(b), min(ends), max(ends)))
+    return rows
+
+
+def _panels(plt, cases: dict[str, list[dict[str, Any]]], value, ylabel: str, title: str, path):
+    """One ``bars`` panel per case (a model, a size), two to a row."""
+    columns = min(len(cases), 2)
+    rows = -(-len(cases) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 5 * rows), squeeze=False)
+    for ax, (head, benches) in zip(axes.flat, cases.items(), strict=False):  # spare panels
+        bench.bars(ax, _bar_rows(benches, value), ylabel=ylabel, title=head)
+    for ax in list(axes.flat)[len(cases) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_series(plt, series: list[dict[str, Any]], out_prefix: Path) -> None:
+    for device, benches in by_device(series).items():
+        models = {b["extra_info"]["model"]: b["extra_info"] for b in benches}
+        order = sorted(models, key=lambda m: (models[m].get("part") is None, models[m].get("part")))
+        cases = {
+            f"part {models[m]['part']}" if models[m].get("part") else m: [
+                b for b in benches if b["extra_info"]["model"] == m
+            ]
+            for m in order
+        }
+        title = f"The series ({device}): us per training window, median over processes, " + (
+            "whiskers min-max; * the library's own cell"
+        )
+        _panels(
+            plt,
+            cases,
+            per_window_us,
+            "us per window (log)",
+            title,
+            _path(out_prefix, "series", device),
+        )
+
+
+def _plot_realistic(plt, realistic: list[dict[str, Any]], out_prefix: Path) -> None:
+    for device, benches in by_device(realistic).items():
+        sizes = sorted({_size(b) for b in benches})
+        cases = {
+            "LSTM state {}, batch {}, {} steps".format(*k): [b for b in benches if _size(b) == k]
+            for k in sizes
+        }
+        title = f"Realistic LSTM sizes ({device}): ms per training window, whiskers min-max"
+        _panels(
+            plt,
+            cases,
+            lambda b: per_window_us(b) / 1e3,
+            "ms per window (log)",
+            title,
+            _path(out_prefix, "realistic", device),
+        )
+
+
+def _plot_population(plt, population: list[dict[str, Any]], out_prefix: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lines: dict[tuple[str, str], list] = defaultdict(list)
+    for b in population:
+        e = b["extra_info"]
+        rate = e["windows_per_call"] / b["stats"]["median"]
+        lines[e["implementation"].removeprefix("jax-population-"), e["device"]].append(
+            (e["population"], rate)
+        )
+    for (mode, device), points in sorted(lines.items()):
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, marker="o", label=f"{mode} ({device})")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="members (tutorial models)",
+        ylabel="trained member-windows per second",
+        title="Populations: one epoch of 20 windows per member",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(f"{out_prefix}-population.png", dpi=100)
+    plt.close(fig)
+
+
+def _figure(stem: str, group: str, device: str) -> str:
+    """The figure file of ``group`` for ``device``: one per device for the series and the
+    realistic sizes (``_path``), one for every device otherwise."""
+    if group in ("series", "realistic"):
+        return _path(stem, group, device)
+    return f"{stem}-{group}.png"
+
+
+def _path(out_prefix: Path | str, group: str, device: str) -> str:
+    """``PREFIX-GROUP.png`` for the CPU, ``PREFIX-GROUP-DEVICE.png`` for another device."""
+    return f"{out_prefix}-{group}.png" if device == "cpu" else f"{out_prefix}-{group}-{device}.png"
 
 
 def _plot_window(plt, window: list[dict[str, Any]], out_prefix: Path) -> None:

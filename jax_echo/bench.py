@@ -467,26 +467,43 @@ def figure(report: dict[str, Any]):
 
     results = report["results"]
     fig = Figure(figsize=(max(6, 0.7 * len(results) + 2), 5), layout="tight")
-    ax = fig.subplots()
-    us = np.array([r["us_per_window"] for r in results])
-    low = us - np.array([r["us_per_window_min"] for r in results])
-    high = np.array([r["us_per_window_max"] for r in results]) - us
-    colours = [COLOURS.get(r["library"], "tab:gray") for r in results]
-    ax.bar(range(len(results)), us, color=colours, yerr=[low, high], capsize=4)
-    ax.set_xticks(range(len(results)))
-    ax.set_xticklabels([r["implementation"] for r in results], rotation=45, ha="right")
     cfg = report["config"]
-    ax.set(
-        yscale="log",
+    bars(
+        fig.subplots(),
+        [
+            (
+                r["implementation"],
+                r["library"],
+                r["us_per_window"],
+                r["us_per_window_min"],
+                r["us_per_window_max"],
+            )
+            for r in results
+        ],
         ylabel="us per window",
         title=f"{cfg['cell']}, state {cfg['state_size']}, batch {cfg['batch_size']}, "
         f"window {cfg['truncated_backprop_length']} ({report['settings']['dtype']}): median "
         f"over {report['settings']['processes']} processes, whiskers min-max",
     )
-    libraries = dict.fromkeys(r["library"] for r in results)
-    handles = [ax.bar(0, 0, color=COLOURS.get(lib, "tab:gray"), label=lib) for lib in libraries]
-    ax.legend(handles=handles, fontsize=8)
     return fig
+
+
+def bars(ax, rows: Sequence[tuple[str, str, float, float, float]], *, ylabel: str, title: str):
+    """Log-scale bars of ``(name, library, median, min, max)`` rows on ``ax``: the min-max as
+    whiskers, one colour per library (``COLOURS``), a legend of the libraries."""
+    names, libraries, value, low, high = (list(column) for column in zip(*rows, strict=True))
+    value = np.array(value)
+    colours = [COLOURS.get(lib, "tab:gray") for lib in libraries]
+    whiskers = [value - np.array(low), np.array(high) - value]
+    ax.bar(range(len(rows)), value, color=colours, yerr=whiskers, capsize=3)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set(yscale="log", ylabel=ylabel, title=title)
+    handles = [
+        ax.bar(0, 0, color=COLOURS.get(lib, "tab:gray"), label=lib)
+        for lib in dict.fromkeys(libraries)
+    ]
+    ax.legend(handles=handles, fontsize=7)
 
 
 def write(report: dict[str, Any], json_path=None, markdown_path=None, plot_path=None) -> None:

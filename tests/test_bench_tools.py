@@ -1,4 +1,4 @@
-"""The benchmark's measuring tools: XLA's kernel count and the population profile."""
+"""The benchmark's measuring tools: XLA's kernel count, the population profile, the report."""
 
 import jax
 import jax.numpy as jnp
@@ -85,3 +85,61 @@ def test_lstm_products_prints_the_three_products(capsys):
         "(5, 2) @ (2, 16)",
     ]
     assert all(float(row.split(" | ")[2]) > 0 and float(row.split(" | ")[3]) > 0 for row in rows)
+
+
+def _bench(name, model, part, seconds, group="series", windows=1, medians=None, exact=True):
+    """A merged pytest-benchmark entry as ``benchmarks.report`` reads one."""
+    stats = {"median": seconds, "process_medians": medians or [seconds]}
+    extra = {
+        "implementation": name,
+        "device": "cpu",
+        "windows_per_call": windows,
+        "model": model,
+        "part": part,
+        "cell": "tutorial" if part == 1 else "lstm",
+        "num_layers": 1,
+        "exact_math": exact,
+    }
+    return {
+        "group": group,
+        "fullname": f"{group}-{model}-{name}",
+        "stats": stats,
+        "extra_info": extra,
+    }
+
+
+def test_report_restates_every_library_at_its_best_and_as_typically_written(tmp_path):
+    from benchmarks import report
+
+    benches = [
+        _bench(
+            "jax-epoch", "part1", 1, 666 * 10e-6, windows=666, medians=[660 * 10e-6, 700 * 10e-6]
+        ),
+        _bench("jax-step", "part1", 1, 200e-6),
+        _bench("tf-function-epoch-xla", "part1", 1, 666 * 12e-6, windows=666),
+        _bench("tf-graph", "part1", 1, 1500e-6),
+        _bench("torch-eager", "part1", 1, 1400e-6),
+        _bench("torch-compile", "part1", 1, 3000e-6),
+        _bench("torch-compile-window", "part1", 1, 300e-6),
+        _bench("jax-epoch", "part3", 3, 666 * 20e-6, windows=666),
+        _bench("torch-compile-window", "part3", 3, 400e-6),
+    ]
+    lines = report.series_best_forms(benches)
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line for line in lines[2:]}
+    assert lines[0].split("|")[3:5] == [" part 1 ", " part 3 "]
+    assert "10.0 (jax-epoch): 1.0x" in rows["jax", "best"]
+    assert "200.0 (jax-step): 20.0x" in rows["jax", "idiomatic"]
+    # The fastest row of each form: torch-compile-window is PyTorch's best, torch-eager (not
+    # torch-compile) its fastest idiomatic row.
+    assert "300.0 (torch-compile-window): 30.0x" in rows["torch", "best"]
+    assert "400.0 (torch-compile-window): 20.0x" in rows["torch", "best"]
+    assert "1,400.0 (torch-eager): 140.0x" in rows["torch", "idiomatic"]
+    assert "12.0 (tf-function-epoch-xla): 1.2x" in rows["tensorflow", "best"]
+    # A model a library was not run on is an empty cell.
+    assert rows["tensorflow", "best"].rstrip().endswith("|  |")
+
+    data = {"benchmarks": benches, "machine_info": {}, "commit_info": {}, "datetime": ""}
+    report.plot(data, tmp_path / "report")
+    assert (tmp_path / "report-series.png").stat().st_size > 10_000
+    doc = report.render(data, "report")["cpu"]
+    assert "![the series by implementation](report-series.png)" in doc

@@ -65,7 +65,36 @@ class EchoRNN(nn.Module):
         return self.linear(out_BxTxS), state
 
 
-class EagerTrainer:
+class _WindowLoop:
+    """What every PyTorch row shares: tensors on the row's device and dtype, and the tutorial's
+    loop over windows around the row's ``_train(x_BxT, y_BxT) -> loss`` (from the carried
+    state, which it carries on) and ``_zero_state()``."""
+
+    cfg: EchoConfig
+    dtype: torch.dtype
+    device: torch.device
+    state: Any
+
+    def _tensor(self, a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.tensor(np.asarray(a), dtype=dtype or self.dtype, device=self.device)
+
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
+        """One training step from the carried state; the loss, on the host."""
+        del epoch, window  # no dropout: every peer refuses keep_prob < 1
+        return self._train(self._tensor(x_BxT), self._tensor(y_BxT, torch.int64)).item()
+
+    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
+        """Every window of a series from a zero state; the losses (N,), on the host."""
+        del epoch  # no dropout: every peer refuses keep_prob < 1
+        T = self.cfg.truncated_backprop_length
+        x_NxBxT = split_windows(self._tensor(x_BxL), T).contiguous()
+        y_NxBxT = split_windows(self._tensor(y_BxL, torch.int64), T).contiguous()
+        self.state = self._zero_state()
+        losses = [self._train(x, y) for x, y in zip(x_NxBxT, y_NxBxT, strict=True)]
+        return torch.stack(losses).cpu().numpy()
+
+
+class EagerTrainer(_WindowLoop):
     """The ``torch-eager`` row: one ``PeerTrainer`` (``jax_echo.peers``) in PyTorch eager.
 
     Args:
@@ -102,9 +131,6 @@ class EagerTrainer:
         h_KxBxS = torch.zeros(shape, dtype=self.dtype, device=self.device)
         return (h_KxBxS, torch.zeros_like(h_KxBxS)) if self.cfg.cell == "lstm" else h_KxBxS
 
-    def _tensor(self, a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return torch.tensor(np.asarray(a), dtype=dtype or self.dtype, device=self.device)
-
     def _step(self, x_BxT: torch.Tensor, y_BxT: torch.Tensor, state: Any) -> tuple[Any, Any]:
         """One window: forward, loss, backward and Adagrad step; the loss and the next state."""
         logits_BxTxC, state = self.model(x_BxT, state)
@@ -116,26 +142,9 @@ class EagerTrainer:
             return loss.detach(), tuple(s.detach() for s in state)
         return loss.detach(), state.detach()
 
-    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
-        """One training step from the carried state; the loss, on the host."""
-        del epoch, window  # no dropout: every peer refuses keep_prob < 1
-        loss, self.state = self._step(
-            self._tensor(x_BxT), self._tensor(y_BxT, torch.int64), self.state
-        )
-        return loss.item()
-
-    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
-        """Every window of a series from a zero state; the losses (N,), on the host."""
-        del epoch  # no dropout: every peer refuses keep_prob < 1
-        T = self.cfg.truncated_backprop_length
-        x_NxBxT = split_windows(self._tensor(x_BxL), T).contiguous()
-        y_NxBxT = split_windows(self._tensor(y_BxL, torch.int64), T).contiguous()
-        self.state = self._zero_state()
-        losses = []
-        for x_BxT, y_BxT in zip(x_NxBxT, y_NxBxT, strict=True):
-            loss, self.state = self._step(x_BxT, y_BxT, self.state)
-            losses.append(loss)
-        return torch.stack(losses).cpu().numpy()
+    def _train(self, x_BxT: torch.Tensor, y_BxT: torch.Tensor) -> torch.Tensor:
+        loss, self.state = self._step(x_BxT, y_BxT, self.state)
+        return loss
 
     @torch.no_grad()
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:
@@ -186,7 +195,7 @@ class CompiledTrainer(EagerTrainer):
         torch.compiler.reset()
 
 
-class WindowCompiledTrainer:
+class WindowCompiledTrainer(_WindowLoop):
     """The ``torch-compile-window`` row: one training window as one compiled graph.
 
     ``window_step(cfg)`` is a pure function of the weights, Adagrad's accumulators, the state
@@ -234,9 +243,6 @@ class WindowCompiledTrainer:
     def _zero_state(self) -> tuple[Any, ...]:
         return zero_state(self.cfg, self.dtype, self.device)
 
-    def _tensor(self, a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return torch.tensor(np.asarray(a), dtype=dtype or self.dtype, device=self.device)
-
     def _train(self, x_BxT: torch.Tensor, y_BxT: torch.Tensor) -> torch.Tensor:
         if self._graphs:  # each call is a new step: the last one's outputs may be reused
             torch.compiler.cudagraph_mark_step_begin()
@@ -244,21 +250,6 @@ class WindowCompiledTrainer:
             self.weights, self.accumulators, self.state, x_BxT, y_BxT
         )
         return loss.clone() if self._graphs else loss
-
-    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
-        """One training step from the carried state; the loss, on the host."""
-        del epoch, window  # no dropout: every peer refuses keep_prob < 1
-        return self._train(self._tensor(x_BxT), self._tensor(y_BxT, torch.int64)).item()
-
-    def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
-        """Every window of a series from a zero state; the losses (N,), on the host."""
-        del epoch  # no dropout: every peer refuses keep_prob < 1
-        T = self.cfg.truncated_backprop_length
-        x_NxBxT = split_windows(self._tensor(x_BxL), T).contiguous()
-        y_NxBxT = split_windows(self._tensor(y_BxL, torch.int64), T).contiguous()
-        self.state = self._zero_state()
-        losses = [self._train(x, y) for x, y in zip(x_NxBxT, y_NxBxT, strict=True)]
-        return torch.stack(losses).cpu().numpy()
 
     @torch.no_grad()
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:

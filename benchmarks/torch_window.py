@@ -73,17 +73,17 @@ def hoisted_loss(cfg: EchoConfig):
     return loss_fn
 
 
-def adagrad_step(cfg: EchoConfig, loss_fn, *, in_place: bool):
-    """``window_step``'s contract over ``loss_fn``; the update in place or as new tensors."""
-    grad_and_loss = torch.func.grad_and_value(loss_fn, has_aux=True)
+def in_place_step(cfg: EchoConfig):
+    """``window_step``'s contract with Adagrad's update in place (``add_`` / ``sub_``)."""
+
+    def loss(w, s, x, y):
+        return torch_peer.window_loss(cfg, w, s, x, y)
+
+    grad_and_loss = torch.func.grad_and_value(loss, has_aux=True)
     rate = cfg.learning_rate
 
     def step(weights, accumulators, state, x_BxT, y_BxT):
         grads, (loss, state) = grad_and_loss(weights, state, x_BxT, y_BxT)
-        if not in_place:
-            accumulators = {k: a + grads[k] * grads[k] for k, a in accumulators.items()}
-            weights = {k: w - rate * grads[k] / accumulators[k].sqrt() for k, w in weights.items()}
-            return weights, accumulators, state, loss
         for k, w in weights.items():
             accumulators[k].add_(grads[k] * grads[k])
             w.sub_(rate * grads[k] / accumulators[k].sqrt())
@@ -94,20 +94,14 @@ def adagrad_step(cfg: EchoConfig, loss_fn, *, in_place: bool):
 
 def forms(cfg: EchoConfig) -> dict[str, object]:
     """Each form's compiled step (the row's own first)."""
-
-    def loss(w, s, x, y):
-        return torch_peer.window_loss(cfg, w, s, x, y)
-
     cpp = {"cpp_wrapper": True}
     found = {
         "row": torch.compile(torch_peer.window_step(cfg), fullgraph=True, options=cpp),
-        "in-place": torch.compile(
-            adagrad_step(cfg, loss, in_place=True), fullgraph=True, options=cpp
-        ),
+        "in-place": torch.compile(in_place_step(cfg), fullgraph=True, options=cpp),
         "python-wrapper": torch.compile(torch_peer.window_step(cfg), fullgraph=True),
     }
     if cfg.cell != "gru":
-        hoisted = adagrad_step(cfg, hoisted_loss(cfg), in_place=False)
+        hoisted = torch_peer.window_step(cfg, hoisted_loss(cfg))
         found["hoisted"] = torch.compile(hoisted, fullgraph=True, options=cpp)
     return found
 

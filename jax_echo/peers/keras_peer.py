@@ -363,10 +363,15 @@ class FitTrainer(TrainOnBatchTrainer):
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         del epoch  # no dropout: every peer refuses keep_prob < 1
+        recorder = _WindowLosses()
+        self._fit_epoch(x_BxL, y_BxL, callbacks=[recorder])
+        return recorder.losses()
+
+    def _fit_epoch(self, x_BxL: Any, y_BxL: Any, callbacks: list) -> None:
+        """One ``fit`` epoch over the series' windows, from a zero state: batch k is window k."""
         cfg, T = self.cfg, self.cfg.truncated_backprop_length
         x_NBxTx1 = self._inputs(split_windows(np.asarray(x_BxL), T)).reshape(-1, T, 1)
         y_NBxT = split_windows(np.asarray(y_BxL), T).reshape(-1, T)
-        recorder = _WindowLosses()
         with self._scope():
             self._reset_states()
             self.model.fit(
@@ -376,9 +381,8 @@ class FitTrainer(TrainOnBatchTrainer):
                 epochs=1,
                 shuffle=False,
                 verbose=0,
-                callbacks=[recorder],
+                callbacks=callbacks,
             )
-        return recorder.losses()
 
 
 class FitStepsTrainer(FitTrainer):
@@ -400,14 +404,8 @@ class FitStepsTrainer(FitTrainer):
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         del epoch  # no dropout: every peer refuses keep_prob < 1
-        cfg, T = self.cfg, self.cfg.truncated_backprop_length
-        x_NBxTx1 = self._inputs(split_windows(np.asarray(x_BxL), T)).reshape(-1, T, 1)
-        y_NBxT = split_windows(np.asarray(y_BxL), T).reshape(-1, T)
+        self._fit_epoch(x_BxL, y_BxL, callbacks=[])
         with self._scope():
-            self._reset_states()
-            self.model.fit(
-                x_NBxTx1, y_NBxT, batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=0
-            )
             return keras.ops.convert_to_numpy(self._window_loss.values).astype(np.float64)
 
 

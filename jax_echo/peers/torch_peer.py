@@ -300,12 +300,18 @@ def window_loss(
     return loss, final
 
 
-def window_step(cfg: EchoConfig) -> Callable[..., tuple[Any, Any, Any, torch.Tensor]]:
+def window_step(
+    cfg: EchoConfig, loss_fn: Callable | None = None
+) -> Callable[..., tuple[Any, Any, Any, torch.Tensor]]:
     """``step(weights, accumulators, state, x_BxT, y_BxT) -> (weights, accumulators, state,
-    loss)``: one window's forward, backward and TF1's Adagrad update, a pure function."""
-    grad_and_loss = torch.func.grad_and_value(
-        lambda w, s, x, y: window_loss(cfg, w, s, x, y), has_aux=True
-    )
+    loss)``: one window's forward, backward and TF1's Adagrad update, a pure function, over
+    ``loss_fn(weights, state, x_BxT, y_BxT) -> (loss, state)`` (default ``window_loss``)."""
+    if loss_fn is None:
+
+        def loss_fn(w, s, x, y):
+            return window_loss(cfg, w, s, x, y)
+
+    grad_and_loss = torch.func.grad_and_value(loss_fn, has_aux=True)
     rate = cfg.learning_rate
 
     def step(weights, accumulators, state, x_BxT, y_BxT):

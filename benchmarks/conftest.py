@@ -24,6 +24,10 @@ from jax_echo.peers import PEER_NAMES, peer
 
 DEVICES = ("cpu", "gpu")
 
+# pytest's ``--doctest-modules`` imports every module here; torch_window.py needs PyTorch (the
+# ``peers`` extra), which the test suite does not install.
+collect_ignore = [] if importlib.util.find_spec("torch") else ["torch_window.py"]
+
 
 def jax_device(platform_name: str):
     """The first JAX device of a platform, or ``None``."""

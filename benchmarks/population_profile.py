@@ -1,19 +1,22 @@
 """Where a population's time goes: windows per second by chunk width, and the compiled program.
 
-    python -m benchmarks.population_profile [--members 256] [--rounds 7] [--chunks 1 2 4 8 16 32]
+    python -m benchmarks.population_profile [--members 256] [--rounds 7] [--chunks 4 8 16 32 64]
+                                            [--part 1]
 
-``train_population_epoch`` runs a population as ``lax.map`` over chunks of members, each chunk a
-``vmap`` of the epoch. This measures, in one process and interleaved round by round (so a noisy
-neighbour hits every row alike), the population's training throughput for each chunk width
-against a loop of ``train_epoch`` calls over the same members, and what XLA launches for each
-width (``benchmarks.hlo.launched_kernels``): kernels per trained window (a chunk's kernel
-serves every member in it) and how many of them are dots. Prints a Markdown table;
+``train_population_epoch`` runs a population chunk after chunk (``scale.by_chunks``), each chunk
+either with its members on the last axis of every array (lanes) or as a ``vmap`` of the epoch
+(``model.make_population_epoch``). This measures, in one process and interleaved round by round
+(so a noisy neighbour hits every row alike), the population's training throughput for each
+layout and chunk width against a loop of ``train_epoch`` calls over the same members, and what
+XLA launches for each width (``benchmarks.hlo.launched_kernels``): kernels per trained window
+(a chunk's kernel serves every member in it) and how many of them are dots. Prints a Markdown table;
 docs/scaling.md quotes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -29,24 +32,29 @@ from jax_echo.scale import population_program, stack
 from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data
 
-CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # the population group's: 20 windows
+
+def _model(part: str) -> EchoConfig:
+    """A series model with the population group's 20 windows an epoch."""
+    cfg = EchoConfig(cell="gru", state_size=4) if part == "gru" else EchoConfig.for_part(int(part))
+    return dataclasses.replace(cfg, num_epochs=1, total_series_length=1500)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.population_profile")
     parser.add_argument("--members", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    parser.add_argument("--chunks", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    parser.add_argument("--part", default="1", help="the series model: 1-6 or gru (default 1)")
     args = parser.parse_args(argv)
-    P, cfg = args.members, CFG
+    P, cfg = args.members, _model(args.part)
     x, y = epoch_data(cfg, 0)
     members = [init_params(cfg, seed) for seed in range(P)]
     optimizer = make_optimizer(cfg)
     stacked = stack(members)
     xs, ys = np.broadcast_to(x, (P, *x.shape)), np.broadcast_to(y, (P, *y.shape))
 
-    def chunked(width: int):
-        population = population_program(cfg, width)
+    def chunked(width: int, lanes: bool):
+        population = population_program(cfg, width, lanes)
         lowered = population.lower(stacked, jax.vmap(optimizer.init)(stacked), xs, ys, None)
         counts = launched_kernels(lowered.compile().as_text())
 
@@ -65,7 +73,9 @@ def main(argv: list[str]) -> int:
         return time.perf_counter() - t0
 
     rows = {"one by one": (one_by_one, launched_kernels(jax_epoch_hlo(cfg)), 1)}
-    rows |= {f"chunks of {w}": chunked(w) for w in args.chunks if w <= P}
+    for lanes in (False, True):
+        layout = "lanes" if lanes else "vmap"
+        rows |= {f"{layout}, chunks of {w}": chunked(w, lanes) for w in args.chunks if w <= P}
     for run, *_ in rows.values():
         run()  # compile and warm up
     seconds = {name: [] for name in rows}

@@ -7,9 +7,11 @@ files, parity tests and benchmarks rely on (in the spirit of stax's ``(init_fun,
   width I and state size S; ``Cell.init(rng, I, S, dtype)`` draws NumPy arrays from it;
 - ``initial_state(B, S, dtype)``: the zero state, a pytree (``h``, or ``LSTMState(c, h)``);
 - ``step(params, state, x_BxI, product=affine) -> (state, out_BxS)``: one time step of one
-  model, pure JAX. Its products ``a @ w + b`` are ``product(a, w, b)``: the math is ``affine``'s;
-  how XLA should compute it at a given size is the model's choice (``model``'s speed policy), so
-  the cells know nothing of sizes, populations or compilers.
+  model, pure JAX: elementwise math, and its products ``concat(inputs) @ w + b`` written as
+  ``product(inputs, w, b, parts)`` (the result in ``parts`` blocks of columns, as TF1 splits its
+  gates). The math is ``affine``'s; how XLA should compute it at a given size, and on which axis
+  the features lie (a population may carry its members on the last one), is the model's choice
+  (``model``'s speed policy), so the cells know nothing of sizes, populations or compilers.
 
 A new cell is one layout and one step function, and a row in ``CELLS``. ``stack_step`` runs
 ``num_layers`` cells per time step (layer k's output is layer k+1's input; layer 0's input is the
@@ -25,7 +27,7 @@ Shape legend: B batch, I a cell's input width, S state, C classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -37,9 +39,14 @@ from jax_echo.task import EchoConfig, init_stream
 LSTM_FORGET_BIAS = 1.0  # TF1's LSTM cells add it to the forget gate at run time
 
 
-def affine(a: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
-    """``a @ w + b`` for ``a`` of shape (..., K), ``w`` (K, M) and ``b`` (M,) or (1, M)."""
-    return a @ w + b.reshape((1,) * (a.ndim - 1) + b.shape[-1:])
+def affine(
+    inputs: Sequence[jax.Array], w: jax.Array, b: jax.Array, parts: int = 1
+) -> jax.Array | list[jax.Array]:
+    """``concat(inputs, -1) @ w + b`` for inputs (..., K_i) with K = sum K_i, ``w`` (K, M) and
+    ``b`` (M,) or (1, M); with ``parts`` > 1, the result split into that many column blocks."""
+    a = jnp.concatenate(inputs, axis=-1)
+    z = a @ w + b.reshape((1,) * (a.ndim - 1) + b.shape[-1:])
+    return z if parts == 1 else jnp.split(z, parts, axis=-1)
 
 
 # --- The cells' parameters and state ------------------------------------------------------------
@@ -166,7 +173,7 @@ def _tanh_step(
 ) -> tuple[jax.Array, jax.Array]:
     """Parts 1 and 2: ``h = tanh(concat([x, h]) @ W + b)``; the output is the state."""
     kernel, bias = params
-    h_BxS = jnp.tanh(product(jnp.concatenate([x_BxI, h_BxS], axis=-1), kernel, bias))
+    h_BxS = jnp.tanh(product([x_BxI, h_BxS], kernel, bias))
     return h_BxS, h_BxS
 
 
@@ -174,8 +181,7 @@ def _lstm_step(
     params: LSTMParams, state: LSTMState, x_BxI: jax.Array, product=affine
 ) -> tuple[LSTMState, jax.Array]:
     c_BxS, h_BxS = state
-    z_Bx4S = product(jnp.concatenate([x_BxI, h_BxS], axis=-1), params.kernel, params.bias)
-    i, j, f, o = jnp.split(z_Bx4S, 4, axis=-1)
+    i, j, f, o = product([x_BxI, h_BxS], params.kernel, params.bias, parts=4)
     c_BxS = c_BxS * jax.nn.sigmoid(f + LSTM_FORGET_BIAS) + jax.nn.sigmoid(i) * jnp.tanh(j)
     h_BxS = jnp.tanh(c_BxS) * jax.nn.sigmoid(o)
     return LSTMState(c_BxS, h_BxS), h_BxS
@@ -185,10 +191,9 @@ def _gru_step(
     params: GRUParams, h_BxS: jax.Array, x_BxI: jax.Array, product=affine
 ) -> tuple[jax.Array, jax.Array]:
     """TF1's GRUCell: the reset gate scales the state before the candidate's matmul."""
-    xh = jnp.concatenate([x_BxI, h_BxS], axis=-1)
-    gates = product(xh, params.gates_kernel, params.gates_bias)
-    r_BxS, u_BxS = jnp.split(jax.nn.sigmoid(gates), 2, axis=-1)
-    candidate_input = jnp.concatenate([x_BxI, r_BxS * h_BxS], axis=-1)
+    gates = product([x_BxI, h_BxS], params.gates_kernel, params.gates_bias, parts=2)
+    r_BxS, u_BxS = (jax.nn.sigmoid(g) for g in gates)
+    candidate_input = [x_BxI, r_BxS * h_BxS]
     c_BxS = jnp.tanh(product(candidate_input, params.candidate_kernel, params.candidate_bias))
     h_BxS = u_BxS * h_BxS + (1 - u_BxS) * c_BxS
     return h_BxS, h_BxS

@@ -58,6 +58,21 @@ _FUSED_CONTRACTION_LIMIT = 2048
 _FULL_UNROLL_LIMIT = 16
 _ROLLED_WITH_SMALL_LOOPS = ("lstm", "gru")
 
+# A population of small models trains with its members on the last axis of every array
+# (``lane_product``): every elementwise operation then runs across members in the vector lanes,
+# where under ``vmap`` (members first) a tutorial step works on rows 4 wide, and the whole epoch
+# stays one program that XLA compiles with its loops whole. A chunk holds the largest power of
+# two of members, at most LANE_CHUNK, whose products of one time step (all layers, B x K x M
+# each) stay within _LANE_ELEMENTS; beyond it XLA:CPU falls back to launching the loop's kernels
+# one by one (2-5x slower). Measured on the 2-core CPU, member-windows per second, 256 members:
+# part 1 in chunks of 32 180-290k (a vmap of 16: 90-150k), the GRU in 16 76-88k (28-40k), part
+# 3 in 8 38-47k (15-17k), part 4 in 2 18-19k (5-6k): README, "Populations". Models too large
+# for lanes (one member past _LANE_ELEMENTS) are a ``vmap`` of the epoch, at most VMAP_CHUNK
+# members to a chunk, fewer where their products would outgrow the fused limit.
+LANE_CHUNK = 32
+VMAP_CHUNK = 16
+_LANE_ELEMENTS = 4800
+
 
 def cell_product(members: int) -> Callable:
     """``cells.affine``'s product as XLA computes it fastest when ``members`` models run it side by
@@ -65,15 +80,28 @@ def cell_product(members: int) -> Callable:
     whole population's product is small, a dot (a batched ``dot_general`` under ``vmap``)
     beyond."""
 
-    def product(a: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    def product(inputs, w: jax.Array, b: jax.Array, parts: int = 1):
+        a = jnp.concatenate(inputs, axis=-1)
         lead = (1,) * (a.ndim - 1)
         if members * a.size * w.shape[-1] <= _FUSED_CONTRACTION_LIMIT:
-            out = jnp.sum(a[..., :, None] * w.reshape(lead + w.shape), axis=-2)
+            z = jnp.sum(a[..., :, None] * w.reshape(lead + w.shape), axis=-2)
         else:
-            out = a @ w
-        return out + b.reshape(lead + b.shape[-1:])
+            z = a @ w
+        z = z + b.reshape(lead + b.shape[-1:])
+        return z if parts == 1 else jnp.split(z, parts, axis=-1)
 
     return product
+
+
+def lane_product(inputs, w: jax.Array, b: jax.Array, parts: int = 1):
+    """``cells.affine`` for P members carried on the last axis of every array (``lanes``):
+    inputs (..., K_i, P), ``w`` (K, M, P), ``b`` (M, P) or (1, M, P); a multiply and a sum, so
+    every operation runs across the members in the CPU's vector lanes."""
+    a = jnp.concatenate(inputs, axis=-2)
+    lead = (1,) * (a.ndim - 2)
+    z = jnp.sum(a[..., :, None, :] * w.reshape(lead + w.shape), axis=-3)
+    z = z + b.reshape(lead + w.shape[-2:])
+    return z if parts == 1 else jnp.split(z, parts, axis=-2)
 
 
 def window_unroll(cell: str, T: int, layers: int) -> int:
@@ -83,17 +111,37 @@ def window_unroll(cell: str, T: int, layers: int) -> int:
     return T if T * layers <= _FULL_UNROLL_LIMIT else 1
 
 
-def fused_members(cfg: EchoConfig) -> int:
-    """How many members one ``vmap`` can run with every cell product still fused (``cell_product``),
-    at least 1: ``_FUSED_CONTRACTION_LIMIT`` over the largest B x K x M product of one step."""
+def _products(cfg: EchoConfig) -> list[int]:
+    """Elements (B x K x M) of each of one member's products of a time step, every layer."""
     cell, S = CELLS[cfg.cell], cfg.state_size
-    largest = max(
+    return [
         cfg.batch_size * math.prod(shape)
         for k in range(cfg.num_layers)
         for shape in cell.shapes(input_width(k, S), S)
         if len(shape) == 2 and shape[0] > 1  # kernels; not the tutorial's (1, S) bias
-    )
-    return max(1, _FUSED_CONTRACTION_LIMIT // largest)
+    ]
+
+
+def fused_members(cfg: EchoConfig) -> int:
+    """How many members one ``vmap`` can run with every cell product still fused (``cell_product``),
+    at least 1: ``_FUSED_CONTRACTION_LIMIT`` over the largest B x K x M product of one step."""
+    return max(1, _FUSED_CONTRACTION_LIMIT // max(_products(cfg)))
+
+
+def population_lanes(cfg: EchoConfig) -> bool:
+    """Whether a population of ``cfg``'s models trains with its members on the last axis
+    (``lane_product``), or as a ``vmap`` of the epoch: lanes while one member's products of a
+    step stay within ``_LANE_ELEMENTS``."""
+    return sum(_products(cfg)) <= _LANE_ELEMENTS
+
+
+def population_chunk(cfg: EchoConfig, size: int) -> int:
+    """How many of ``size`` members train side by side in one chunk of a population (the
+    policy above ``LANE_CHUNK``)."""
+    if population_lanes(cfg):
+        fit = 2 ** int(math.log2(_LANE_ELEMENTS // sum(_products(cfg))))
+        return min(size, LANE_CHUNK, fit)
+    return min(size, VMAP_CHUNK, fused_members(cfg))
 
 
 # The update of TF1's Adagrad reads the learning rate from the optimizer state, so one
@@ -114,13 +162,16 @@ class _Spec(NamedTuple):
     remat: bool = False
     optimizer: optax.GradientTransformation = _TF1_ADAGRAD
     members: int = 1  # models run side by side under vmap: decides fused products or dots
+    lanes: bool = False  # the members on the last axis of every array, not under vmap
 
     def product(self) -> Callable:
-        """The cells' product for this many members (``cell_product``)."""
-        return cell_product(self.members)
+        """The cells' product for this many members (``cell_product``, ``lane_product``)."""
+        return lane_product if self.lanes else cell_product(self.members)
 
 
-def _spec(cfg: EchoConfig, remat: bool = False, optimizer=None, members: int = 1) -> _Spec:
+def _spec(
+    cfg: EchoConfig, remat: bool = False, optimizer=None, members: int = 1, lanes: bool = False
+) -> _Spec:
     return _Spec(
         cfg.cell,
         cfg.keep_prob,
@@ -128,6 +179,7 @@ def _spec(cfg: EchoConfig, remat: bool = False, optimizer=None, members: int = 1
         remat,
         optimizer or _TF1_ADAGRAD,
         members,
+        lanes,
     )
 
 
@@ -160,15 +212,20 @@ def _outputs(
 ) -> tuple[jax.Array, Any]:
     """Runs the stacked cells over the window: top-layer outputs (T, B, S) and the last state."""
     dtype = params.W2.dtype
-    x_TxBx1 = jnp.swapaxes(x_BxT, -1, -2)[..., None].astype(dtype)
+    x_TxBx1 = jnp.moveaxis(x_BxT, 1, 0)[:, :, None].astype(dtype)  # (T, B, 1, P) with lanes
     T, B = x_TxBx1.shape[:2]
     _check_state(state, _zero_state(spec, params, B))
     state = jax.tree.map(lambda s: jnp.asarray(s, dtype), state)
     cell = CELLS[spec.cell]
     masks = None
     if key is not None and spec.keep_prob < 1:
-        L, S = len(params.cells), params.W2.shape[-2]
-        masks = dropout_masks(key, T, L, B, S, spec.keep_prob, dtype)
+        L, S = len(params.cells), params.W2.shape[0]
+
+        def draw(key):
+            return dropout_masks(key, T, L, B, S, spec.keep_prob, dtype)
+
+        # With lanes, one key per member and its own masks: (T, L, B, S, P).
+        masks = jnp.moveaxis(jax.vmap(draw)(key), 0, -1) if spec.lanes else draw(key)
 
     def step(state, x_Bx1_masks):
         return stack_step(cell, params.cells, state, *x_Bx1_masks, product=spec.product())
@@ -199,19 +256,20 @@ def _check_state(state: Any, zeros: Any) -> None:
 
 def _logits(params, x_BxT, state, spec, key=None):
     out_TxBxS, state = _outputs(params, x_BxT, state, spec, key)
-    return spec.product()(out_TxBxS, params.W2, params.b2), state
+    return spec.product()([out_TxBxS], params.W2, params.b2), state
 
 
 def _loss(params, x_BxT, y_BxT, state, spec, key=None):
-    logits_TxBxC, state = _logits(params, x_BxT, state, spec, key)
-    log_p_TxBxC = jax.nn.log_softmax(logits_TxBxC)
-    y_TxB = jnp.swapaxes(y_BxT, -1, -2)
+    logits_TxBxC, state = _logits(params, x_BxT, state, spec, key)  # (T, B, C, P) with lanes
+    log_p_TxBxC = jax.nn.log_softmax(logits_TxBxC, axis=2)
+    y_TxB = jnp.moveaxis(y_BxT, 1, 0)
     # The label's log-probability as a sum against its one-hot row, not a gather: a gather's
     # gradient is a scatter, and XLA:CPU runs a loop that holds a scatter kernel by kernel even
     # with the small-loop option. The same numbers (one nonzero term per sum).
-    one_hot_TxBxC = jax.nn.one_hot(y_TxB, log_p_TxBxC.shape[-1], dtype=log_p_TxBxC.dtype)
-    nll_TxB = -jnp.sum(log_p_TxBxC * one_hot_TxBxC, axis=-1)
-    return jnp.mean(nll_TxB), state
+    C = logits_TxBxC.shape[2]
+    one_hot_TxBxC = jax.nn.one_hot(y_TxB, C, axis=2, dtype=log_p_TxBxC.dtype)
+    nll_TxB = -jnp.sum(log_p_TxBxC * one_hot_TxBxC, axis=2)
+    return jnp.mean(nll_TxB, axis=(0, 1)), state  # one loss per member with lanes
 
 
 def forward(
@@ -272,16 +330,18 @@ def accuracy(
 
 
 def _train_window(params, opt_state, state, x_BxT, y_BxT, key, spec: _Spec):
-    (loss, state), grads = jax.value_and_grad(_loss, has_aux=True)(
-        params, x_BxT, y_BxT, state, spec, key
-    )
+    def total(params):  # with lanes the members' losses, whose sum has each member's gradient
+        loss, state_out = _loss(params, x_BxT, y_BxT, state, spec, key)
+        return jnp.sum(loss), (loss, state_out)
+
+    (_, (loss, state)), grads = jax.value_and_grad(total, has_aux=True)(params)
     updates, opt_state = spec.optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, state, loss
 
 
-def _check_inputs(params: Params, x: Any, y: Any, state: Any = None) -> None:
+def _check_inputs(params: Params, x: Any, y: Any, state: Any = None, lanes: bool = False) -> None:
     """Raises ``ValueError`` for mismatched shapes; called while tracing, so free at run time."""
-    if jnp.ndim(x) != 2 or jnp.shape(y) != jnp.shape(x):
+    if jnp.ndim(x) != 2 + lanes or jnp.shape(y) != jnp.shape(x):
         raise ValueError(
             f"x and y must be (batch, time) arrays of one shape, "
             f"got x {jnp.shape(x)} and y {jnp.shape(y)}"
@@ -395,13 +455,53 @@ def make_train_epoch(
     return _epoch_function(_spec(cfg, remat, optimizer, members))
 
 
+def make_population_epoch(
+    cfg: EchoConfig,
+    members: int,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    lanes: bool | None = None,
+) -> Callable:
+    """The epoch of ``members`` models trained side by side, as a plain function of their stacked
+    pytrees (members on a leading axis P, as ``jax.vmap(make_train_epoch(cfg))`` takes them):
+    ``(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P) -> (params_P, opt_state_P, losses_PxN)``.
+
+    The layout inside is the speed policy's (``population_lanes``): for small models the members
+    move to the last axis of every array for the epoch (``lane_product``); otherwise it is that
+    ``vmap``. Member i's numbers are those of ``train_epoch`` on member i alone, to float
+    rounding. ``keys_P``: one dropout key per member, or ``None`` when nothing is dropped.
+    ``lanes`` overrides the policy (``benchmarks/population_profile.py`` measures both).
+    """
+    if not (population_lanes(cfg) if lanes is None else lanes):
+        return jax.vmap(make_train_epoch(cfg, optimizer=optimizer, members=members))
+    epoch = _epoch_function(_spec(cfg, optimizer=optimizer, members=members, lanes=True))
+
+    def population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P):
+        for name, a in (("x_PxBxL", x_PxBxL), ("y_PxBxL", y_PxBxL)):
+            if jnp.ndim(a) != 3:
+                raise ValueError(f"{name} must be (members, batch, time), got {jnp.shape(a)}")
+        last = functools.partial(jax.tree.map, lambda a: jnp.moveaxis(a, 0, -1))
+        first = functools.partial(jax.tree.map, lambda a: jnp.moveaxis(a, -1, 0))
+        # Each member's scalars (its learning rate, the step count) meet its arrays along the
+        # last axis: the optimizer's ``rate * update`` broadcasts (P,) against (K, M, P).
+        with jax.numpy_rank_promotion("allow"):
+            params, opt_state, losses_NxP = epoch(
+                last(params_P), last(opt_state_P), last(x_PxBxL), last(y_PxBxL), keys_P
+            )
+        return first(params), first(opt_state), losses_NxP.T
+
+    return population_epoch
+
+
 def _epoch_function(spec: _Spec) -> Callable:
     def train_epoch(params, opt_state, x_BxL, y_BxL, key):
-        _check_inputs(params, x_BxL, y_BxL)
+        _check_inputs(params, x_BxL, y_BxL, lanes=spec.lanes)
         x_NxBxT, y_NxBxT = split_windows(x_BxL, spec.window), split_windows(y_BxL, spec.window)
         N = x_NxBxT.shape[0]
-        dropping = key is not None and spec.keep_prob < 1
-        keys = jax.random.split(key, N) if dropping else None
+        keys = None
+        if key is not None and spec.keep_prob < 1:
+            split = functools.partial(jax.random.split, num=N)
+            keys = jax.vmap(split, out_axes=1)(key) if spec.lanes else split(key)  # (N, P)
 
         def step(carry, window):
             params, opt_state, state = carry
@@ -418,8 +518,11 @@ def _epoch_function(spec: _Spec) -> Callable:
 
 
 def _zero_state(spec: _Spec, params: Params, B: int) -> tuple[Any, ...]:
-    """Every layer's zero state, shaped from the params (so it also works under ``vmap``)."""
-    return zero_state(spec.cell, len(params.cells), B, params.W2.shape[-2], params.W2.dtype)
+    """Every layer's zero state, shaped from the params (so it also works under ``vmap``, and
+    with lanes: (B, S, P))."""
+    S, lanes = params.W2.shape[0], params.W2.shape[2:]
+    zeros = zero_state(spec.cell, len(params.cells), B, S, params.W2.dtype)
+    return jax.tree.map(lambda z: jnp.zeros(z.shape + lanes, z.dtype), zeros) if lanes else zeros
 
 
 @functools.cache

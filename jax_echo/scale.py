@@ -50,14 +50,6 @@ from jax_echo.train import (
 
 # --- Population ------------------------------------------------------------------------------
 
-# At most this many members are trained side by side in one vmap; a population runs chunk after
-# chunk in one compiled call, each chunk as wide as keeps the cells' products fused
-# (model.fused_members: 16 for part 1, 5 for part 3, 3 for part 4). Measured on the 2-core CPU,
-# 256 members, windows per second against a loop of train_epoch calls: part 1 in chunks of 16
-# 3.3-5x, as one vmap of 256 (whose arrays outgrow the cache) 1.2-1.5x; part 3 in chunks of 4
-# about 1.4x, as one vmap of 256 about 0.3x.
-POPULATION_CHUNK = 16
-
 
 def population_configs(
     cfg: EchoConfig, seeds: Sequence[int], learning_rates: Sequence[float]
@@ -80,27 +72,39 @@ def stack(trees: Sequence[Any]) -> Any:
 
 
 def _chunk(cfg: EchoConfig, size: int) -> int:
-    """How many of ``size`` members run side by side in one ``vmap``."""
-    return min(size, POPULATION_CHUNK, model.fused_members(cfg))
+    """How many of ``size`` members train side by side (``model.population_chunk``)."""
+    return model.population_chunk(cfg, size)
+
+
+def by_chunks(f: Callable, chunk: int, args_P: Any) -> Any:
+    """``f`` (a function of ``chunk`` members' stacked pytrees) over every member of ``args_P``,
+    one chunk after another (``lax.map``; a last, smaller chunk when ``chunk`` does not divide the
+    population); outputs stacked back along the member axis."""
+    P = len(jax.tree.leaves(args_P)[0])
+    n, rest = divmod(P, chunk)
+    head = jax.tree.map(lambda a: a[: n * chunk].reshape(n, chunk, *a.shape[1:]), args_P)
+    out = jax.tree.map(lambda a: a.reshape(n * chunk, *a.shape[2:]), lax.map(lambda a: f(*a), head))
+    if rest:
+        tail = f(*jax.tree.map(lambda a: a[n * chunk :], args_P))
+        out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, tail)
+    return out
 
 
 @functools.cache
-def population_program(cfg: EchoConfig, chunk: int) -> Callable:
-    """The jitted epoch of a population, ``chunk`` members side by side (a ``vmap``), chunk after
-    chunk (``lax.map``): ``(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)`` to ``(params_P,
-    opt_state_P, losses_P)``. ``train_population_epoch`` chooses the chunk;
-    ``benchmarks/population_profile.py`` tries others."""
-    train_epoch = model.make_train_epoch(cfg, members=chunk)
-
-    def population(*args_P):
-        return lax.map(lambda args: train_epoch(*args), args_P, batch_size=chunk)
-
-    return jax.jit(population, donate_argnums=(0, 1))
+def population_program(cfg: EchoConfig, chunk: int, lanes: bool | None = None) -> Callable:
+    """The jitted epoch of a population, ``chunk`` members side by side
+    (``model.make_population_epoch``: in lanes or a ``vmap``), chunk after chunk (``by_chunks``):
+    ``(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)`` to ``(params_P, opt_state_P,
+    losses_P)``. ``train_population_epoch`` chooses the chunk; ``benchmarks/population_profile.py``
+    tries others, in either layout (``lanes``: ``None`` for the policy's)."""
+    epoch = model.make_population_epoch(cfg, chunk, lanes=lanes)
+    return jax.jit(lambda *args_P: by_chunks(epoch, chunk, args_P), donate_argnums=(0, 1))
 
 
 @functools.cache
 def population_accuracies(cfg: EchoConfig, chunk: int) -> Callable:
-    """The jitted per-window accuracies (P, N) of every member on its own series."""
+    """The jitted per-window accuracies (P, N) of every member on its own series (a ``vmap`` of
+    ``chunk`` members, chunk after chunk)."""
     predict_epoch = model.make_predict_epoch(cfg, members=chunk)
 
     def member(args):
@@ -112,7 +116,7 @@ def population_accuracies(cfg: EchoConfig, chunk: int) -> Callable:
 
 def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoConfig, keys_P=None):
     """``train_epoch`` for every member at once, in one compiled call (params and state donated):
-    ``vmap`` over chunks of members (at most ``POPULATION_CHUNK``), chunk after chunk.
+    chunks of members side by side (``model.population_chunk``), chunk after chunk.
 
     ``keys_P``: one dropout key per member (``dropout_keys``), needed when ``cfg.keep_prob < 1``.
     """
@@ -132,7 +136,9 @@ def population_verbs(cfg: EchoConfig, members: Sequence[EchoConfig]) -> EpochVer
     """``EpochVerbs`` for ``train.run_epochs`` over a population: each member's own data, dropout
     keys and learning rate; one compiled call per epoch for training, one for the accuracies."""
     shapes, chunk = _shapes_only(cfg), _chunk(cfg, len(members))
-    train, accuracies = population_program(shapes, chunk), population_accuracies(shapes, chunk)
+    predict_chunk = min(len(members), model.VMAP_CHUNK, model.fused_members(cfg))
+    train = population_program(shapes, chunk)
+    accuracies = population_accuracies(shapes, predict_chunk)
     init = jax.vmap(make_optimizer(cfg).init)
     rates = np.array([m.learning_rate for m in members])
 

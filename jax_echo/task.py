@@ -187,12 +187,13 @@ _INIT_STREAM, _DATA_STREAM, _EVAL_STREAM, DROPOUT_STREAM = 0, 1, 2, 3
 
 def split_windows(a_BxL: Any, window: int) -> Any:
     """(B, L) series to (N, B, T) windows; the last L % T steps go unused, as in the tutorial.
+    Trailing axes come along: (B, L, P) to (N, B, T, P).
 
     Written with array methods only, so it serves NumPy arrays, JAX arrays and tracers alike.
     """
-    B, L = a_BxL.shape
+    B, L, *rest = a_BxL.shape
     N = L // window
-    return a_BxL[:, : N * window].reshape(B, N, window).swapaxes(0, 1)
+    return a_BxL[:, : N * window].reshape(B, N, window, *rest).swapaxes(0, 1)
 
 
 def prediction_accuracies(pred_NxBxT: Any, y_BxL: Any) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from jax_echo import CELLS, EchoConfig, init_params, params_from_dict, params_to_dict
 from jax_echo.cells import affine, dropout_masks, stack_step
-from jax_echo.model import cell_product, fused_members
+from jax_echo.model import cell_product, fused_members, lane_product
 from jax_echo.task import CELL_NAMES
 from tests import reference
 from tests.conftest import MODELS
@@ -175,17 +175,34 @@ def test_dropout_drops_outputs_never_the_carried_state():
 def test_contraction_paths_agree():
     rng = np.random.default_rng(0)
     for shape in [(5, 5), (64, 33), (15, 5, 4)]:
-        a = rng.normal(size=shape).astype(np.float32)
-        w = rng.normal(size=(shape[-1], 7)).astype(np.float32)
-        b = rng.normal(size=(7,)).astype(np.float32)
+        x = rng.normal(size=(*shape[:-1], 1)).astype(np.float32)
+        h = rng.normal(size=(*shape[:-1], shape[-1] - 1)).astype(np.float32)
+        w = rng.normal(size=(shape[-1], 8)).astype(np.float32)
+        b = rng.normal(size=(8,)).astype(np.float32)
+        expected = np.concatenate([x, h], axis=-1) @ w + b
         for product in (affine, cell_product(1), cell_product(256)):
-            np.testing.assert_allclose(product(a, w, b), a @ w + b, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(product([x, h], w, b), expected, rtol=1e-5, atol=1e-5)
+            blocks = np.split(expected, 4, axis=-1)
+            for got, block in zip(product([x, h], w, b, parts=4), blocks, strict=True):
+                np.testing.assert_allclose(got, block, rtol=1e-5, atol=1e-5)
+
+
+def test_the_lane_product_is_each_members_affine(x64):
+    # Members on the last axis: member p's slice is affine of member p's own arrays.
+    rng = np.random.default_rng(1)
+    x, h = rng.normal(size=(7, 5, 1, 3)), rng.normal(size=(7, 5, 4, 3))  # (T, B, K_i, P)
+    w, b = rng.normal(size=(5, 8, 3)), rng.normal(size=(1, 8, 3))
+    blocks = lane_product([x, h], w, b, parts=2)
+    for p in range(3):
+        alone = affine([x[..., p], h[..., p]], w[..., p], b[..., p], parts=2)
+        for got, expected in zip(blocks, alone, strict=True):
+            np.testing.assert_allclose(got[..., p], expected, rtol=1e-12)
 
 
 def test_a_population_counts_in_the_choice_of_contraction():
     a, w, b = jnp.ones((5, 5)), jnp.ones((5, 4)), jnp.zeros((4,))
-    fused = jax.make_jaxpr(cell_product(1))(a, w, b)
-    batched = jax.make_jaxpr(jax.vmap(lambda a: cell_product(256)(a, w, b)))(jnp.stack([a] * 3))
+    fused = jax.make_jaxpr(cell_product(1))([a], w, b)
+    batched = jax.make_jaxpr(jax.vmap(lambda a: cell_product(256)([a], w, b)))(jnp.stack([a] * 3))
     assert "dot_general" not in str(fused) and "dot_general" in str(batched)
     # As many members as keep the largest product of a step (B x K x M) within the limit.
     assert [fused_members(EchoConfig.for_part(p)) for p in (1, 3, 4)] == [20, 5, 3]

@@ -1,5 +1,6 @@
-"""Population training (vmap) and data parallelism (several devices, several processes)."""
+"""Population training (members in lanes or a vmap), data parallelism (devices, processes)."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -15,11 +16,19 @@ import pytest
 from jax_echo import EchoConfig, epoch_data, init_params, make_optimizer, train_epoch
 from jax_echo.cli import main
 from jax_echo.io import load_params
+from jax_echo.model import (
+    epoch_key,
+    make_population_epoch,
+    population_chunk,
+    population_lanes,
+)
 from jax_echo.scale import (
     data_parallel_mesh,
+    dropout_keys,
     fit_data_parallel,
     fit_population,
     population_configs,
+    population_program,
     stack,
     train_population_epoch,
 )
@@ -64,6 +73,50 @@ def test_train_population_epoch_is_one_vmapped_train_epoch():
         alone, _, alone_losses = train_epoch(p, make_optimizer(cfg).init(p), xs[i], ys[i], cfg)
         np.testing.assert_allclose(losses[i], alone_losses, rtol=1e-5)
         np.testing.assert_allclose(out_params.W2[i], alone.W2, rtol=1e-5, atol=1e-6)
+
+
+POPULATION_MODELS = {
+    "part1": EchoConfig(),
+    "part3": EchoConfig.for_part(3),
+    "part4": EchoConfig.for_part(4),
+    "part6": EchoConfig.for_part(6),
+    "gru": EchoConfig(cell="gru", state_size=4),
+}
+
+
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "vmap"])
+@pytest.mark.parametrize("name", list(POPULATION_MODELS))
+def test_each_population_layout_trains_every_member_as_alone(x64, name, lanes):
+    # 5 members in chunks of 2: two chunks and a smaller last one; each member its own seed,
+    # learning rate, data and dropout keys; float64, so only float rounding may differ.
+    cfg = dataclasses.replace(POPULATION_MODELS[name], total_series_length=600)
+    members = population_configs(cfg, [0, 1, 2], [0.1, 0.3])[:5]
+    params = [init_params(m, dtype=np.float64) for m in members]
+    states = [make_optimizer(m).init(p) for m, p in zip(members, params, strict=True)]
+    data = [epoch_data(m, 1) for m in members]
+    keys = dropout_keys(members, 1) if cfg.keep_prob < 1 else None
+    population = population_program(cfg, 2, lanes)
+    out, _, losses = population(stack(params), stack(states), *stack(data), keys)
+    assert losses.shape == (5, cfg.num_batches)
+    for i, m in enumerate(members):
+        key = epoch_key(m, 1) if cfg.keep_prob < 1 else None
+        alone, _, alone_losses = train_epoch(params[i], states[i], *data[i], m, key=key)
+        np.testing.assert_allclose(losses[i], alone_losses, rtol=1e-10)
+        for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(alone), strict=True):
+            np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_population_policy_puts_small_models_in_lanes():
+    # Chunks as wide as keep one step's products within the lane budget (model.population_chunk).
+    chunks = {name: population_chunk(cfg, 256) for name, cfg in POPULATION_MODELS.items()}
+    assert chunks == {"part1": 32, "part3": 8, "part4": 2, "part6": 2, "gru": 16}
+    assert all(population_lanes(cfg) for cfg in POPULATION_MODELS.values())
+    assert population_chunk(EchoConfig(), 5) == 5
+    big = EchoConfig(cell="lstm", state_size=64)
+    assert not population_lanes(big) and population_chunk(big, 256) == 1
+    epoch = make_population_epoch(EchoConfig(), 4)
+    with pytest.raises(ValueError, match=r"x_PxBxL must be \(members, batch, time\)"):
+        epoch(*[None] * 2, np.zeros((5, 150)), np.zeros((5, 150)), None)
 
 
 def test_a_diverging_member_stops_the_population_naming_it():

@@ -353,15 +353,17 @@ def population_table(benches: list[dict[str, Any]]) -> list[str]:
 
     columns = [
         Column("models"),
-        Column("vmap: windows / s (min-max)", lambda b: spread(b, throughput)),
+        Column("layout", right=False),
+        Column("one call: windows / s (min-max)", lambda b: spread(b, throughput)),
         Column("one by one: windows / s (min-max)", lambda b: spread(b, throughput)),
-        Column("vmap speed-up"),
+        Column("speed-up"),
     ]
     rows = []
     for size in sorted(cells):
-        v, o = cells[size].get("vmap"), cells[size].get("one-by-one")
-        speedup = f"{throughput(v) / throughput(o):.1f}x" if v and o else ""
-        rows.append((size, v, o, speedup))
+        o = cells[size].pop("one-by-one", None)
+        for layout, v in sorted(cells[size].items()):  # lanes, or vmap (model.population_lanes)
+            speedup = f"{throughput(v) / throughput(o):.1f}x" if o else ""
+            rows.append((size, layout, v, o, speedup))
     return markdown(columns, rows).splitlines()
 
 

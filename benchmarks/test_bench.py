@@ -392,20 +392,25 @@ POPULATION_CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # 20 window
 
 
 def population_cases(run: Run) -> list[Case]:
+    """The population program in its layout for these members (``model.population_lanes``:
+    ``jax-population-lanes`` or ``-vmap``) beside a loop over members (``-one-by-one``)."""
+    from jax_echo.model import population_lanes
+
     sizes = QUICK_POPULATIONS if run.quick else POPULATIONS
+    layout = "lanes" if population_lanes(POPULATION_CFG) else "vmap"
     return [
         Case(f"jax-population-{mode}", device, size=size)
         for device in run.devices
         if run.has("jax", device)
         for size in sizes
-        for mode in ("vmap", "one-by-one")
+        for mode in (layout, "one-by-one")
     ]
 
 
 @cases(population_cases)
 @pytest.mark.benchmark(group="population")
 def test_population(benchmark, quick, case):
-    """One epoch for every member of a population: one vmapped call, or a loop over members.
+    """One epoch for every member of a population: one compiled call, or a loop over members.
 
     Both train only (no accuracy pass), on the same data and initial weights, with
     ``make_optimizer``'s state (TF1's Adagrad through optax).
@@ -420,7 +425,7 @@ def test_population(benchmark, quick, case):
         members = [init_params(cfg, seed) for seed in range(size)]
         x, y = epoch_data(cfg, 0)
         # Inputs are donated, so each call trains on from the previous call's results.
-        if case.name.endswith("vmap"):
+        if not case.name.endswith("one-by-one"):
             params = stack(members)
             opt_state = jax.vmap(make_optimizer(cfg).init)(params)
             xs, ys = np.broadcast_to(x, (size, *x.shape)), np.broadcast_to(y, (size, *y.shape))

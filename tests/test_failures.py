@@ -214,6 +214,7 @@ def two_processes(common, outs):
         return [p0.returncode, p1.returncode], results
 
 
+@pytest.mark.slow  # two processes, twice (about 20 s)
 def test_processes_resume_from_the_checkpoint_only_process_0_sees(tmp_path):
     common = ["--batch-size", "4", "--total-series-length", "1200", "--no-progress", "--quiet"]
     assert main(["train", "--epochs", "2", *common, "--out", str(tmp_path / "single")]) == 0

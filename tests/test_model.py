@@ -177,7 +177,7 @@ def step_loop(params, opt_state, x, y, cfg, key=None):
         ("part1", np.float32),
         ("part1", np.float64),
         ("gru-2", np.float32),
-        ("part6", np.float64),  # stacked LSTMs with dropout
+        pytest.param("part6", np.float64, marks=pytest.mark.slow),  # stacked LSTMs, dropout
     ],
 )
 def test_train_epoch_equals_train_step_loop(name, dtype):

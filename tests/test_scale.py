@@ -39,7 +39,7 @@ ROOT = Path(__file__).parent.parent
 DP_CFG = EchoConfig(num_epochs=2, batch_size=4, total_series_length=6000)
 
 
-@pytest.mark.parametrize("part", [1, 6])
+@pytest.mark.parametrize("part", [1, pytest.param(6, marks=pytest.mark.slow)])
 def test_population_members_equal_training_each_alone(part):
     cfg = EchoConfig.for_part(part, num_epochs=2, total_series_length=1500)
     params, history = fit_population(cfg, seeds=[0, 3], learning_rates=[0.1, 0.3], progress=False)
@@ -82,12 +82,14 @@ POPULATION_MODELS = {
     "lstm-dropout": EchoConfig.for_part(6, num_layers=1),  # part 6's dropout, one layer
     "gru": EchoConfig(cell="gru", state_size=4),
 }
-LAYOUTS = [(name, True) for name in POPULATION_MODELS] + [("gru", False), ("lstm-dropout", False)]
+LAYOUTS = [
+    *[pytest.param(name, True, id=f"{name}-lanes") for name in POPULATION_MODELS],
+    pytest.param("gru", False, id="gru-vmap"),
+    pytest.param("lstm-dropout", False, id="lstm-dropout-vmap", marks=pytest.mark.slow),
+]
 
 
-@pytest.mark.parametrize(
-    ("name", "lanes"), LAYOUTS, ids=[f"{n}-{'lanes' if a else 'vmap'}" for n, a in LAYOUTS]
-)
+@pytest.mark.parametrize(("name", "lanes"), LAYOUTS)
 def test_each_population_layout_trains_every_member_as_alone(x64, name, lanes):
     # 3 members in chunks of 2: a chunk and a smaller last one; each member its own seed,
     # learning rate, data and dropout keys; float64, so only float rounding may differ.

@@ -7,7 +7,9 @@ XLA:CPU timings of one program differ by up to 2x from process to process, so ev
 runs in ``--processes`` fresh processes (default 3) and the report shows each row's median over
 them with the min-max spread. The ``accuracy`` and ``end_to_end`` groups run in the first
 process only: they take minutes, and ``end_to_end`` starts a new process every round anyway. The
-Keras rows run once more under ``KERAS_BACKEND=tensorflow`` (Keras has one backend a process).
+Keras rows run once more under ``KERAS_BACKEND=tensorflow`` (Keras has one backend a process),
+and TensorFlow's XLA rows at the realistic sizes once more without XLA:CPU's small-loop option
+(``JAX_ECHO_XLA_FLAGS=0``), which makes TF's XLA slower there: rows ``...-no-small-loops``.
 
 Everything goes into ``benchmarks/results/DEVICE-DATE/``: one JSON per process, ``run.json``
 (the commit, whether the tree had uncommitted changes, the commands) and the report. The run
@@ -28,9 +30,11 @@ from pathlib import Path
 import jax
 
 from benchmarks import report
+from jax_echo import xla_flags
 
 RESULTS = Path(__file__).parent / "results"
 ONE_PROCESS_GROUPS = ("test_accuracy", "test_end_to_end")
+TF_XLA_REALISTIC = "test_realistic and (tf-function-xla or tf-function-epoch-xla)"
 
 
 def git(*args: str) -> str:
@@ -100,6 +104,13 @@ def main(argv: list[str]) -> int:
             select("keras", None if k == 1 else repeats),
             {"KERAS_BACKEND": "tensorflow"},
         )
+        for k in range(1, args.processes + 1)
+    ]
+    # TensorFlow's XLA at the realistic sizes is slower with XLA:CPU's small-loop option, which
+    # jax_echo sets for both compilers in a process (and fails to compile the largest size):
+    # its rows there run once more without it, named ``...-no-small-loops``, so its best counts.
+    runs += [
+        (f"tf-without-small-loops-{k}.json", select(TF_XLA_REALISTIC), {xla_flags.OPT_OUT: "0"})
         for k in range(1, args.processes + 1)
     ]
     commands = []

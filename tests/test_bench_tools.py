@@ -144,3 +144,26 @@ def test_report_restates_every_library_at_its_best_and_as_typically_written(tmp_
     assert (tmp_path / "report-series.png").stat().st_size > 10_000
     doc = report.render(data, "report")["cpu"]
     assert "![the series by implementation](report-series.png)" in doc
+
+
+def test_tf_xla_rows_without_the_small_loop_option_are_named_apart(monkeypatch):
+    # make bench runs TF's realistic XLA rows once more with JAX_ECHO_XLA_FLAGS=0: those rows
+    # carry their own name (never merged with the option's) and count as TF's best form.
+    from benchmarks import report, test_bench
+    from jax_echo.task import EchoConfig
+
+    class Benchmark:  # pytest-benchmark's fixture, as far as record uses it
+        def __init__(self):
+            self.extra_info = {}
+
+    names = {}
+    for small_loops in (True, False):
+        monkeypatch.setattr(xla_flags, "SMALL_LOOPS", small_loops)
+        for name in ("tf-function-epoch-xla", "tf-graph", "jax-epoch"):
+            b = Benchmark()
+            test_bench.record(b, name, "cpu", EchoConfig(), 1)
+            names[small_loops, name] = b.extra_info["implementation"]
+    assert names[False, "tf-function-epoch-xla"] == "tf-function-epoch-xla-no-small-loops"
+    assert all(names[True, n] == n for n in ("tf-function-epoch-xla", "tf-graph", "jax-epoch"))
+    assert names[False, "tf-graph"] == "tf-graph" and names[False, "jax-epoch"] == "jax-epoch"
+    assert report.library_and_form(names[False, "tf-function-epoch-xla"]) == ("tensorflow", "best")

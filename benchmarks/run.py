@@ -8,8 +8,9 @@ runs in ``--processes`` fresh processes (default 3) and the report shows each ro
 them with the min-max spread. The ``accuracy`` and ``end_to_end`` groups run in the first
 process only: they take minutes, and ``end_to_end`` starts a new process every round anyway. The
 Keras rows run once more under ``KERAS_BACKEND=tensorflow`` (Keras has one backend a process),
-and TensorFlow's XLA rows at the realistic sizes once more without XLA:CPU's small-loop option
-(``JAX_ECHO_XLA_FLAGS=0``), which makes TF's XLA slower there: rows ``...-no-small-loops``.
+and TensorFlow's XLA rows at the realistic sizes run in processes without XLA:CPU's small-loop
+option (``JAX_ECHO_XLA_FLAGS=0``), which makes TF's XLA slower there: rows
+``...-no-small-loops``.
 
 Everything goes into ``benchmarks/results/DEVICE-DATE/``: one JSON per process, ``run.json``
 (the commit, whether the tree had uncommitted changes, the commands) and the report. The run
@@ -94,8 +95,13 @@ def main(argv: list[str]) -> int:
         chosen = [f"({p})" for p in (args.select, *parts) if p]
         return " and ".join(chosen) or None
 
+    # TensorFlow's XLA at the realistic sizes is slower with XLA:CPU's small-loop option, which
+    # jax_echo sets for both compilers in a process (27x and 96x slower than without at the two
+    # smaller sizes, and no program at the largest: cpu-20261201-1654), so its rows there run in
+    # processes of their own without it (``...-no-small-loops``), where it is at its best.
+    skip_tf = f"not ({TF_XLA_REALISTIC})"
     runs = [
-        (f"process-{k}.json", select(None if k == 1 else repeats), {})
+        (f"process-{k}.json", select(None if k == 1 else repeats, skip_tf), {})
         for k in range(1, args.processes + 1)
     ]
     runs += [
@@ -106,9 +112,6 @@ def main(argv: list[str]) -> int:
         )
         for k in range(1, args.processes + 1)
     ]
-    # TensorFlow's XLA at the realistic sizes is slower with XLA:CPU's small-loop option, which
-    # jax_echo sets for both compilers in a process (and fails to compile the largest size):
-    # its rows there run once more without it, named ``...-no-small-loops``, so its best counts.
     runs += [
         (f"tf-without-small-loops-{k}.json", select(TF_XLA_REALISTIC), {xla_flags.OPT_OUT: "0"})
         for k in range(1, args.processes + 1)

@@ -189,8 +189,8 @@ def warm(trainer: Trainer, name: str, cfg: EchoConfig) -> tuple[Callable[[], Any
 
 
 # TensorFlow's XLA rows measured in a process without XLA:CPU's small-loop option
-# (JAX_ECHO_XLA_FLAGS=0: ``make bench`` runs the realistic TF rows so once more, since the option
-# slows TF's XLA there): named apart, so that the report never merges them with the option's.
+# (JAX_ECHO_XLA_FLAGS=0: ``make bench`` runs the realistic TF rows so, since the option slows
+# TF's XLA there): named apart, so that the report never merges them with the option's.
 NO_SMALL_LOOPS = "-no-small-loops"
 
 

@@ -113,13 +113,14 @@ def main(argv: list[str]) -> int:
         for k in range(1, args.processes + 1)
     ]
     runs += [
-        (f"tf-without-small-loops-{k}.json", select(TF_XLA_REALISTIC), {xla_flags.OPT_OUT: "0"})
+        (f"tf-without-small-loops-{k}.json", select(TF_XLA_REALISTIC), xla_flags.without())
         for k in range(1, args.processes + 1)
     ]
     commands = []
     for name, selection, env in runs:
         command = pytest_command(out / name, selection, extra)
-        commands.append({"json": name, "command": command, "env": env})
+        changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
+        commands.append({"json": name, "command": command, "env": changed})
         code = subprocess.run(command, env={**os.environ, **env}).returncode
         # 1: some case failed (its JSON holds the others); 5: the selection left no case here.
         if code not in (0, 1, 5):

@@ -14,7 +14,9 @@ parts cost what they cost").
 ``xla_backend_extra_options`` (theirs is kept) or ``JAX_ECHO_XLA_FLAGS=0``. TensorFlow's XLA reads
 the same variable, so in one process both compilers get the same option, as a fair comparison
 needs. ``model`` (and ``tf_echo``'s XLA peer) roll the loops that it makes faster only when it is
-in effect (``SMALL_LOOPS``).
+in effect (``SMALL_LOOPS``). A child process inherits the option through ``XLA_FLAGS``;
+``without()`` is an environment for one that must run without it (``make bench`` gives
+TensorFlow's XLA such processes at the realistic sizes, where the option slows it).
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def apply(
         return False  # too late for this process: XLA has read its flags
     environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
     return True
+
+
+def without(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """``environ``'s variables for a child process that must not have the option: ``OPT_OUT``
+    set, and ``FLAG`` taken out of ``XLA_FLAGS`` (``apply`` put it there for this process, and a
+    child inherits it)."""
+    flags = environ.get("XLA_FLAGS", "").replace(FLAG, "")
+    return {**environ, "XLA_FLAGS": " ".join(flags.split()), OPT_OUT: "0"}
 
 
 SMALL_LOOPS = apply()

@@ -41,3 +41,25 @@ def test_this_process_compiles_with_it_and_rolls_the_gated_cells():
     assert model.window_unroll("lstm", 15, 1) == 1 and model.window_unroll("gru", 15, 1) == 1
     assert model.window_unroll("tutorial", 15, 1) == 15
     assert model.window_unroll("tutorial", 100, 1) == 1
+
+
+def test_a_child_process_can_be_started_without_it():
+    """The option this process put in XLA_FLAGS would reach a child through its environment
+    (and count there as the user's own): ``without`` takes it out and opts out."""
+    import subprocess
+    import sys
+
+    environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "PATH": "x"}
+    xla_flags.apply(environ, backend_started=False)
+    child = xla_flags.without(environ)
+    assert child == {
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "PATH": "x",
+        xla_flags.OPT_OUT: "0",
+    }
+    assert xla_flags.apply(dict(child), backend_started=False) is False
+    code = "import jax_echo.xla_flags as f, os; print(f.SMALL_LOOPS, os.environ['XLA_FLAGS'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=xla_flags.without(), capture_output=True, text=True
+    )
+    assert out.stdout.split()[0] == "False" and xla_flags.OPTION not in out.stdout

@@ -141,6 +141,12 @@ def population_chunk(cfg: EchoConfig, size: int) -> int:
     if population_lanes(cfg):
         fit = 2 ** int(math.log2(_LANE_ELEMENTS // sum(_products(cfg))))
         return min(size, LANE_CHUNK, fit)
+    return vmap_chunk(cfg, size)
+
+
+def vmap_chunk(cfg: EchoConfig, size: int) -> int:
+    """How many of ``size`` members one ``vmap`` runs side by side: at most ``VMAP_CHUNK``, and
+    no more than keep their products fused (``fused_members``)."""
     return min(size, VMAP_CHUNK, fused_members(cfg))
 
 

@@ -71,11 +71,6 @@ def stack(trees: Sequence[Any]) -> Any:
     return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
 
 
-def _chunk(cfg: EchoConfig, size: int) -> int:
-    """How many of ``size`` members train side by side (``model.population_chunk``)."""
-    return model.population_chunk(cfg, size)
-
-
 def by_chunks(f: Callable, chunk: int, args_P: Any) -> Any:
     """``f`` (a function of ``chunk`` members' stacked pytrees) over every member of ``args_P``,
     one chunk after another (``lax.map``; a last, smaller chunk when ``chunk`` does not divide the
@@ -122,7 +117,7 @@ def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoCon
     """
     if cfg.keep_prob < 1 and keys_P is None:
         raise ValueError(f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs keys_P")
-    population = population_program(_shapes_only(cfg), _chunk(cfg, len(x_PxBxL)))
+    population = population_program(_shapes_only(cfg), model.population_chunk(cfg, len(x_PxBxL)))
     return population(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)
 
 
@@ -135,10 +130,9 @@ def dropout_keys(members: Sequence[EchoConfig], epoch: int) -> jax.Array:
 def population_verbs(cfg: EchoConfig, members: Sequence[EchoConfig]) -> EpochVerbs:
     """``EpochVerbs`` for ``train.run_epochs`` over a population: each member's own data, dropout
     keys and learning rate; one compiled call per epoch for training, one for the accuracies."""
-    shapes, chunk = _shapes_only(cfg), _chunk(cfg, len(members))
-    predict_chunk = min(len(members), model.VMAP_CHUNK, model.fused_members(cfg))
-    train = population_program(shapes, chunk)
-    accuracies = population_accuracies(shapes, predict_chunk)
+    shapes = _shapes_only(cfg)
+    train = population_program(shapes, model.population_chunk(cfg, len(members)))
+    accuracies = population_accuracies(shapes, model.vmap_chunk(cfg, len(members)))
     init = jax.vmap(make_optimizer(cfg).init)
     rates = np.array([m.learning_rate for m in members])
 

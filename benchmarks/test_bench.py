@@ -29,6 +29,7 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks import report
 from benchmarks.conftest import Run
 from jax_echo import (
     EchoConfig,
@@ -188,18 +189,12 @@ def warm(trainer: Trainer, name: str, cfg: EchoConfig) -> tuple[Callable[[], Any
     return run, cfg.num_batches if per_epoch else 1
 
 
-# TensorFlow's XLA rows measured in a process without XLA:CPU's small-loop option
-# (JAX_ECHO_XLA_FLAGS=0: ``make bench`` runs the realistic TF rows so, since the option slows
-# TF's XLA there): named apart, so that the report never merges them with the option's.
-NO_SMALL_LOOPS = "-no-small-loops"
-
-
 def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call: int, **extra):
     if name in PEER_NAMES:
         p = peer(name)
         extra |= {"library": p.library, "exact_math": cfg.cell in p.exact_cells}
     if name.startswith("tf-") and name.endswith("-xla") and not xla_flags.SMALL_LOOPS:
-        name += NO_SMALL_LOOPS
+        name += report.NO_SMALL_LOOPS  # measured without the option: never merged with its rows
     benchmark.extra_info.update(
         implementation=name,
         device=device,

@@ -30,12 +30,12 @@ from jax_echo.cells import init_params
 from jax_echo.optim import make_optimizer
 from jax_echo.scale import population_program, stack
 from jax_echo.tables import Column, markdown
-from jax_echo.task import EchoConfig, epoch_data
+from jax_echo.task import MODELS, EchoConfig, epoch_data
 
 
 def _model(part: str) -> EchoConfig:
     """A series model with the population group's 20 windows an epoch."""
-    cfg = EchoConfig(cell="gru", state_size=4) if part == "gru" else EchoConfig.for_part(int(part))
+    cfg = MODELS[part if part == "gru" else f"part{part}"].config
     return dataclasses.replace(cfg, num_epochs=1, total_series_length=1500)
 
 

@@ -32,6 +32,7 @@ from jax_echo.scale import (
     stack,
     train_population_epoch,
 )
+from jax_echo.task import MODELS
 from jax_echo.train import TrainingDivergedError, fit
 
 ROOT = Path(__file__).parent.parent
@@ -80,7 +81,7 @@ POPULATION_MODELS = {
     "part3": EchoConfig.for_part(3),
     "part4": EchoConfig.for_part(4),
     "lstm-dropout": EchoConfig.for_part(6, num_layers=1),  # part 6's dropout, one layer
-    "gru": EchoConfig(cell="gru", state_size=4),
+    "gru": MODELS["gru"].config,
 }
 LAYOUTS = [
     *[pytest.param(name, True, id=f"{name}-lanes") for name in POPULATION_MODELS],

@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from jax_echo import bench
+from jax_echo import bench, xla_flags
 from jax_echo.tables import Column, markdown
 
 REFERENCE = "tf-graph"  # the tutorial's own TF1 program
@@ -251,7 +251,7 @@ def series_by_implementation(benches: list[dict[str, Any]]) -> list[str]:
 # TensorFlow's XLA rows measured in a process without XLA:CPU's small-loop option
 # (JAX_ECHO_XLA_FLAGS=0: ``make bench`` runs the realistic TF rows so, since the option slows
 # TF's XLA there) carry this suffix, so that they are never merged with the option's rows.
-NO_SMALL_LOOPS = "-no-small-loops"
+NO_SMALL_LOOPS = xla_flags.SUFFIX
 
 
 def library_and_form(name: str) -> tuple[str, str]:

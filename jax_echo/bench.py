@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jax_echo import runlog
+from jax_echo import runlog, xla_flags
 from jax_echo.cells import init_params
 from jax_echo.io import atomic_write
 from jax_echo.peers import PEERS, peer
@@ -60,6 +60,8 @@ PEERS_EXTRA = "pip install 'jax-echo[peers]'"
 BEST = ("jax-epoch", "tf-function-epoch-xla")
 PER_EPOCH = ("jax-epoch", "tf-function-epoch", "tf-function-epoch-xla")
 FALLBACK_REFERENCE = "jax-epoch"
+XLA_ROWS = ("tf-function-xla", "tf-function-epoch-xla")  # TensorFlow's rows compiled by XLA
+NO_SMALL_LOOPS = "no-small-loops"  # the worker group of XLA_ROWS without the small-loop option
 VERSIONS = ("jax", "jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras")
 COLOURS = {
     "jax": "tab:blue",
@@ -248,6 +250,7 @@ def run_worker(spec: dict[str, Any], out: str) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+            result["small_loops"] = xla_flags.SMALL_LOOPS  # whether XLA had the option
             results.append(result)
             Path(out).write_text(json.dumps(results))  # kept if a later row crashes the process
     return 0
@@ -322,16 +325,26 @@ def bench(
     ``results`` has one dict per row that ran: ``implementation``, ``library``, ``form``,
     ``us_per_window`` (median over processes) with ``us_per_window_min`` / ``_max``,
     ``compile_seconds``, ``peak_mib`` (``None`` where not measured; ``peak_what`` says),
-    ``final_loss`` and ``max_abs_loss_diff``. ``failures``: worker processes that exited
+    ``final_loss``, ``max_abs_loss_diff`` and ``small_loops`` (whether XLA:CPU's small-loop
+    option was in effect: TensorFlow's XLA rows run once more without it on a CPU, named
+    ``NAME-no-small-loops``, since it slows TF's XLA at larger sizes). ``failures``: worker processes that exited
     with an error (the rows they finished are kept).
     """
     if processes < 1 or rounds < 1:
         raise ValueError(f"processes and rounds must be at least 1, got {processes}, {rounds}")
     device = device or ("gpu" if jax.default_backend() == "gpu" else "cpu")
     chosen = rows(names, warn)
-    groups = {}  # Keras backend -> rows, one process each
+    groups: dict[str, list[str]] = {}  # Keras backend -> rows, one process each
     for r in chosen:
         groups.setdefault(r.backend or "jax", []).append(r.name)
+    envs = {backend: {"KERAS_BACKEND": backend} for backend in groups}
+    # TensorFlow's XLA runs slower under the small-loop option once its loops hold real products
+    # (README, realistic sizes): its rows also run in a process without it, as NAME-no-small-loops.
+    unlooped = [r.name for r in chosen if r.name in XLA_ROWS]
+    if device == "cpu" and xla_flags.SMALL_LOOPS and unlooped:
+        groups[NO_SMALL_LOOPS] = unlooped
+        envs[NO_SMALL_LOOPS] = {**xla_flags.without(), "KERAS_BACKEND": "jax"}
+        chosen += [r._replace(name=r.name + xla_flags.SUFFIX) for r in chosen if r.name in unlooped]
     per_row: dict[str, list[dict[str, Any]]] = {}  # the processes' results of each row
     left_out, failures = {}, []
     for k in range(1, processes + 1):
@@ -346,12 +359,14 @@ def bench(
                 "process": k,
                 "processes": processes,
             }
-            env = {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-            finished, code = _worker(spec, env)
+            finished, code = _worker(spec, {**envs[backend], "TF_CPP_MIN_LOG_LEVEL": "2"})
+            if backend == NO_SMALL_LOOPS:
+                for f in finished:
+                    f["implementation"] += xla_flags.SUFFIX
             if code != 0:
                 done = [f["implementation"] for f in finished]
                 lost = [n for n in group if n not in done]
-                failures.append(f"process {k} ({backend} backend) exited {code}")
+                failures.append(f"process {k} ({backend} group) exited {code}")
                 warn(f"{failures[-1]}; rows it did not finish: {', '.join(lost) or 'none'}")
             for result in finished:
                 if "left_out" in result:
@@ -384,6 +399,7 @@ def bench(
                 "peak_what": runs[0]["peak_what"],
                 "final_loss": runs[0]["final_loss"],
                 "max_abs_loss_diff": _diff(r, ref_row, per_row, cfg),
+                "small_loops": runs[0]["small_loops"],
             }
         )
     return {

@@ -56,6 +56,20 @@ def test_bench_writes_the_contract(tmp_path, capfd):
     assert files["png"].read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs TensorFlow")
+def test_tf_xla_rows_also_run_without_the_small_loop_option():
+    cfg = config_from_args(build_parser().parse_args(["bench", *TINY]))
+    report = bench.bench(cfg, ["jax-epoch", "tf-function-xla"], processes=1, rounds=1)
+    results = {r["implementation"]: r for r in report["results"]}
+    plain, unlooped = results["tf-function-xla"], results["tf-function-xla-no-small-loops"]
+    assert list(results) == ["jax-epoch", "tf-function-xla", "tf-function-xla-no-small-loops"]
+    assert results["jax-epoch"]["small_loops"] and plain["small_loops"]
+    assert unlooped["small_loops"] is False
+    assert unlooped["library"] == "tensorflow" and unlooped["form"] == plain["form"]
+    assert unlooped["max_abs_loss_diff"] < 1e-5  # the same training, another XLA program
+    assert abs(unlooped["final_loss"] - plain["final_loss"]) < 1e-5
+
+
 @pytest.fixture
 def no_flax(monkeypatch):
     find_spec = importlib.util.find_spec

@@ -248,17 +248,11 @@ def series_by_implementation(benches: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-# TensorFlow's XLA rows measured in a process without XLA:CPU's small-loop option
-# (JAX_ECHO_XLA_FLAGS=0: ``make bench`` runs the realistic TF rows so, since the option slows
-# TF's XLA there) carry this suffix, so that they are never merged with the option's rows.
-NO_SMALL_LOOPS = xla_flags.SUFFIX
-
-
 def library_and_form(name: str) -> tuple[str, str]:
     """A row's library and form ("best" or "idiomatic"), from ``jax_echo.bench``'s rows; a
     rematerialised row (``jax-epoch-remat``), or a TF XLA row measured without the small-loop
     option (``tf-function-epoch-xla-no-small-loops``), is its row's."""
-    r = bench.row(name.removesuffix("-remat").removesuffix(NO_SMALL_LOOPS))
+    r = bench.row(name.removesuffix("-remat").removesuffix(xla_flags.SUFFIX))
     return r.library, r.form
 
 

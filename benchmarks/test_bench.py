@@ -29,10 +29,10 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import report
 from benchmarks.conftest import Run
 from jax_echo import (
     EchoConfig,
+    bench,
     epoch_data,
     init_params,
     prediction_accuracies,
@@ -193,8 +193,8 @@ def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call:
     if name in PEER_NAMES:
         p = peer(name)
         extra |= {"library": p.library, "exact_math": cfg.cell in p.exact_cells}
-    if name.startswith("tf-") and name.endswith("-xla") and not xla_flags.SMALL_LOOPS:
-        name += report.NO_SMALL_LOOPS  # measured without the option: never merged with its rows
+    if name in bench.XLA_ROWS and not xla_flags.SMALL_LOOPS:
+        name += xla_flags.SUFFIX  # measured without the option: never merged with its rows
     benchmark.extra_info.update(
         implementation=name,
         device=device,

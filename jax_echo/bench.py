@@ -61,7 +61,6 @@ BEST = ("jax-epoch", "tf-function-epoch-xla")
 PER_EPOCH = ("jax-epoch", "tf-function-epoch", "tf-function-epoch-xla")
 FALLBACK_REFERENCE = "jax-epoch"
 XLA_ROWS = ("tf-function-xla", "tf-function-epoch-xla")  # TensorFlow's rows compiled by XLA
-NO_SMALL_LOOPS = "no-small-loops"  # the worker group of XLA_ROWS without the small-loop option
 VERSIONS = ("jax", "jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras")
 COLOURS = {
     "jax": "tab:blue",
@@ -327,8 +326,8 @@ def bench(
     ``compile_seconds``, ``peak_mib`` (``None`` where not measured; ``peak_what`` says),
     ``final_loss``, ``max_abs_loss_diff`` and ``small_loops`` (whether XLA:CPU's small-loop
     option was in effect: TensorFlow's XLA rows run once more without it on a CPU, named
-    ``NAME-no-small-loops``, since it slows TF's XLA at larger sizes). ``failures``: worker processes that exited
-    with an error (the rows they finished are kept).
+    ``NAME-no-small-loops``, since it slows TF's XLA at larger sizes). ``failures``: worker
+    processes that exited with an error (the rows they finished are kept).
     """
     if processes < 1 or rounds < 1:
         raise ValueError(f"processes and rounds must be at least 1, got {processes}, {rounds}")
@@ -342,8 +341,8 @@ def bench(
     # (README, realistic sizes): its rows also run in a process without it, as NAME-no-small-loops.
     unlooped = [r.name for r in chosen if r.name in XLA_ROWS]
     if device == "cpu" and xla_flags.SMALL_LOOPS and unlooped:
-        groups[NO_SMALL_LOOPS] = unlooped
-        envs[NO_SMALL_LOOPS] = {**xla_flags.without(), "KERAS_BACKEND": "jax"}
+        groups[xla_flags.SUFFIX] = unlooped
+        envs[xla_flags.SUFFIX] = {**xla_flags.without(), "KERAS_BACKEND": "jax"}
         chosen += [r._replace(name=r.name + xla_flags.SUFFIX) for r in chosen if r.name in unlooped]
     per_row: dict[str, list[dict[str, Any]]] = {}  # the processes' results of each row
     left_out, failures = {}, []
@@ -360,7 +359,7 @@ def bench(
                 "processes": processes,
             }
             finished, code = _worker(spec, {**envs[backend], "TF_CPP_MIN_LOG_LEVEL": "2"})
-            if backend == NO_SMALL_LOOPS:
+            if backend == xla_flags.SUFFIX:  # the group without the option
                 for f in finished:
                     f["implementation"] += xla_flags.SUFFIX
             if code != 0:

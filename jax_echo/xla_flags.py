@@ -28,7 +28,10 @@ SMALL_LOOP_BYTES = 1_000_000_000  # every loop of this project's programs counts
 OPTION = "xla_cpu_small_while_loop_byte_threshold"
 FLAG = f"--xla_backend_extra_options={OPTION}={SMALL_LOOP_BYTES}"
 OPT_OUT = "JAX_ECHO_XLA_FLAGS"  # "0": leave XLA_FLAGS alone
-SUFFIX = "-no-small-loops"  # a benchmark row measured in a process without the option
+# A benchmark row measured in a process without the option carries this suffix (TensorFlow's
+# XLA rows: the option slows TF's XLA once its loops hold real products), so that reports never
+# merge it with the option's row.
+SUFFIX = "-no-small-loops"
 
 
 def _backend_started() -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -142,6 +143,49 @@ def population_chunk(cfg: EchoConfig, size: int) -> int:
         fit = 2 ** int(math.log2(_LANE_ELEMENTS // sum(_products(cfg))))
         return min(size, LANE_CHUNK, fit)
     return vmap_chunk(cfg, size)
+
+
+def population_threads(cfg: EchoConfig, size: int) -> int:
+    """How many of a population's chunks train at once, each from its own thread: on a CPU, one
+    per core for members in lanes (their chunk's epoch compiles whole, one kernel, which runs on
+    one core: one thread left the other core idle), at most one per chunk; otherwise 1."""
+    if not population_lanes(cfg) or jax.default_backend() != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, -(-size // population_chunk(cfg, size))))
+
+
+# By default XLA:CPU hands some reductions to YNNPACK as custom fusions, and a loop holding a
+# custom fusion is never compiled whole under the small-loop option. A population in lanes has
+# such reductions in every window (the log-softmax over classes, the gradients' sums over the
+# batch), so its loops ran kernel by kernel; compiled with YNNPACK for dots only, its whole epoch
+# is one kernel (benchmarks/population_profile.py counts them). Measured on the 2-core CPU, 256
+# members, interleaved in one process: part 3 1.7x faster, the GRU 1.17x; part 1 no faster (its
+# kernels were cheap already) and twice as slow to compile, so it keeps the default.
+_LANES_COMPILER_OPTIONS = (("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),)
+_LANES_OPTIONS_CELLS = ("lstm", "gru")
+
+
+def population_compiler_options(cfg: EchoConfig, lanes: bool | None = None) -> dict[str, str]:
+    """The XLA options (``jax.jit(compiler_options=...)``) of the population program of ``cfg``
+    (``lanes``: ``None`` for the policy's layout): ``_LANES_COMPILER_OPTIONS`` for members in
+    lanes of the cells that gain from them, while XLA compiles small loops whole and accepts
+    the options; otherwise none."""
+    in_lanes = population_lanes(cfg) if lanes is None else lanes
+    wanted = in_lanes and cfg.cell in _LANES_OPTIONS_CELLS and xla_flags.SMALL_LOOPS
+    if not (wanted and _accepted(_LANES_COMPILER_OPTIONS)):
+        return {}
+    return dict(_LANES_COMPILER_OPTIONS)
+
+
+@functools.cache
+def _accepted(options: tuple[tuple[str, str], ...]) -> bool:
+    """Whether this jaxlib's XLA knows ``options`` (an older one refuses unknown options)."""
+    try:
+        jax.jit(jnp.negative, compiler_options=dict(options)).lower(1.0).compile()
+    except jax.errors.JaxRuntimeError:  # "no such option" or "not a valid enum value"
+        return False
+    return True
 
 
 def vmap_chunk(cfg: EchoConfig, size: int) -> int:

@@ -1,9 +1,10 @@
 """Scaling out: many models at once (``vmap``) and one model on many devices (``jax.sharding``).
 
 Population training stacks independent members along a leading axis P of params, optimizer state
-(whose learning rate is a leaf, so each member has its own) and data, and runs one compiled call
-per epoch for the whole population: ``jax.vmap(train_epoch)`` over chunks of members, one chunk
-after another (``lax.map`` with a ``batch_size``).
+(whose learning rate is a leaf, so each member has its own) and data, and runs one compiled
+program per epoch for the whole population: chunks of members side by side (in lanes, or a
+``jax.vmap(train_epoch)``), one chunk after another (``lax.map``); on a CPU the chunks are shared
+out over one thread per core (``population_trainer``).
 
 Data parallelism shards the batch axis B of the series over a 1-D mesh of devices (local, or
 across processes after ``jax.distributed.initialize``); params and optimizer state are
@@ -20,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +95,63 @@ def population_program(cfg: EchoConfig, chunk: int, lanes: bool | None = None) -
     losses_P)``. ``train_population_epoch`` chooses the chunk; ``benchmarks/population_profile.py``
     tries others, in either layout (``lanes``: ``None`` for the policy's)."""
     epoch = model.make_population_epoch(cfg, chunk, lanes=lanes)
-    return jax.jit(lambda *args_P: by_chunks(epoch, chunk, args_P), donate_argnums=(0, 1))
+    return jax.jit(
+        lambda *args_P: by_chunks(epoch, chunk, args_P),
+        donate_argnums=(0, 1),
+        compiler_options=model.population_compiler_options(cfg, lanes),
+    )
+
+
+def population_trainer(cfg: EchoConfig, size: int) -> Callable:
+    """The epoch of ``size`` members of ``cfg``'s shape, ``(params_P, opt_state_P, x_PxBxL,
+    y_PxBxL, keys_P) -> (params_P, opt_state_P, losses_P)``: ``population_program`` with the
+    policy's chunk, its chunks shared out over ``model.population_threads`` threads (whole chunks,
+    in order, so every member trains in the chunk it would have alone); with more than one, the
+    inputs are sliced rather than donated, and the call returns once every part is done."""
+    shapes = _shapes_only(cfg)
+    chunk = model.population_chunk(cfg, size)
+    program = population_program(shapes, chunk)
+    threads = model.population_threads(cfg, size)
+    if threads == 1:
+        return program
+    chunks = -(-size // chunk)
+    span = chunk * -(-chunks // threads)  # whole chunks per thread
+    starts = range(0, size, span)
+    split, join = _splitter(size, span), _joiner()
+
+    def train(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P):
+        # The data by plain slicing (NumPy's are views, each part then copied in by its thread).
+        data = [(x_PxBxL[s : s + span], y_PxBxL[s : s + span]) for s in starts]
+        states = split(params_P, opt_state_P, keys_P)
+        parts = [(p, o, x, y, k) for (p, o, k), (x, y) in zip(states, data, strict=True)]
+        # JAX's float64 switch and default device are per thread: the workers take the caller's.
+        x64, device = jax.config.jax_enable_x64, jax.config.jax_default_device
+
+        def run(part):
+            with jax.enable_x64(x64), jax.default_device(device):
+                return jax.block_until_ready(program(*part))
+
+        with ThreadPoolExecutor(len(parts)) as pool:
+            return join(list(pool.map(run, parts)))
+
+    return train
+
+
+@functools.cache
+def _splitter(size: int, span: int) -> Callable:
+    """One compiled call that cuts every leaf of a population's params, optimizer states and keys
+    into parts of ``span`` members (one dispatch, where a slice per leaf and part cost
+    milliseconds an epoch)."""
+    starts = range(0, size, span)
+    return jax.jit(
+        lambda *args_P: [jax.tree.map(lambda a, s=s: a[s : s + span], args_P) for s in starts]
+    )
+
+
+@functools.cache
+def _joiner() -> Callable:
+    """One compiled call that puts the parts' outputs back together along the member axis."""
+    return jax.jit(lambda outs: jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *outs))
 
 
 @functools.cache
@@ -110,14 +168,15 @@ def population_accuracies(cfg: EchoConfig, chunk: int) -> Callable:
 
 
 def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoConfig, keys_P=None):
-    """``train_epoch`` for every member at once, in one compiled call (params and state donated):
-    chunks of members side by side (``model.population_chunk``), chunk after chunk.
+    """``train_epoch`` for every member at once, in one compiled program: chunks of members side
+    by side (``model.population_chunk``), chunk after chunk, the chunks shared out over the
+    cores where the policy says so (``population_trainer``; params and state donated otherwise).
 
     ``keys_P``: one dropout key per member (``dropout_keys``), needed when ``cfg.keep_prob < 1``.
     """
     if cfg.keep_prob < 1 and keys_P is None:
         raise ValueError(f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs keys_P")
-    population = population_program(_shapes_only(cfg), model.population_chunk(cfg, len(x_PxBxL)))
+    population = population_trainer(cfg, len(x_PxBxL))
     return population(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)
 
 
@@ -129,9 +188,10 @@ def dropout_keys(members: Sequence[EchoConfig], epoch: int) -> jax.Array:
 
 def population_verbs(cfg: EchoConfig, members: Sequence[EchoConfig]) -> EpochVerbs:
     """``EpochVerbs`` for ``train.run_epochs`` over a population: each member's own data, dropout
-    keys and learning rate; one compiled call per epoch for training, one for the accuracies."""
+    keys and learning rate; one compiled program per epoch for training (``population_trainer``),
+    one call for the accuracies."""
     shapes = _shapes_only(cfg)
-    train = population_program(shapes, model.population_chunk(cfg, len(members)))
+    train = population_trainer(cfg, len(members))
     accuracies = population_accuracies(shapes, model.vmap_chunk(cfg, len(members)))
     init = jax.vmap(make_optimizer(cfg).init)
     rates = np.array([m.learning_rate for m in members])
@@ -168,8 +228,8 @@ def fit_population(
 
     Member ``i`` is exactly ``fit(population_configs(cfg, seeds, learning_rates)[i])``: its own
     initial weights, data and dropout keys from its seed, its own learning rate (a leaf of the
-    optimizer state); per epoch the whole population is one compiled call (``vmap`` over chunks
-    of members, ``train_population_epoch``). The loop over epochs is ``train.run_epochs``'s, as
+    optimizer state); per epoch the whole population is one compiled program (chunks of members,
+    ``train_population_epoch``). The loop over epochs is ``train.run_epochs``'s, as
     for ``fit``. Works for every cell.
 
     Args:

@@ -13,14 +13,24 @@ import jax
 import numpy as np
 import pytest
 
-from jax_echo import EchoConfig, epoch_data, init_params, make_optimizer, train_epoch
+from jax_echo import (
+    EchoConfig,
+    epoch_data,
+    init_params,
+    make_optimizer,
+    model,
+    train_epoch,
+    xla_flags,
+)
 from jax_echo.cli import main
 from jax_echo.io import load_params
 from jax_echo.model import (
     epoch_key,
     make_population_epoch,
     population_chunk,
+    population_compiler_options,
     population_lanes,
+    population_threads,
 )
 from jax_echo.scale import (
     data_parallel_mesh,
@@ -29,6 +39,7 @@ from jax_echo.scale import (
     fit_population,
     population_configs,
     population_program,
+    population_trainer,
     stack,
     train_population_epoch,
 )
@@ -109,6 +120,58 @@ def test_each_population_layout_trains_every_member_as_alone(x64, name, lanes):
         np.testing.assert_allclose(losses[i], alone_losses, rtol=1e-10)
         for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(alone), strict=True):
             np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["part1", "lstm-dropout"])
+def test_a_population_shared_out_over_threads_trains_every_member_as_alone(x64, monkeypatch, name):
+    # 5 members in chunks of 2 over 2 threads: chunks (0, 1), (2, 3) in one, (4,) in the other.
+    # Float64 inside jax.enable_x64: the worker threads must compute in the caller's precision.
+    monkeypatch.setattr(model, "population_chunk", lambda cfg, size: 2)
+    monkeypatch.setattr(model, "population_threads", lambda cfg, size: 2)
+    cfg = dataclasses.replace(POPULATION_MODELS[name], total_series_length=600)
+    members = population_configs(cfg, [0, 1, 2, 3, 4], [0.3])
+    params = [init_params(m, dtype=np.float64) for m in members]
+    states = [make_optimizer(m).init(p) for m, p in zip(members, params, strict=True)]
+    data = [epoch_data(m, 1) for m in members]
+    keys = dropout_keys(members, 1) if cfg.keep_prob < 1 else None
+    train = population_trainer(cfg, len(members))
+    assert train is not population_program(cfg, 2)  # the threaded form, not the program itself
+    out, _, losses = train(stack(params), stack(states), *stack(data), keys)
+    assert losses.shape == (5, cfg.num_batches) and losses.dtype == np.float64
+    for i, m in enumerate(members):
+        key = epoch_key(m, 1) if cfg.keep_prob < 1 else None
+        alone, _, alone_losses = train_epoch(params[i], states[i], *data[i], m, key=key)
+        np.testing.assert_allclose(losses[i], alone_losses, rtol=1e-10)
+        for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(alone), strict=True):
+            assert a.dtype == np.float64
+            np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_population_policy_shares_lanes_chunks_over_the_cores():
+    cores = len(os.sched_getaffinity(0))
+    assert population_threads(EchoConfig(), 256) == min(cores, 256 // 32)
+    assert population_threads(EchoConfig(), 5) == 1  # one chunk: nothing to share out
+    assert population_threads(EchoConfig(cell="lstm", state_size=64), 256) == 1  # a vmap
+    # The YNNPACK option only for the cells it speeds up, only for lanes, only with small loops.
+    lstm, gru = POPULATION_MODELS["part3"], POPULATION_MODELS["gru"]
+    expected = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+    for cfg in (lstm, gru):
+        assert population_compiler_options(cfg) == (expected if xla_flags.SMALL_LOOPS else {})
+        assert population_compiler_options(cfg, lanes=False) == {}
+    assert population_compiler_options(EchoConfig()) == {}
+
+
+@pytest.mark.skipif(not xla_flags.SMALL_LOOPS, reason="the small-loop option is off")
+def test_an_lstm_population_in_lanes_compiles_its_epoch_whole():
+    # Without population_compiler_options, YNNPACK's reduction fusions keep the loops in pieces.
+    cfg = dataclasses.replace(POPULATION_MODELS["part3"], total_series_length=300)
+    params = stack([init_params(cfg, seed) for seed in range(2)])
+    states = jax.vmap(make_optimizer(cfg).init)(params)
+    x, y = epoch_data(cfg, 0)
+    data = np.stack([x, x]), np.stack([y, y])
+    hlo = population_program(cfg, 2).lower(params, states, *data, None).compile().as_text()
+    assert "__ynn_fusion" not in hlo
+    assert 'xla_cpu_small_call="true"' in hlo
 
 
 def test_the_population_policy_puts_small_models_in_lanes():

@@ -7,7 +7,9 @@
 either with its members on the last axis of every array (lanes) or as a ``vmap`` of the epoch
 (``model.make_population_epoch``). This measures, in one process and interleaved round by round
 (so a noisy neighbour hits every row alike), the population's training throughput for each
-layout and chunk width against a loop of ``train_epoch`` calls over the same members, and what
+layout and chunk width (one program, one thread), and of the form ``train_population_epoch``
+ships (the policy's chunk, shared out over one thread per core), against a loop of
+``train_epoch`` calls over the same members, and what
 XLA launches for each width (``benchmarks.hlo.launched_kernels``): kernels per trained window
 (a chunk's kernel serves every member in it) and how many of them are dots. Prints a Markdown table;
 docs/scaling.md quotes it.
@@ -28,7 +30,7 @@ from benchmarks.hlo import jax_epoch_hlo, launched_kernels
 from jax_echo import model
 from jax_echo.cells import init_params
 from jax_echo.optim import make_optimizer
-from jax_echo.scale import population_program, stack
+from jax_echo.scale import population_program, population_trainer, stack
 from jax_echo.tables import Column, markdown
 from jax_echo.task import MODELS, EchoConfig, epoch_data
 
@@ -72,10 +74,27 @@ def main(argv: list[str]) -> int:
         jax.block_until_ready([model.train_epoch(p, s, x, y, cfg) for p, s in state])
         return time.perf_counter() - t0
 
+    def shipped():
+        """``train_population_epoch``'s form: the policy's layout and chunk, the chunks shared
+        out over ``model.population_threads`` threads (``scale.population_trainer``)."""
+        chunk, threads = model.population_chunk(cfg, P), model.population_threads(cfg, P)
+        train = population_trainer(cfg, P)
+        _, counts, _ = chunked(chunk, model.population_lanes(cfg))
+
+        def run():
+            state = (jax.tree.map(np.copy, stacked), jax.vmap(optimizer.init)(stacked))
+            t0 = time.perf_counter()
+            jax.block_until_ready(train(*state, xs, ys, None))
+            return time.perf_counter() - t0
+
+        return f"shipped: chunks of {chunk} over {threads} thread(s)", (run, counts, P)
+
     rows = {"one by one": (one_by_one, launched_kernels(jax_epoch_hlo(cfg)), 1)}
     for lanes in (False, True):
         layout = "lanes" if lanes else "vmap"
         rows |= {f"{layout}, chunks of {w}": chunked(w, lanes) for w in args.chunks if w <= P}
+    name, row = shipped()
+    rows[name] = row
     for run, *_ in rows.values():
         run()  # compile and warm up
     seconds = {name: [] for name in rows}

@@ -64,6 +64,7 @@ def test_population_profile_prints_a_row_per_form(capsys):
         "| one by one",
         "| vmap, chunks of 1",
         "| lanes, chunks of 1",
+        "| shipped: chunks of 4 over 1 thread(s)",  # the policy's chunk: 4 members, one chunk
     ]
     windows_per_s = [float(row.split(" | ")[1].replace(",", "")) for row in rows]
     kernels_per_window = [float(row.split(" | ")[4]) for row in rows]

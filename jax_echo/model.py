@@ -69,7 +69,9 @@ _ROLLED_WITH_SMALL_LOOPS = ("lstm", "gru")
 # part 1 in chunks of 32 180-290k (a vmap of 16: 90-150k), the GRU in 16 76-88k (28-40k), part
 # 3 in 8 38-47k (15-17k), part 4 in 2 18-19k (5-6k): README, "Populations". Models too large
 # for lanes (one member past _LANE_ELEMENTS) are a ``vmap`` of the epoch, at most VMAP_CHUNK
-# members to a chunk, fewer where their products would outgrow the fused limit.
+# members to a chunk, fewer where their products would outgrow the fused limit. The LSTM's and
+# GRU's programs compile whole at any width with ``population_compiler_options``, and then take
+# WHOLE_LANE_CHUNK members a chunk (below).
 LANE_CHUNK = 32
 VMAP_CHUNK = 16
 _LANE_ELEMENTS = 4800

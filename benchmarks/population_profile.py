@@ -74,12 +74,15 @@ def main(argv: list[str]) -> int:
         jax.block_until_ready([model.train_epoch(p, s, x, y, cfg) for p, s in state])
         return time.perf_counter() - t0
 
-    def shipped():
+    def shipped(rows):
         """``train_population_epoch``'s form: the policy's layout and chunk, the chunks shared
-        out over ``model.population_threads`` threads (``scale.population_trainer``)."""
+        out over ``model.population_threads`` threads (``scale.population_trainer``); its kernel
+        counts are those of its program's row, compiled for them if ``rows`` lacks it."""
         chunk, threads = model.population_chunk(cfg, P), model.population_threads(cfg, P)
         train = population_trainer(cfg, P)
-        _, counts, _ = chunked(chunk, model.population_lanes(cfg))
+        lanes = model.population_lanes(cfg)
+        same = rows.get(f"{'lanes' if lanes else 'vmap'}, chunks of {chunk}")
+        _, counts, _ = same or chunked(chunk, lanes)
 
         def run():
             state = (jax.tree.map(np.copy, stacked), jax.vmap(optimizer.init)(stacked))
@@ -93,7 +96,7 @@ def main(argv: list[str]) -> int:
     for lanes in (False, True):
         layout = "lanes" if lanes else "vmap"
         rows |= {f"{layout}, chunks of {w}": chunked(w, lanes) for w in args.chunks if w <= P}
-    name, row = shipped()
+    name, row = shipped(rows)
     rows[name] = row
     for run, *_ in rows.values():
         run()  # compile and warm up

@@ -117,7 +117,7 @@ def population_trainer(cfg: EchoConfig, size: int) -> Callable:
     chunks = -(-size // chunk)
     span = chunk * -(-chunks // threads)  # whole chunks per thread
     starts = range(0, size, span)
-    split, join = _splitter(size, span), _joiner()
+    split = _splitter(size, span)
 
     def train(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P):
         # The data by plain slicing (NumPy's are views, each part then copied in by its thread).
@@ -132,7 +132,7 @@ def population_trainer(cfg: EchoConfig, size: int) -> Callable:
                 return jax.block_until_ready(program(*part))
 
         with ThreadPoolExecutor(len(parts)) as pool:
-            return join(list(pool.map(run, parts)))
+            return _join(list(pool.map(run, parts)))
 
     return train
 
@@ -148,10 +148,8 @@ def _splitter(size: int, span: int) -> Callable:
     )
 
 
-@functools.cache
-def _joiner() -> Callable:
-    """One compiled call that puts the parts' outputs back together along the member axis."""
-    return jax.jit(lambda outs: jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *outs))
+# One compiled call that puts the parts' outputs back together along the member axis.
+_join = jax.jit(lambda outs: jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *outs))
 
 
 @functools.cache

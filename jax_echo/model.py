@@ -223,6 +223,7 @@ class _Spec(NamedTuple):
     optimizer: optax.GradientTransformation = _TF1_ADAGRAD
     members: int = 1  # models run side by side under vmap: decides fused products or dots
     lanes: bool = False  # the members on the last axis of every array, not under vmap
+    batch_axis: str | None = None  # inside shard_map: the mesh axis the batch rows are split over
 
     def product(self) -> Callable:
         """The cells' product for this many members (``cell_product``, ``lane_product``)."""
@@ -230,7 +231,12 @@ class _Spec(NamedTuple):
 
 
 def _spec(
-    cfg: EchoConfig, remat: bool = False, optimizer=None, members: int = 1, lanes: bool = False
+    cfg: EchoConfig,
+    remat: bool = False,
+    optimizer=None,
+    members: int = 1,
+    lanes: bool = False,
+    batch_axis: str | None = None,
 ) -> _Spec:
     return _Spec(
         cfg.cell,
@@ -240,6 +246,7 @@ def _spec(
         optimizer or _TF1_ADAGRAD,
         members,
         lanes,
+        batch_axis,
     )
 
 
@@ -282,7 +289,12 @@ def _outputs(
         L, S = len(params.cells), params.W2.shape[0]
 
         def draw(key):
-            return dropout_masks(key, T, L, B, S, spec.keep_prob, dtype)
+            if spec.batch_axis is None:
+                return dropout_masks(key, T, L, B, S, spec.keep_prob, dtype)
+            # This device's rows of the whole batch's masks: the numbers of one device.
+            whole = B * lax.axis_size(spec.batch_axis)
+            masks = dropout_masks(key, T, L, whole, S, spec.keep_prob, dtype)
+            return lax.dynamic_slice_in_dim(masks, lax.axis_index(spec.batch_axis) * B, B, 2)
 
         # With lanes, one key per member and its own masks: (T, L, B, S, P).
         masks = jnp.moveaxis(jax.vmap(draw)(key), 0, -1) if spec.lanes else draw(key)
@@ -394,7 +406,12 @@ def _train_window(params, opt_state, state, x_BxT, y_BxT, key, spec: _Spec):
         loss, state_out = _loss(params, x_BxT, y_BxT, state, spec, key)
         return jnp.sum(loss), (loss, state_out)
 
-    (_, (loss, state)), grads = jax.value_and_grad(total, has_aux=True)(params)
+    if spec.batch_axis is None:
+        (_, (loss, state)), grads = jax.value_and_grad(total, has_aux=True)(params)
+    else:  # this device's gradient (taken at its own copy of the params), then the mean of all
+        at = lax.pcast(params, spec.batch_axis, to="varying")
+        (_, (loss, state)), grads = jax.value_and_grad(total, has_aux=True)(at)
+        grads, loss = lax.pmean((grads, loss), spec.batch_axis)  # equal shares of the batch
     updates, opt_state = spec.optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, state, loss
 
@@ -503,6 +520,7 @@ def make_train_epoch(
     optimizer: optax.GradientTransformation | None = None,
     remat: bool = False,
     members: int = 1,
+    batch_axis: str | None = None,
 ) -> Callable:
     """One epoch as a plain function ``(params, opt_state, x_BxL, y_BxL, key) -> (params,
     opt_state, losses_N)``, not yet compiled: ``jit`` it, or ``vmap`` it over a population.
@@ -510,9 +528,12 @@ def make_train_epoch(
     Reads ``cfg.cell``, ``cfg.keep_prob`` and ``cfg.truncated_backprop_length``; the learning
     rate comes from ``opt_state``. ``key`` may be ``None`` when nothing is dropped. ``members``:
     how many models one ``vmap`` of it runs side by side (it picks fused products or dots,
-    ``cell_product``; same numbers either way).
+    ``cell_product``; same numbers either way). ``batch_axis``: for a ``jax.shard_map`` over a
+    mesh axis of that name that splits the batch rows into equal shares: every window's
+    gradients and loss are averaged over the axis (one ``lax.pmean``), and each device takes its
+    rows of the whole batch's dropout masks, so the numbers are one device's.
     """
-    return _epoch_function(_spec(cfg, remat, optimizer, members))
+    return _epoch_function(_spec(cfg, remat, optimizer, members, batch_axis=batch_axis))
 
 
 def make_population_epoch(
@@ -569,6 +590,8 @@ def _epoch_function(spec: _Spec) -> Callable:
             return (params, opt_state, state), loss
 
         state = _zero_state(spec, params, x_BxL.shape[0])
+        if spec.batch_axis is not None:  # each device carries its own rows' state
+            state = lax.pcast(state, spec.batch_axis, to="varying")
         (params, opt_state, _), losses_N = lax.scan(
             step, (params, opt_state, state), (x_NxBxT, y_NxBxT, keys)
         )

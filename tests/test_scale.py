@@ -277,11 +277,16 @@ def run_python(code: str, env: dict | None = None, timeout: int = 240) -> str:
 
 
 def test_sharded_training_equals_single_device_on_four_cpu_devices():
+    """fit_data_parallel against fit (float32), and one data-parallel epoch with dropout against
+    train_epoch in float64, where each device's share of the masks and the mean of the devices'
+    gradients must give one device's numbers to 1e-12."""
     out = run_python(
         """
         import json, jax, numpy as np
-        from jax_echo import EchoConfig
-        from jax_echo.scale import data_parallel_mesh, fit_data_parallel
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        from jax_echo import EchoConfig, epoch_key, init_params, make_optimizer, train_epoch
+        from jax_echo.scale import data_parallel_epoch, data_parallel_mesh, fit_data_parallel, place
+        from jax_echo.task import epoch_data
         from jax_echo.train import TrainingDivergedError, fit
         cfg = EchoConfig.for_part(4, num_epochs=2, batch_size=4, total_series_length=1200)
         single, h1 = fit(cfg, quiet=True, progress=False)
@@ -292,11 +297,25 @@ def test_sharded_training_equals_single_device_on_four_cpu_devices():
         except ValueError as e:
             error = str(e)
         pairs = zip(jax.tree.leaves(single), jax.tree.leaves(sharded))
+        mesh = data_parallel_mesh()
+        with jax.enable_x64(True):
+            cfg6 = EchoConfig.for_part(6, batch_size=4, total_series_length=1200)
+            x, y = epoch_data(cfg6, 0)
+            params = jax.tree.map(lambda a: np.asarray(a, np.float64), init_params(cfg6))
+            key = epoch_key(cfg6, 0)
+            one = train_epoch(params, make_optimizer(cfg6).init(params), x, y, cfg6, key=key)
+            rows, copies = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+            state = place((params, make_optimizer(cfg6).init(params)), copies)
+            split = data_parallel_epoch(cfg6, mesh)(*state, place(x, rows), place(y, rows), key)
+            x64 = [(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree.leaves(one),
+                                                                jax.tree.leaves(split))]
         print(json.dumps({
             "devices": len(jax.devices()),
             "param_diff": max(float(np.abs(a - b).max()) for a, b in pairs),
             "loss_diff": float(np.abs(np.subtract(h1["loss"], h2["loss"])).max()),
             "error": error,
+            "float64": all(np.asarray(a).dtype == np.float64 for a in jax.tree.leaves(split[0])),
+            "dropout_diff": max(float(np.abs(a - b).max()) for a, b in x64),
         }))
         """,
         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
@@ -304,6 +323,7 @@ def test_sharded_training_equals_single_device_on_four_cpu_devices():
     result = json.loads(out.splitlines()[-1])
     assert result["devices"] == 4
     assert result["param_diff"] < 1e-5 and result["loss_diff"] < 1e-5
+    assert result["float64"] and result["dropout_diff"] < 1e-12
     assert result["error"] == (
         "data parallelism splits the batch over devices: EchoConfig.batch_size (5) must be "
         "divisible by the device count (4)"

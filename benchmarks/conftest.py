@@ -23,6 +23,10 @@ import pytest
 from jax_echo.peers import PEER_NAMES, peer
 
 DEVICES = ("cpu", "gpu")
+# ``jax-epoch`` with the batch split over every device of its platform
+# (``scale.data_parallel_epoch``): it needs two or more, which on a CPU ``make bench`` gives
+# processes of their own (``--xla_force_host_platform_device_count``, one device per core).
+DATA_PARALLEL = "jax-epoch-data-parallel"
 
 # pytest's ``--doctest-modules`` imports every module here; torch_window.py needs PyTorch (the
 # ``peers`` extra), which the test suite does not install.
@@ -75,6 +79,8 @@ class Run:
         """Why row ``name`` cannot run on ``device`` here, or ``None`` when it can."""
         if device not in self.devices:
             return f"JAX sees no {device.upper()}"
+        if name == DATA_PARALLEL and len(jax.devices(device)) < 2:
+            return f"one {device.upper()} device (it splits the batch over two or more)"
         if name in PEER_NAMES:
             p = peer(name)
             reason = p.available()
@@ -100,7 +106,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"benchmarks: {'quick mode' if run.quick else 'timed'}, devices {run.devices}"]
     for device in DEVICES:
         missing = {}
-        for name in (*IMPLEMENTATIONS, *PEER_NAMES):
+        for name in (*IMPLEMENTATIONS, DATA_PARALLEL, *PEER_NAMES):
             reason = run.absence(name, device)
             if reason is not None:
                 missing.setdefault(reason, []).append(name)

@@ -250,9 +250,12 @@ def series_by_implementation(benches: list[dict[str, Any]]) -> list[str]:
 
 def library_and_form(name: str) -> tuple[str, str]:
     """A row's library and form ("best" or "idiomatic"), from ``jax_echo.bench``'s rows; a
-    rematerialised row (``jax-epoch-remat``), or a TF XLA row measured without the small-loop
-    option (``tf-function-epoch-xla-no-small-loops``), is its row's."""
-    r = bench.row(name.removesuffix("-remat").removesuffix(xla_flags.SUFFIX))
+    rematerialised or data-parallel row (``jax-epoch-remat``, ``jax-epoch-data-parallel``), or
+    a TF XLA row measured without the small-loop option (``tf-function-epoch-xla-no-small-loops``),
+    is its row's."""
+    r = bench.row(
+        name.removesuffix("-remat").removesuffix("-data-parallel").removesuffix(xla_flags.SUFFIX)
+    )
     return r.library, r.form
 
 

@@ -8,9 +8,10 @@ runs in ``--processes`` fresh processes (default 3) and the report shows each ro
 them with the min-max spread. The ``accuracy`` and ``end_to_end`` groups run in the first
 process only: they take minutes, and ``end_to_end`` starts a new process every round anyway. The
 Keras rows run once more under ``KERAS_BACKEND=tensorflow`` (Keras has one backend a process),
-and TensorFlow's XLA rows at the realistic sizes run in processes without XLA:CPU's small-loop
+TensorFlow's XLA rows at the realistic sizes run in processes without XLA:CPU's small-loop
 option (``JAX_ECHO_XLA_FLAGS=0``), which makes TF's XLA slower there: rows
-``...-no-small-loops``.
+``...-no-small-loops``, and the realistic sizes' ``jax-epoch-data-parallel`` row runs in
+processes with one CPU device per core (``--xla_force_host_platform_device_count``).
 
 Everything goes into ``benchmarks/results/DEVICE-DATE/``: one JSON per process, ``run.json``
 (the commit, whether the tree had uncommitted changes, the commands) and the report. The run
@@ -31,11 +32,21 @@ from pathlib import Path
 import jax
 
 from benchmarks import report
+from benchmarks.conftest import DATA_PARALLEL
 from jax_echo import xla_flags
 
 RESULTS = Path(__file__).parent / "results"
 ONE_PROCESS_GROUPS = ("test_accuracy", "test_end_to_end")
 TF_XLA_REALISTIC = "test_realistic and (tf-function-xla or tf-function-epoch-xla)"
+DATA_PARALLEL_REALISTIC = f"test_realistic and {DATA_PARALLEL} and cpu"
+
+
+def cpu_devices(environ=os.environ) -> dict[str, str]:
+    """``environ``'s variables for a child process whose JAX has one CPU device per core (the
+    data-parallel row's; this process's ``XLA_FLAGS``, with the small-loop option, kept)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    flag = f"--xla_force_host_platform_device_count={max(2, cores or 2)}"
+    return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 
 
 def git(*args: str) -> str:
@@ -114,6 +125,11 @@ def main(argv: list[str]) -> int:
     ]
     runs += [
         (f"tf-without-small-loops-{k}.json", select(TF_XLA_REALISTIC), xla_flags.without())
+        for k in range(1, args.processes + 1)
+    ]
+    # The data-parallel row needs several devices: on a CPU, processes with one per core.
+    runs += [
+        (f"data-parallel-{k}.json", select(DATA_PARALLEL_REALISTIC), cpu_devices())
         for k in range(1, args.processes + 1)
     ]
     commands = []

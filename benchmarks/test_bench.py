@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks.conftest import Run
+from benchmarks.conftest import DATA_PARALLEL, Run
 from jax_echo import (
     EchoConfig,
     bench,
@@ -41,7 +41,7 @@ from jax_echo import (
 )
 from jax_echo.peers import PEER_NAMES, PEERS, peer
 from jax_echo.registry import IMPLEMENTATIONS, Trainer
-from jax_echo.scale import stack
+from jax_echo.scale import data_parallel_mesh, stack
 from jax_echo.task import DISTINCT_MODELS, MODELS
 from jax_echo.trainers import JaxTrainer, block, make_trainer
 
@@ -142,6 +142,8 @@ def new_trainer(name: str, device: str, cfg: EchoConfig, params=None) -> Trainer
         return peer(name).make(cfg, params, device=device)
     if name == "jax-epoch-remat":
         return JaxTrainer(cfg, params, remat=True)
+    if name == DATA_PARALLEL:
+        return JaxTrainer(cfg, params, mesh=data_parallel_mesh(jax.devices(device)))
     return make_trainer(name, cfg, params, device=f"/{device.upper()}:0")
 
 
@@ -182,7 +184,7 @@ def warm(trainer: Trainer, name: str, cfg: EchoConfig) -> tuple[Callable[[], Any
     """The trainer's timed call, compiled and warmed up: one epoch per call for the epoch-level
     implementations, one window per call (state carried) for the others. Returns ``(run,
     windows_per_call)``."""
-    per_epoch = name.removesuffix("-remat") in PER_EPOCH
+    per_epoch = name in (*PER_EPOCH, "jax-epoch-remat", DATA_PARALLEL)
     run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
     run()  # compile and warm up, untimed
     run()
@@ -548,6 +550,7 @@ REALISTIC = (Realistic(128, 32, 50, 4), Realistic(256, 64, 200, 2), Realistic(25
 REALISTIC_NAMES = (
     "jax-epoch",
     "jax-epoch-remat",
+    DATA_PARALLEL,
     "jax-step",
     "tf-graph",
     "tf-function-xla",
@@ -558,10 +561,11 @@ QUICK_REALISTIC = Realistic(8, 4, 4, 2)
 
 
 def realistic_cases(run: Run) -> list[Case]:
-    """Every size and row; quick mode runs jax-epoch on a shrunk size (the other rows' trainers
-    are the series group's)."""
+    """Every size and row; quick mode runs jax-epoch (and the data-parallel row, where this
+    process has the devices) on a shrunk size (the other rows' trainers are the series
+    group's)."""
     if run.quick:
-        return each(run, ["jax-epoch"], size=QUICK_REALISTIC)
+        return each(run, ["jax-epoch", DATA_PARALLEL], size=QUICK_REALISTIC)
     return [c for size in REALISTIC for c in each(run, REALISTIC_NAMES, size=size)]
 
 
@@ -572,6 +576,10 @@ def peak_memory(name: str, device: str, trainer, cfg: EchoConfig) -> tuple[int |
     PyTorch on a GPU: ``torch.cuda.max_memory_allocated``; elsewhere nothing is measured: a
     process-wide peak would mix the rows.
     """
+    if name == DATA_PARALLEL:
+        devices = len(jax.devices(device))
+        what = f"XLA args+outputs+temps, one of {devices} devices"
+        return trainer.memory_analysis(*epoch_data(cfg, 0))["peak"], what
     if name.startswith("jax-epoch"):
         return trainer.memory_analysis(*epoch_data(cfg, 0))["peak"], "XLA args+outputs+temps"
     if device == "gpu" and name.startswith("torch"):

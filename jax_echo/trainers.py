@@ -13,8 +13,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jax_echo import model, optim
+from jax_echo import model, optim, scale
 from jax_echo.cells import (
     Params,
     initial_state,
@@ -41,7 +42,8 @@ class JaxTrainer:
     over the jitted ``model.train_step`` (the shape of the tutorial's ``session.run`` loop). Both
     draw window ``i`` of epoch ``e``'s dropout from ``model.window_key(cfg, e, i)``, so the two
     agree with dropout too. ``remat``: rematerialise time steps in ``train_epoch``'s backward
-    pass.
+    pass. ``mesh``: ``train_epoch`` splits the batch over its devices instead
+    (``scale.data_parallel_epoch``; the benchmarks' ``jax-epoch-data-parallel`` row).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class JaxTrainer:
         dtype=np.float32,
         per_epoch: bool = True,
         remat: bool = False,
+        mesh: Mesh | None = None,
     ):
         self.cfg, self.dtype, self.per_epoch, self.remat = cfg, np.dtype(dtype), per_epoch, remat
         self.name = ("jax-epoch" if per_epoch else "jax-step") + ("-remat" if remat else "")
@@ -58,6 +61,18 @@ class JaxTrainer:
         self._params = jax.device_put(params)
         self._opt_state = optim.make_optimizer(cfg).init(self._params)
         self._state = self.zero_state()  # train_window's carried state
+        self._mesh = mesh
+        if mesh is not None:
+            if remat or not per_epoch:
+                raise ValueError("a mesh splits train_epoch's batch: per_epoch, without remat")
+            self.name = "jax-epoch-data-parallel"
+            self._epoch = scale.data_parallel_epoch(cfg, mesh)
+            self._rows = NamedSharding(mesh, PartitionSpec("batch"))
+            copies = NamedSharding(mesh, PartitionSpec())
+            self._params, self._opt_state = scale.place((self._params, self._opt_state), copies)
+
+    def _epoch_key(self, epoch: int) -> jax.Array | None:
+        return model.epoch_key(self.cfg, epoch) if self.cfg.keep_prob < 1 else None
 
     def _key(self, epoch: int, window: int) -> jax.Array | None:
         return model.window_key(self.cfg, epoch, window) if self.cfg.keep_prob < 1 else None
@@ -84,10 +99,21 @@ class JaxTrainer:
     def train_epoch(self, x, y, *, epoch: int = 0) -> jax.Array:
         """Per-window losses, not yet waited for (call ``jax.block_until_ready`` to time it)."""
         x = np.asarray(x, self.dtype)
+        if self._mesh is not None:
+            x, y = scale.place((x, np.asarray(y)), self._rows)
+            self._params, self._opt_state, losses = self._epoch(
+                self._params, self._opt_state, x, y, self._epoch_key(epoch)
+            )
+            return losses
         if self.per_epoch:
-            key = model.epoch_key(self.cfg, epoch) if self.cfg.keep_prob < 1 else None
             self._params, self._opt_state, losses = model.train_epoch(
-                self._params, self._opt_state, x, y, self.cfg, key=key, remat=self.remat
+                self._params,
+                self._opt_state,
+                x,
+                y,
+                self.cfg,
+                key=self._epoch_key(epoch),
+                remat=self.remat,
             )
             return losses
         # Windows are sliced in NumPy: iterating over a jax.Array dispatches one op a slice.
@@ -115,14 +141,15 @@ class JaxTrainer:
         ``arguments`` (params, optimizer state, the epoch's series), ``outputs``, ``aliased``
         (outputs written into donated arguments), ``temporaries`` (activations saved for the
         backward pass, the data rearranged into windows, workspace) and ``peak``: what the call
-        holds at once at most, ``arguments + outputs - aliased + temporaries``.
+        holds at once at most, ``arguments + outputs - aliased + temporaries``. With a mesh,
+        one device's.
         """
-        epoch = jax.jit(model.make_train_epoch(self.cfg, remat=self.remat))
-        key = model.epoch_key(self.cfg, 0) if self.cfg.keep_prob < 1 else None
-        compiled = epoch.lower(
-            self._params, self._opt_state, np.asarray(x, self.dtype), y, key
-        ).compile()
-        m = compiled.memory_analysis()
+        x, key = np.asarray(x, self.dtype), self._epoch_key(0)
+        if self._mesh is None:
+            epoch = jax.jit(model.make_train_epoch(self.cfg, remat=self.remat))
+        else:
+            epoch, (x, y) = self._epoch, scale.place((x, np.asarray(y)), self._rows)
+        m = epoch.lower(self._params, self._opt_state, x, y, key).compile().memory_analysis()
         out = {
             "arguments": m.argument_size_in_bytes,
             "outputs": m.output_size_in_bytes,

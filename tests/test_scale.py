@@ -309,6 +309,11 @@ def test_sharded_training_equals_single_device_on_four_cpu_devices():
             split = data_parallel_epoch(cfg6, mesh)(*state, place(x, rows), place(y, rows), key)
             x64 = [(np.asarray(a), np.asarray(b)) for a, b in zip(jax.tree.leaves(one),
                                                                 jax.tree.leaves(split))]
+        # The benchmarks' data-parallel row: the trainer with a mesh against the plain one.
+        from jax_echo.trainers import JaxTrainer
+        x4, y4 = epoch_data(cfg, 0)
+        trainers = [JaxTrainer(cfg, init_params(cfg), mesh=m) for m in (None, mesh)]
+        losses = [np.asarray(t.train_epoch(x4, y4)) for t in trainers]
         print(json.dumps({
             "devices": len(jax.devices()),
             "param_diff": max(float(np.abs(a - b).max()) for a, b in pairs),
@@ -316,6 +321,8 @@ def test_sharded_training_equals_single_device_on_four_cpu_devices():
             "error": error,
             "float64": all(np.asarray(a).dtype == np.float64 for a in jax.tree.leaves(split[0])),
             "dropout_diff": max(float(np.abs(a - b).max()) for a, b in x64),
+            "trainer": [t.name for t in trainers],
+            "trainer_diff": float(np.abs(losses[0] - losses[1]).max()),
         }))
         """,
         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
@@ -324,6 +331,8 @@ def test_sharded_training_equals_single_device_on_four_cpu_devices():
     assert result["devices"] == 4
     assert result["param_diff"] < 1e-5 and result["loss_diff"] < 1e-5
     assert result["float64"] and result["dropout_diff"] < 1e-12
+    assert result["trainer"] == ["jax-epoch", "jax-epoch-data-parallel"]
+    assert result["trainer_diff"] < 1e-5
     assert result["error"] == (
         "data parallelism splits the batch over devices: EchoConfig.batch_size (5) must be "
         "divisible by the device count (4)"

@@ -48,7 +48,12 @@ def load(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_file():
         return merge([json.loads(path.read_text())])
-    files = sorted(f for f in path.glob("*.json") if f.name != "run.json")
+    # The main processes first: the merged run's machine info is theirs (the data-parallel
+    # processes see one CPU device per core).
+    files = sorted(
+        (f for f in path.glob("*.json") if f.name != "run.json"),
+        key=lambda f: (not f.name.startswith("process-"), f.name),
+    )
     if not files:
         raise SystemExit(f"{path} holds no benchmark JSON")
     data = merge([json.loads(f.read_text()) for f in files])

@@ -331,7 +331,7 @@ def data_parallel_epoch(cfg: EchoConfig, mesh: Mesh) -> Callable:
     trains on its rows and carries their state, and once per window the gradients and the loss
     are averaged over the mesh, so every device applies the same update. Written out rather
     than left to ``jit``'s partitioner, which trained LSTM state 128, batch 32 on two CPU
-    devices at 0.96x one device's speed where this runs at 1.22x (docs/scaling.md). On a
+    devices at 0.84x one device's speed where this runs at 1.34x (docs/scaling.md). On a
     one-device mesh it is the ordinary epoch, bit for bit.
     """
     replicated = NamedSharding(mesh, P())

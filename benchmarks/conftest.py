@@ -21,12 +21,9 @@ import jax
 import pytest
 
 from jax_echo.peers import PEER_NAMES, peer
+from jax_echo.trainers import DATA_PARALLEL
 
 DEVICES = ("cpu", "gpu")
-# ``jax-epoch`` with the batch split over every device of its platform
-# (``scale.data_parallel_epoch``): it needs two or more, which on a CPU ``make bench`` gives
-# processes of their own (``--xla_force_host_platform_device_count``, one device per core).
-DATA_PARALLEL = "jax-epoch-data-parallel"
 
 # pytest's ``--doctest-modules`` imports every module here; torch_window.py needs PyTorch (the
 # ``peers`` extra), which the test suite does not install.
@@ -79,6 +76,9 @@ class Run:
         """Why row ``name`` cannot run on ``device`` here, or ``None`` when it can."""
         if device not in self.devices:
             return f"JAX sees no {device.upper()}"
+        # ``jax-epoch`` with the batch split over every device of its platform: on a CPU, make
+        # bench runs it in processes with one device per core
+        # (``--xla_force_host_platform_device_count``).
         if name == DATA_PARALLEL and len(jax.devices(device)) < 2:
             return f"one {device.upper()} device (it splits the batch over two or more)"
         if name in PEER_NAMES:

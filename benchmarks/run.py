@@ -32,8 +32,8 @@ from pathlib import Path
 import jax
 
 from benchmarks import report
-from benchmarks.conftest import DATA_PARALLEL
-from jax_echo import xla_flags
+from jax_echo import model, xla_flags
+from jax_echo.trainers import DATA_PARALLEL
 
 RESULTS = Path(__file__).parent / "results"
 ONE_PROCESS_GROUPS = ("test_accuracy", "test_end_to_end")
@@ -44,8 +44,7 @@ DATA_PARALLEL_REALISTIC = f"test_realistic and {DATA_PARALLEL} and cpu"
 def cpu_devices(environ=os.environ) -> dict[str, str]:
     """``environ``'s variables for a child process whose JAX has one CPU device per core (the
     data-parallel row's; this process's ``XLA_FLAGS``, with the small-loop option, kept)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    flag = f"--xla_force_host_platform_device_count={max(2, cores or 2)}"
+    flag = f"--xla_force_host_platform_device_count={max(2, model.cpu_cores())}"
     return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 
 

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks.conftest import DATA_PARALLEL, Run
+from benchmarks.conftest import Run
 from jax_echo import (
     EchoConfig,
     bench,
@@ -43,7 +43,7 @@ from jax_echo.peers import PEER_NAMES, PEERS, peer
 from jax_echo.registry import IMPLEMENTATIONS, Trainer
 from jax_echo.scale import data_parallel_mesh, stack
 from jax_echo.task import DISTINCT_MODELS, MODELS
-from jax_echo.trainers import JaxTrainer, block, make_trainer
+from jax_echo.trainers import DATA_PARALLEL, JaxTrainer, block, make_trainer
 
 ALL = (*IMPLEMENTATIONS, *PEER_NAMES)
 PER_EPOCH = (
@@ -576,12 +576,11 @@ def peak_memory(name: str, device: str, trainer, cfg: EchoConfig) -> tuple[int |
     PyTorch on a GPU: ``torch.cuda.max_memory_allocated``; elsewhere nothing is measured: a
     process-wide peak would mix the rows.
     """
-    if name == DATA_PARALLEL:
-        devices = len(jax.devices(device))
-        what = f"XLA args+outputs+temps, one of {devices} devices"
-        return trainer.memory_analysis(*epoch_data(cfg, 0))["peak"], what
     if name.startswith("jax-epoch"):
-        return trainer.memory_analysis(*epoch_data(cfg, 0))["peak"], "XLA args+outputs+temps"
+        what = "XLA args+outputs+temps"
+        if name == DATA_PARALLEL:
+            what += f", one of {len(jax.devices(device))} devices"
+        return trainer.memory_analysis(*epoch_data(cfg, 0))["peak"], what
     if device == "gpu" and name.startswith("torch"):
         import torch
 

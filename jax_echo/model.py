@@ -150,14 +150,19 @@ def population_chunk(cfg: EchoConfig, size: int) -> int:
     return vmap_chunk(cfg, size)
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
 def population_threads(cfg: EchoConfig, size: int) -> int:
     """How many of a population's chunks train at once, each from its own thread: on a CPU, one
     per core for members in lanes (their chunk's epoch compiles whole, one kernel, which runs on
     one core: one thread left the other core idle), at most one per chunk; otherwise 1."""
     if not population_lanes(cfg) or jax.default_backend() != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, -(-size // population_chunk(cfg, size))))
+    return max(1, min(cpu_cores(), -(-size // population_chunk(cfg, size))))
 
 
 # By default XLA:CPU hands some reductions to YNNPACK as custom fusions, and a loop holding a

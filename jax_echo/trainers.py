@@ -34,6 +34,9 @@ from jax_echo.registry import (
 )
 from jax_echo.task import EchoConfig, split_windows
 
+# The name of a ``JaxTrainer`` with a mesh: the benchmarks' data-parallel row.
+DATA_PARALLEL = "jax-epoch-data-parallel"
+
 
 class JaxTrainer:
     """The pure ``jax_echo`` functions as a ``registry.ReferenceTrainer``.
@@ -65,7 +68,7 @@ class JaxTrainer:
         if mesh is not None:
             if remat or not per_epoch:
                 raise ValueError("a mesh splits train_epoch's batch: per_epoch, without remat")
-            self.name = "jax-epoch-data-parallel"
+            self.name = DATA_PARALLEL
             self._epoch = scale.data_parallel_epoch(cfg, mesh)
             self._rows = NamedSharding(mesh, PartitionSpec("batch"))
             copies = NamedSharding(mesh, PartitionSpec())

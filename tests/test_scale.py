@@ -148,7 +148,7 @@ def test_a_population_shared_out_over_threads_trains_every_member_as_alone(x64, 
 
 
 def test_the_population_policy_shares_lanes_chunks_over_the_cores():
-    cores = len(os.sched_getaffinity(0))
+    cores = model.cpu_cores()
     assert population_threads(EchoConfig(), 256) == min(cores, 256 // 32)
     assert population_threads(EchoConfig(), 5) == 1  # one chunk: nothing to share out
     assert population_threads(EchoConfig(cell="lstm", state_size=64), 256) == 1  # a vmap

@@ -51,7 +51,8 @@ $(VENV)/.stamp-peers: pyproject.toml $(VENV)/.stamp-all
 bench: $(VENV)/.stamp-peers
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
-# Writes a results directory's tables into README.md's benchmark blocks.
+# Writes a results directory's tables into README.md's benchmark blocks (DIR="A B": several
+# runs of different groups on one machine, each group from one run).
 bench-readme: $(VENV)/.stamp-all
 	$(BIN)/python -m benchmarks.report $(DIR) --readme README.md
 

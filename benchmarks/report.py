@@ -1,12 +1,16 @@
 """Renders pytest-benchmark JSON files as markdown tables and PNG plots.
 
-    python -m benchmarks.report benchmarks/results/DIR [--readme README.md]
+    python -m benchmarks.report benchmarks/results/DIR [DIR ...] [--readme README.md]
     python -m benchmarks.report benchmarks/results/FILE.json [--readme README.md]
 
 A directory is one ``benchmarks.run``: one JSON per process, merged here. Every row's value is
 the median over the processes of each process's median, shown with the min-max over processes
 where there were several (``merge``). Writes ``report.md`` into the directory (``FILE.md``
 beside a file), and ``-window.png`` and ``-scaling.png`` plots where the run has those groups.
+
+Several directories make one report of runs of different groups on one machine (``combine``):
+each group's table comes whole from the one run that measured it, the machine line names every
+run's groups and commit, and the report goes into the first directory.
 
 First, per device, the ``series`` table: one row per model of the tutorial series, its cost per
 window in JAX and TensorFlow, and a check of the targets (``COST_VS_PART1``,
@@ -61,6 +65,56 @@ def load(path: str | Path) -> dict[str, Any]:
     if run.exists():
         data["source"] = json.loads(run.read_text())
     return data
+
+
+def _machine(data: dict[str, Any]) -> tuple[str, object, str]:
+    m = data.get("machine_info", {})
+    return (
+        m.get("cpu", {}).get("brand_raw", m.get("processor", "")),
+        m.get("cpu_count"),
+        m.get("system", ""),
+    )
+
+
+def _source(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Where a run's numbers come from: its groups, start and commit."""
+    source = data.get("source") or {}
+    return {
+        "path": str(path),
+        "groups": sorted({b["group"] for b in data["benchmarks"]}),
+        "datetime": data.get("datetime", ""),
+        "commit": source.get("commit") or (data.get("commit_info") or {}).get("id", ""),
+        "dirty": bool(source.get("dirty")),
+    }
+
+
+def combine(paths: list[Path]) -> dict[str, Any]:
+    """Runs of different groups on one machine as one report (``load`` of each).
+
+    A group must come whole from one run, so a group found in two of them is refused, as is a
+    run from another machine (a different CPU or core count).
+    """
+    runs = [load(path) for path in paths]
+    sources = [_source(path, data) for path, data in zip(paths, runs, strict=True)]
+    owner: dict[str, str] = {}
+    for data, source in zip(runs, sources, strict=True):
+        if _machine(data) != _machine(runs[0]):
+            raise SystemExit(
+                f"{source['path']} was measured on {_machine(data)}, {paths[0]} on "
+                f"{_machine(runs[0])}: one report is one machine"
+            )
+        for group in source["groups"]:
+            if group in owner:
+                raise SystemExit(
+                    f"group {group!r} is in both {owner[group]} and {source['path']}: each table "
+                    "comes from one run"
+                )
+            owner[group] = source["path"]
+    return {
+        **runs[0],
+        "benchmarks": [b for data in runs for b in data["benchmarks"]],
+        "sources": sources,
+    }
 
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -492,17 +546,23 @@ def machine_line(data: dict[str, Any]) -> str:
     v = m.get("library_versions", {})
     libs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
     cpu = m.get("cpu", {}).get("brand_raw", m.get("processor", ""))
-    source = data.get("source") or {}
-    commit = source.get("commit") or (data.get("commit_info") or {}).get("id", "")
-    dirty = " WITH UNCOMMITTED CHANGES" if source.get("dirty") else ""
     processes = max(
         (len(b["stats"].get("process_medians", [])) for b in data["benchmarks"]), default=1
     )
+
+    def run(source: dict[str, Any]) -> str:
+        dirty = " WITH UNCOMMITTED CHANGES" if source["dirty"] else ""
+        return f"{source['datetime'][:19]} at commit {source['commit'][:10]}{dirty}"
+
+    sources = data.get("sources")
+    if sources:
+        runs = "Runs by group: " + "; ".join(f"{', '.join(s['groups'])}: {run(s)}" for s in sources)
+    else:
+        runs = f"Run {run(_source(Path(), data))}"
     return (
         f"Machine: {cpu}, {m.get('cpu_count')} cores, {m.get('system')} {m.get('release', '')}; "
         f"JAX devices: {', '.join(m.get('jax_devices', []))}. {libs}. "
-        f"Run {data.get('datetime', '')[:19]} at commit {commit[:10]}{dirty}; medians over up to "
-        f"{processes} processes."
+        f"{runs}; medians over up to {processes} processes."
     )
 
 
@@ -790,12 +850,16 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "file", type=Path, help="a benchmarks.run directory, or one pytest-benchmark JSON file"
+        "file",
+        type=Path,
+        nargs="+",
+        help="benchmarks.run directories (each group from one of them), or one JSON file",
     )
     parser.add_argument("--readme", type=Path, help="update this README's benchmark blocks")
     args = parser.parse_args(argv)
-    data = load(args.file)
-    prefix = args.file / "report" if args.file.is_dir() else args.file.with_suffix("")
+    first = args.file[0]
+    data = load(first) if len(args.file) == 1 else combine(args.file)
+    prefix = first / "report" if first.is_dir() else first.with_suffix("")
     plot(data, prefix)
     docs = render(data, prefix.name)
     md = "\n\n".join(f"### {device.upper()}\n\n{doc}" for device, doc in docs.items())

@@ -1,5 +1,7 @@
 """The benchmark's measuring tools: XLA's kernel count, the population profile, the report."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -168,3 +170,39 @@ def test_tf_xla_rows_without_the_small_loop_option_are_named_apart(monkeypatch):
     assert all(names[True, n] == n for n in ("tf-function-epoch-xla", "tf-graph", "jax-epoch"))
     assert names[False, "tf-graph"] == "tf-graph" and names[False, "jax-epoch"] == "jax-epoch"
     assert report.library_and_form(names[False, "tf-function-epoch-xla"]) == ("tensorflow", "best")
+
+
+def _run_dir(path, commit, started, benches, cpu="CPU A"):
+    """A ``benchmarks.run`` directory of one process's JSON and its run.json."""
+    path.mkdir()
+    stats = [{**b, "stats": {"median": b["stats"]["median"]}} for b in benches]
+    process = {"benchmarks": stats, "datetime": started}
+    process["machine_info"] = {"cpu": {"brand_raw": cpu}, "cpu_count": 2, "system": "Linux"}
+    (path / "process-1.json").write_text(json.dumps(process))
+    (path / "run.json").write_text(json.dumps({"commit": commit, "dirty": [], "runs": []}))
+    return path
+
+
+def test_a_report_of_several_runs_takes_each_group_whole_from_one(tmp_path):
+    from benchmarks import report
+
+    series = [_bench("jax-epoch", "part1", 1, 666 * 10e-6, windows=666)]
+    realistic = [_bench("jax-epoch", "lstm-128", 3, 0.02, group="realistic")]
+    first = _run_dir(tmp_path / "a", "a" * 40, "2026-12-02T09:19:00", series)
+    second = _run_dir(tmp_path / "b", "b" * 40, "2026-12-02T04:39:00", realistic)
+
+    data = report.combine([first, second])
+    assert sorted(b["group"] for b in data["benchmarks"]) == ["realistic", "series"]
+    line = report.machine_line(data)
+    assert f"Runs by group: series: 2026-12-02T09:19:00 at commit {'a' * 10}; " in line
+    assert f"realistic: 2026-12-02T04:39:00 at commit {'b' * 10};" in line
+    # One run's line names its start and commit.
+    line = report.machine_line(report.load(first))
+    assert f"Run 2026-12-02T09:19:00 at commit {'a' * 10};" in line
+
+    again = _run_dir(tmp_path / "c", "c" * 40, "2026-12-02T10:00:00", series)
+    with pytest.raises(SystemExit, match="group 'series' is in both .*a and .*c"):
+        report.combine([first, again])
+    elsewhere = _run_dir(tmp_path / "d", "d" * 40, "2026-12-02T10:00:00", realistic, "CPU B")
+    with pytest.raises(SystemExit, match="one report is one machine"):
+        report.combine([first, elsewhere])

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     xs, ys = np.broadcast_to(x, (P, *x.shape)), np.broadcast_to(y, (P, *y.shape))
 
     def chunked(width: int, lanes: bool):
-        population = population_program(cfg, width, lanes)
+        population = population_program(cfg, width, lanes, size=P)
         lowered = population.lower(stacked, jax.vmap(optimizer.init)(stacked), xs, ys, None)
         counts = launched_kernels(lowered.compile().as_text())
 

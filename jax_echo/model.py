@@ -69,9 +69,10 @@ _ROLLED_WITH_SMALL_LOOPS = ("lstm", "gru")
 # part 1 in chunks of 32 180-290k (a vmap of 16: 90-150k), the GRU in 16 76-88k (28-40k), part
 # 3 in 8 38-47k (15-17k), part 4 in 2 18-19k (5-6k): README, "Populations". Models too large
 # for lanes (one member past _LANE_ELEMENTS) are a ``vmap`` of the epoch, at most VMAP_CHUNK
-# members to a chunk, fewer where their products would outgrow the fused limit. The LSTM's and
-# GRU's programs compile whole at any width with ``population_compiler_options``, and then take
-# WHOLE_LANE_CHUNK members a chunk (below).
+# members to a chunk, fewer where their products would outgrow the fused limit. Where XLA
+# accepts ``population_compiler_options`` a population program in lanes compiles whole at any
+# width, and then takes WHOLE_LANE_CHUNK members a chunk (below); LANE_CHUNK's budget is the
+# fallback for a jaxlib without those options.
 LANE_CHUNK = 32
 VMAP_CHUNK = 16
 _LANE_ELEMENTS = 4800
@@ -143,7 +144,7 @@ def population_chunk(cfg: EchoConfig, size: int) -> int:
     policy above ``LANE_CHUNK``; ``WHOLE_LANE_CHUNK`` where the program compiles with
     ``population_compiler_options``)."""
     if population_lanes(cfg):
-        if population_compiler_options(cfg):
+        if population_compiler_options(cfg, size=size):
             return min(size, WHOLE_LANE_CHUNK)
         fit = 2 ** int(math.log2(_LANE_ELEMENTS // sum(_products(cfg))))
         return min(size, LANE_CHUNK, fit)
@@ -169,26 +170,35 @@ def population_threads(cfg: EchoConfig, size: int) -> int:
 # custom fusion is never compiled whole under the small-loop option. A population in lanes has
 # such reductions in every window (the log-softmax over classes, the gradients' sums over the
 # batch), so its loops ran kernel by kernel; compiled with YNNPACK for dots only, its whole epoch
-# is one kernel (benchmarks/population_profile.py counts them). Measured on the 2-core CPU, 256
-# members, interleaved in one process: part 3 1.7x faster, the GRU 1.17x; part 1 no faster (its
-# kernels were cheap already) and twice as slow to compile, so it keeps the default.
+# is one kernel (benchmarks/population_profile.py counts them), and a kernel that runs on one
+# core leaves the other to the next chunk's thread (``population_threads``). Measured on the
+# 2-core AMD EPYC, 256 members, interleaved in one process: part 3 1.7x faster, the GRU 1.17x,
+# part 1 no faster. On the 2-core Intel Xeon (AVX-512), in the shipped form (chunks over two
+# threads), fresh processes in turn, 3 each, median member-windows/s: part 1's 256 members 565k
+# against 490k (1.15x), but 4096 641k against 756k (0.85x), 1024 level (606k, 612k): so the
+# tanh cells, whose kernels are cheap anyway, take the options up to _WHOLE_TANH_MEMBERS.
 _LANES_COMPILER_OPTIONS = (("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),)
-_LANES_OPTIONS_CELLS = ("lstm", "gru")
+_TANH_CELLS = ("tutorial", "basic_rnn")
+_WHOLE_TANH_MEMBERS = 1024
 # With those options no chunk width falls back to kernel by kernel (what ``_LANE_ELEMENTS``
-# guards against), and wider chunks pay: 256 members, member-windows per second, one process,
-# interleaved: part 3 50k in chunks of 8, 75k in 16, 87k in 32, 106k in 64, 94k in 128; part 4
-# 22k in 2, 37k in 32, 45k in 64; the GRU 101k in 16, 113k in 32, 125k in 64.
-WHOLE_LANE_CHUNK = 64
+# guards against). 256 members, member-windows per second in the shipped form, one process each,
+# on the Intel Xeon: part 1 565k in chunks of 16, 534k in 32, 410k in 64; part 3 257k, 277k and
+# 269k; part 4 124k in 32, 127k in 64; the GRU 296k, 317k and 259k. 32 is within 6% of the best
+# width of every cell (on the AMD EPYC, LSTMs and GRUs alone: 64 was 1.1-1.2x faster than 32).
+WHOLE_LANE_CHUNK = 32
 
 
-def population_compiler_options(cfg: EchoConfig, lanes: bool | None = None) -> dict[str, str]:
-    """The XLA options (``jax.jit(compiler_options=...)``) of the population program of ``cfg``
-    (``lanes``: ``None`` for the policy's layout): ``_LANES_COMPILER_OPTIONS`` for members in
-    lanes of the cells that gain from them, while XLA compiles small loops whole and accepts
-    the options; otherwise none."""
+def population_compiler_options(
+    cfg: EchoConfig, lanes: bool | None = None, size: int | None = None
+) -> dict[str, str]:
+    """The XLA options (``jax.jit(compiler_options=...)``) of the population program of ``size``
+    members of ``cfg`` (``lanes``: ``None`` for the policy's layout; ``size``: ``None`` for
+    any): ``_LANES_COMPILER_OPTIONS`` for members in lanes (tanh cells: at most
+    ``_WHOLE_TANH_MEMBERS``), while XLA compiles small loops whole and accepts the options;
+    otherwise none."""
     in_lanes = population_lanes(cfg) if lanes is None else lanes
-    wanted = in_lanes and cfg.cell in _LANES_OPTIONS_CELLS and xla_flags.SMALL_LOOPS
-    if not (wanted and _accepted(_LANES_COMPILER_OPTIONS)):
+    large = size is not None and size > _WHOLE_TANH_MEMBERS and cfg.cell in _TANH_CELLS
+    if large or not (in_lanes and xla_flags.SMALL_LOOPS and _accepted(_LANES_COMPILER_OPTIONS)):
         return {}
     return dict(_LANES_COMPILER_OPTIONS)
 

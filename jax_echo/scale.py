@@ -88,17 +88,20 @@ def by_chunks(f: Callable, chunk: int, args_P: Any) -> Any:
 
 
 @functools.cache
-def population_program(cfg: EchoConfig, chunk: int, lanes: bool | None = None) -> Callable:
+def population_program(
+    cfg: EchoConfig, chunk: int, lanes: bool | None = None, size: int | None = None
+) -> Callable:
     """The jitted epoch of a population, ``chunk`` members side by side
     (``model.make_population_epoch``: in lanes or a ``vmap``), chunk after chunk (``by_chunks``):
     ``(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)`` to ``(params_P, opt_state_P,
     losses_P)``. ``train_population_epoch`` chooses the chunk; ``benchmarks/population_profile.py``
-    tries others, in either layout (``lanes``: ``None`` for the policy's)."""
+    tries others, in either layout (``lanes``: ``None`` for the policy's), compiled with the
+    policy's options for ``size`` members (``model.population_compiler_options``)."""
     epoch = model.make_population_epoch(cfg, chunk, lanes=lanes)
     return jax.jit(
         lambda *args_P: by_chunks(epoch, chunk, args_P),
         donate_argnums=(0, 1),
-        compiler_options=model.population_compiler_options(cfg, lanes),
+        compiler_options=model.population_compiler_options(cfg, lanes, size),
     )
 
 
@@ -110,7 +113,7 @@ def population_trainer(cfg: EchoConfig, size: int) -> Callable:
     inputs are sliced rather than donated, and the call returns once every part is done."""
     shapes = _shapes_only(cfg)
     chunk = model.population_chunk(cfg, size)
-    program = population_program(shapes, chunk)
+    program = population_program(shapes, chunk, size=size)
     threads = model.population_threads(cfg, size)
     if threads == 1:
         return program

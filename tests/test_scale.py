@@ -152,19 +152,24 @@ def test_the_population_policy_shares_lanes_chunks_over_the_cores():
     assert population_threads(EchoConfig(), 256) == min(cores, 256 // 32)
     assert population_threads(EchoConfig(), 5) == 1  # one chunk: nothing to share out
     assert population_threads(EchoConfig(cell="lstm", state_size=64), 256) == 1  # a vmap
-    # The YNNPACK option only for the cells it speeds up, only for lanes, only with small loops.
-    lstm, gru = POPULATION_MODELS["part3"], POPULATION_MODELS["gru"]
+    # The YNNPACK option for every cell in lanes, only with small loops; never for a vmap.
     expected = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
-    for cfg in (lstm, gru):
+    for cfg in POPULATION_MODELS.values():
         assert population_compiler_options(cfg) == (expected if xla_flags.SMALL_LOOPS else {})
         assert population_compiler_options(cfg, lanes=False) == {}
-    assert population_compiler_options(EchoConfig()) == {}
+    assert population_compiler_options(EchoConfig(cell="lstm", state_size=64)) == {}
+    # The tanh cells' kernels are cheap: past _WHOLE_TANH_MEMBERS members they keep the default.
+    assert population_compiler_options(EchoConfig(), size=4096) == {}
+    assert population_chunk(EchoConfig(), 4096) == 32
+    lstm = POPULATION_MODELS["part3"]
+    assert population_compiler_options(lstm, size=4096) == population_compiler_options(lstm)
 
 
 @pytest.mark.skipif(not xla_flags.SMALL_LOOPS, reason="the small-loop option is off")
-def test_an_lstm_population_in_lanes_compiles_its_epoch_whole():
+@pytest.mark.parametrize("part", ["part1", "part3"])
+def test_a_population_in_lanes_compiles_its_epoch_whole(part):
     # Without population_compiler_options, YNNPACK's reduction fusions keep the loops in pieces.
-    cfg = dataclasses.replace(POPULATION_MODELS["part3"], total_series_length=300)
+    cfg = dataclasses.replace(POPULATION_MODELS[part], total_series_length=300)
     params = stack([init_params(cfg, seed) for seed in range(2)])
     states = jax.vmap(make_optimizer(cfg).init)(params)
     x, y = epoch_data(cfg, 0)
@@ -176,11 +181,11 @@ def test_an_lstm_population_in_lanes_compiles_its_epoch_whole():
 
 def test_the_population_policy_puts_small_models_in_lanes():
     # Chunks as wide as keep one step's products within the lane budget (model.population_chunk).
-    # Where the LSTM's and GRU's compile whole (population_compiler_options), chunks of 64.
+    # Where they compile whole (population_compiler_options), chunks of 32.
     chunks = {name: population_chunk(cfg, 256) for name, cfg in POPULATION_MODELS.items()}
     whole = bool(population_compiler_options(POPULATION_MODELS["part3"]))
-    budget = {"part3": 8, "part4": 2, "lstm-dropout": 8, "gru": 16}
-    assert chunks == {"part1": 32, **{name: 64 if whole else c for name, c in budget.items()}}
+    budget = {"part1": 32, "part3": 8, "part4": 2, "lstm-dropout": 8, "gru": 16}
+    assert chunks == {name: 32 if whole else c for name, c in budget.items()}
     assert all(population_lanes(cfg) for cfg in POPULATION_MODELS.values())
     assert population_chunk(EchoConfig(), 5) == 5
     big = EchoConfig(cell="lstm", state_size=64)

@@ -68,6 +68,7 @@ def load(path: str | Path) -> dict[str, Any]:
 
 
 def _machine(data: dict[str, Any]) -> tuple[str, object, str]:
+    """A run's CPU, core count and system (``machine_line``; ``combine`` compares them)."""
     m = data.get("machine_info", {})
     return (
         m.get("cpu", {}).get("brand_raw", m.get("processor", "")),
@@ -545,7 +546,7 @@ def machine_line(data: dict[str, Any]) -> str:
     m = data["machine_info"]
     v = m.get("library_versions", {})
     libs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
-    cpu = m.get("cpu", {}).get("brand_raw", m.get("processor", ""))
+    cpu, cores, system = _machine(data)
     processes = max(
         (len(b["stats"].get("process_medians", [])) for b in data["benchmarks"]), default=1
     )
@@ -560,7 +561,7 @@ def machine_line(data: dict[str, Any]) -> str:
     else:
         runs = f"Run {run(_source(Path(), data))}"
     return (
-        f"Machine: {cpu}, {m.get('cpu_count')} cores, {m.get('system')} {m.get('release', '')}; "
+        f"Machine: {cpu}, {cores} cores, {system} {m.get('release', '')}; "
         f"JAX devices: {', '.join(m.get('jax_devices', []))}. {libs}. "
         f"{runs}; medians over up to {processes} processes."
     )

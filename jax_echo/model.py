@@ -175,8 +175,9 @@ def population_threads(cfg: EchoConfig, size: int) -> int:
 # 2-core AMD EPYC, 256 members, interleaved in one process: part 3 1.7x faster, the GRU 1.17x,
 # part 1 no faster. On the 2-core Intel Xeon (AVX-512), in the shipped form (chunks over two
 # threads), fresh processes in turn, 3 each, median member-windows/s: part 1's 256 members 565k
-# against 490k (1.15x), but 4096 641k against 756k (0.85x), 1024 level (606k, 612k): so the
-# tanh cells, whose kernels are cheap anyway, take the options up to _WHOLE_TANH_MEMBERS.
+# against 490k (1.15x), but 4096 641k against 756k (0.85x), 1024 level (606k and 612k, one
+# process each): so the tanh cells, whose kernels are cheap anyway, take the options up to
+# _WHOLE_TANH_MEMBERS.
 _LANES_COMPILER_OPTIONS = (("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT"),)
 _TANH_CELLS = ("tutorial", "basic_rnn")
 _WHOLE_TANH_MEMBERS = 1024

@@ -3,9 +3,9 @@
     python -m benchmarks.population_profile [--members 256] [--rounds 7] [--chunks 4 8 16 32 64]
                                             [--part 1]
 
-``train_population_epoch`` runs a population chunk after chunk (``scale.by_chunks``), each chunk
-either with its members on the last axis of every array (lanes) or as a ``vmap`` of the epoch
-(``model.make_population_epoch``). This measures, in one process and interleaved round by round
+``train_population_epoch`` runs a population chunk after chunk (``population.by_chunks``), each
+chunk either with its members on the last axis of every array (lanes) or as a ``vmap`` of the epoch
+(``population.make_population_epoch``). This measures, in one process and interleaved round by round
 (so a noisy neighbour hits every row alike), the population's training throughput for each
 layout and chunk width (one program, one thread), and of the form ``train_population_epoch``
 ships (the policy's chunk, shared out over one thread per core), against a loop of
@@ -27,10 +27,10 @@ import jax
 import numpy as np
 
 from benchmarks.hlo import jax_epoch_hlo, launched_kernels
-from jax_echo import model
+from jax_echo import model, policy
 from jax_echo.cells import init_params
 from jax_echo.optim import make_optimizer
-from jax_echo.scale import population_program, population_trainer, stack
+from jax_echo.population import population_program, population_trainer, stack
 from jax_echo.tables import Column, markdown
 from jax_echo.task import MODELS, EchoConfig, epoch_data
 
@@ -76,11 +76,11 @@ def main(argv: list[str]) -> int:
 
     def shipped(rows):
         """``train_population_epoch``'s form: the policy's layout and chunk, the chunks shared
-        out over ``model.population_threads`` threads (``scale.population_trainer``); its kernel
-        counts are those of its program's row, compiled for them if ``rows`` lacks it."""
-        chunk, threads = model.population_chunk(cfg, P), model.population_threads(cfg, P)
+        out over ``policy.population_threads`` threads (``population.population_trainer``); its
+        kernel counts are those of its program's row, compiled for them if ``rows`` lacks it."""
+        chunk, threads = policy.population_chunk(cfg, P), policy.population_threads(cfg, P)
         train = population_trainer(cfg, P)
-        lanes = model.population_lanes(cfg)
+        lanes = policy.population_lanes(cfg)
         same = rows.get(f"{'lanes' if lanes else 'vmap'}, chunks of {chunk}")
         _, counts, _ = same or chunked(chunk, lanes)
 

@@ -425,7 +425,7 @@ def population_table(benches: list[dict[str, Any]]) -> list[str]:
     rows = []
     for size in sorted(cells):
         o = cells[size].pop("one-by-one", None)
-        for layout, v in sorted(cells[size].items()):  # lanes, or vmap (model.population_lanes)
+        for layout, v in sorted(cells[size].items()):  # lanes, or vmap (policy.population_lanes)
             speedup = f"{throughput(v) / throughput(o):.1f}x" if o else ""
             rows.append((size, layout, v, o, speedup))
     return markdown(columns, rows).splitlines()

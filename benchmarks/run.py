@@ -32,7 +32,7 @@ from pathlib import Path
 import jax
 
 from benchmarks import report
-from jax_echo import model, xla_flags
+from jax_echo import policy, xla_flags
 from jax_echo.trainers import DATA_PARALLEL
 
 RESULTS = Path(__file__).parent / "results"
@@ -44,7 +44,7 @@ DATA_PARALLEL_REALISTIC = f"test_realistic and {DATA_PARALLEL} and cpu"
 def cpu_devices(environ=os.environ) -> dict[str, str]:
     """``environ``'s variables for a child process whose JAX has one CPU device per core (the
     data-parallel row's; this process's ``XLA_FLAGS``, with the small-loop option, kept)."""
-    flag = f"--xla_force_host_platform_device_count={max(2, model.cpu_cores())}"
+    flag = f"--xla_force_host_platform_device_count={max(2, policy.cpu_cores())}"
     return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 
 

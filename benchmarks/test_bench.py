@@ -39,9 +39,10 @@ from jax_echo import (
     split_windows,
     xla_flags,
 )
+from jax_echo.parallel import data_parallel_mesh
 from jax_echo.peers import PEER_NAMES, PEERS, peer
+from jax_echo.population import stack
 from jax_echo.registry import IMPLEMENTATIONS, Trainer
-from jax_echo.scale import data_parallel_mesh, stack
 from jax_echo.task import DISTINCT_MODELS, MODELS
 from jax_echo.trainers import DATA_PARALLEL, JaxTrainer, block, make_trainer
 
@@ -404,9 +405,9 @@ POPULATION_CFG = EchoConfig(num_epochs=1, total_series_length=1500)  # 20 window
 
 
 def population_cases(run: Run) -> list[Case]:
-    """The population program in its layout for these members (``model.population_lanes``:
+    """The population program in its layout for these members (``policy.population_lanes``:
     ``jax-population-lanes`` or ``-vmap``) beside a loop over members (``-one-by-one``)."""
-    from jax_echo.model import population_lanes
+    from jax_echo.policy import population_lanes
 
     sizes = QUICK_POPULATIONS if run.quick else POPULATIONS
     layout = "lanes" if population_lanes(POPULATION_CFG) else "vmap"
@@ -429,7 +430,7 @@ def test_population(benchmark, quick, case):
     """
     from jax_echo import make_optimizer
     from jax_echo.model import train_epoch
-    from jax_echo.scale import train_population_epoch
+    from jax_echo.population import train_population_epoch
 
     size = case.size
     cfg = quick_config(POPULATION_CFG, windows=20) if quick else POPULATION_CFG

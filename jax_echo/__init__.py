@@ -32,7 +32,7 @@ from jax_echo.model import (
     window_accuracies,
 )
 from jax_echo.optim import make_optimizer, with_learning_rate
-from jax_echo.scale import fit_population
+from jax_echo.population import fit_population
 from jax_echo.task import (
     EchoConfig,
     epoch_data,

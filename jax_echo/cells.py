@@ -5,13 +5,15 @@ files, parity tests and benchmarks rely on (in the spirit of stax's ``(init_fun,
 
 - ``layout(I, S)``: the cell's params NamedTuple with ``(shape, initialiser)`` leaves, for input
   width I and state size S; ``Cell.init(rng, I, S, dtype)`` draws NumPy arrays from it;
-- ``initial_state(B, S, dtype)``: the zero state, a pytree (``h``, or ``LSTMState(c, h)``);
-- ``step(params, state, x_BxI, product=affine) -> (state, out_BxS)``: one time step of one
-  model, pure JAX: elementwise math, and its products ``concat(inputs) @ w + b`` written as
+- ``initial_state(shape, dtype)``: one layer's zero state, a pytree (``h``, or
+  ``LSTMState(c, h)``) of zeros of ``shape`` (B, S); ``zero_state`` stacks it over the layers,
+  the one zero state every caller uses;
+- ``step(params, state, x, product=affine) -> (state, out)``: one time step of one model, pure
+  JAX: elementwise math, and its products ``concat(inputs) @ w + b`` written as
   ``product(inputs, w, b, parts)`` (the result in ``parts`` blocks of columns, as TF1 splits its
   gates). The math is ``affine``'s; how XLA should compute it at a given size, and on which axis
-  the features lie (a population may carry its members on the last one), is the model's choice
-  (``model``'s speed policy), so the cells know nothing of sizes, populations or compilers.
+  the features lie (a population may carry its members on the last one), is the speed policy's
+  choice (``policy``), so the cells know nothing of sizes, populations or compilers.
 
 A new cell is one layout and one step function, and a row in ``CELLS``. ``stack_step`` runs
 ``num_layers`` cells per time step (layer k's output is layer k+1's input; layer 0's input is the
@@ -22,7 +24,9 @@ Weights leave and enter the package as a flat dict in TF1's layout (``params_to_
 ``cell_{k}/bias`` (LSTM gate columns i, j, f, o), or ``cell_{k}/gates/kernel``, ... for the GRU;
 kernel rows are the input first, then the state.
 
-Shape legend: B batch, I a cell's input width, S state, C classes.
+Shape legend: B batch, I a cell's input width, S state, C classes. A step's arrays are (B, I) and
+(B, S) for one model; the policy may add a trailing member axis P (members in lanes), so the
+steps name them without shapes.
 """
 
 from __future__ import annotations
@@ -160,43 +164,42 @@ def _gru_layout(I: int, S: int) -> GRUParams:
     )
 
 
-def _zeros_h(B: int, S: int, dtype: Any) -> jax.Array:
-    return jnp.zeros((B, S), dtype)
+def _zeros_h(shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    return jnp.zeros(shape, dtype)
 
 
-def _zeros_lstm(B: int, S: int, dtype: Any) -> LSTMState:
-    return LSTMState(jnp.zeros((B, S), dtype), jnp.zeros((B, S), dtype))
+def _zeros_lstm(shape: tuple[int, ...], dtype: Any) -> LSTMState:
+    return LSTMState(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
 
 def _tanh_step(
-    params: TutorialParams | RNNParams, h_BxS: jax.Array, x_BxI: jax.Array, product=affine
+    params: TutorialParams | RNNParams, h: jax.Array, x: jax.Array, product=affine
 ) -> tuple[jax.Array, jax.Array]:
     """Parts 1 and 2: ``h = tanh(concat([x, h]) @ W + b)``; the output is the state."""
     kernel, bias = params
-    h_BxS = jnp.tanh(product([x_BxI, h_BxS], kernel, bias))
-    return h_BxS, h_BxS
+    h = jnp.tanh(product([x, h], kernel, bias))
+    return h, h
 
 
 def _lstm_step(
-    params: LSTMParams, state: LSTMState, x_BxI: jax.Array, product=affine
+    params: LSTMParams, state: LSTMState, x: jax.Array, product=affine
 ) -> tuple[LSTMState, jax.Array]:
-    c_BxS, h_BxS = state
-    i, j, f, o = product([x_BxI, h_BxS], params.kernel, params.bias, parts=4)
-    c_BxS = c_BxS * jax.nn.sigmoid(f + LSTM_FORGET_BIAS) + jax.nn.sigmoid(i) * jnp.tanh(j)
-    h_BxS = jnp.tanh(c_BxS) * jax.nn.sigmoid(o)
-    return LSTMState(c_BxS, h_BxS), h_BxS
+    c, h = state
+    i, j, f, o = product([x, h], params.kernel, params.bias, parts=4)
+    c = c * jax.nn.sigmoid(f + LSTM_FORGET_BIAS) + jax.nn.sigmoid(i) * jnp.tanh(j)
+    h = jnp.tanh(c) * jax.nn.sigmoid(o)
+    return LSTMState(c, h), h
 
 
 def _gru_step(
-    params: GRUParams, h_BxS: jax.Array, x_BxI: jax.Array, product=affine
+    params: GRUParams, h: jax.Array, x: jax.Array, product=affine
 ) -> tuple[jax.Array, jax.Array]:
     """TF1's GRUCell: the reset gate scales the state before the candidate's matmul."""
-    gates = product([x_BxI, h_BxS], params.gates_kernel, params.gates_bias, parts=2)
-    r_BxS, u_BxS = (jax.nn.sigmoid(g) for g in gates)
-    candidate_input = [x_BxI, r_BxS * h_BxS]
-    c_BxS = jnp.tanh(product(candidate_input, params.candidate_kernel, params.candidate_bias))
-    h_BxS = u_BxS * h_BxS + (1 - u_BxS) * c_BxS
-    return h_BxS, h_BxS
+    gates = product([x, h], params.gates_kernel, params.gates_bias, parts=2)
+    r, u = (jax.nn.sigmoid(g) for g in gates)
+    candidate = jnp.tanh(product([x, r * h], params.candidate_kernel, params.candidate_bias))
+    h = u * h + (1 - u) * candidate
+    return h, h
 
 
 def _draw(rng: np.random.Generator, shape: tuple[int, ...], how: str, dtype: Any) -> np.ndarray:
@@ -212,8 +215,8 @@ class Cell(NamedTuple):
     """One recurrent cell: its weight layout, its zero state and its step (module docstring)."""
 
     layout: Callable[[int, int], Any]
-    initial_state: Callable[[int, int, Any], Any]
-    step: Callable[..., tuple[Any, jax.Array]]  # (params, state, x_BxI, product=affine)
+    initial_state: Callable[[tuple[int, ...], Any], Any]  # (shape, dtype): one layer's zeros
+    step: Callable[..., tuple[Any, jax.Array]]  # (params, state, x, product=affine)
 
     def init(self, rng: np.random.Generator, I: int, S: int, dtype: Any = np.float32) -> Any:
         """NumPy params drawn from the layout's initialisers, field by field."""
@@ -261,31 +264,34 @@ def stack_step(
     cell: Cell,
     cells_params: tuple[Any, ...],
     states: tuple[Any, ...],
-    x_BxI: jax.Array,
-    masks_LxBxS: jax.Array | None = None,
+    x: jax.Array,
+    masks: jax.Array | None = None,
     product: Callable = affine,
 ) -> tuple[tuple[Any, ...], jax.Array]:
     """One time step through every layer (TF1's ``MultiRNNCell``).
 
-    With ``masks_LxBxS`` (``dropout_masks``) each layer's output, not its carried state, is
-    multiplied by its mask (``DropoutWrapper(output_keep_prob=p)``); the top layer's output too.
-    ``product`` goes to every cell's step. Returns the new per-layer states and the top layer's
-    output.
+    With ``masks`` (``dropout_masks``, one per layer) each layer's output, not its carried state,
+    is multiplied by its mask (``DropoutWrapper(output_keep_prob=p)``); the top layer's output
+    too. ``product`` goes to every cell's step. Returns the new per-layer states and the top
+    layer's output.
     """
     new_states = []
-    out_BxS = x_BxI
+    out = x
     for layer, (params, state) in enumerate(zip(cells_params, states, strict=True)):
-        state, out_BxS = cell.step(params, state, out_BxS, product)
-        if masks_LxBxS is not None:
-            out_BxS = out_BxS * masks_LxBxS[layer]
+        state, out = cell.step(params, state, out, product)
+        if masks is not None:
+            out = out * masks[layer]
         new_states.append(state)
-    return tuple(new_states), out_BxS
+    return tuple(new_states), out
 
 
-def zero_state(cell: str, num_layers: int, B: int, S: int, dtype: Any) -> tuple[Any, ...]:
-    """Every layer's zero state: a tuple with one ``h`` or ``LSTMState(c, h)`` per layer."""
+def zero_state(
+    cell: str, num_layers: int, B: int, S: int, dtype: Any, members: tuple[int, ...] = ()
+) -> tuple[Any, ...]:
+    """The model's zero state, the one definition: a tuple with one ``h`` or ``LSTMState(c, h)``
+    per layer, each of zeros (B, S), and (B, S, P) for ``members`` (P,) in lanes."""
     zeros = CELLS[cell].initial_state
-    return tuple(zeros(B, S, dtype) for _ in range(num_layers))
+    return tuple(zeros((B, S, *members), dtype) for _ in range(num_layers))
 
 
 def initial_state(cfg: EchoConfig, batch_size: int | None = None, dtype: Any = jnp.float32):
@@ -293,6 +299,23 @@ def initial_state(cfg: EchoConfig, batch_size: int | None = None, dtype: Any = j
     ``cfg.batch_size``)."""
     B = cfg.batch_size if batch_size is None else batch_size
     return zero_state(cfg.cell, cfg.num_layers, B, cfg.state_size, dtype)
+
+
+def check_state(state: Any, zeros: Any) -> None:
+    """Refuses a state that is not the cell's own pytree (``initial_state``'s structure and the
+    shapes of ``zeros``): a plain ``(h, c)`` tuple in place of ``LSTMState(c, h)`` is not
+    re-nested, so it cannot be read in the wrong order (``state_from_layers`` converts TF1's)."""
+    got, expected = jax.tree.structure(state), jax.tree.structure(zeros)
+    if got != expected:
+        raise ValueError(
+            f"the state must have the structure of cells.initial_state(cfg), {expected}, got "
+            f"{got}; convert TF1's per-layer tuples with cells.state_from_layers(cfg, state)"
+        )
+    for leaf, zero in zip(jax.tree.leaves(state), jax.tree.leaves(zeros), strict=True):
+        if jnp.shape(leaf) != zero.shape:
+            raise ValueError(
+                f"state has shape {jnp.shape(leaf)}, expected (batch, state_size) = {zero.shape}"
+            )
 
 
 def state_from_layers(cfg: EchoConfig, layers: Any) -> tuple[Any, ...]:

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import jax
 
-from jax_echo import bench, compare, runlog, scale, train
+from jax_echo import bench, compare, parallel, runlog, sweep, train
 from jax_echo.arguments import (
     add_config_args,
     add_eval_args,
@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         stopwatch = runlog.Stopwatch(compiles)
         runlog.use_compile_cache(not args.no_compile_cache)
         if args.coordinator:
-            scale.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+            parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         writer = jax.process_index() == 0  # across processes, one writes the files
         if writer:
             preload()  # Matplotlib's import overlaps compilation and training
@@ -59,8 +59,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         }
         with run_lock(out) if writer else contextlib.nullcontext():  # training and files
             if args.data_parallel or args.coordinator:
-                mesh = scale.data_parallel_mesh()
-                params, history = scale.fit_data_parallel(cfg, mesh, **options)
+                mesh = parallel.data_parallel_mesh()
+                params, history = parallel.fit_data_parallel(cfg, mesh, **options)
             else:
                 mesh = None
                 params, history = train.fit(cfg, **options)
@@ -85,7 +85,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             flag = "--" + one.replace("_", "-")
             raise ValueError(f"sweep trains one member per value of {many}: use it, not {flag}")
     cfg = config_from_args(args)
-    scale.sweep(cfg, args.seeds, args.learning_rates, args.out, progress=not args.no_progress)
+    sweep.sweep(cfg, args.seeds, args.learning_rates, args.out, progress=not args.no_progress)
     return 0
 
 

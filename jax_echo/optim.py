@@ -48,12 +48,15 @@ def learning_rate(opt_state: Any) -> Any:
     """The learning rate held by a ``make_optimizer`` state (or ``None`` for other states)."""
     hyperparams = getattr(opt_state, "hyperparams", None)  # optax's InjectHyperparamsState
     if isinstance(hyperparams, dict):  # the field itself: train_step reads it every window, and
-        return hyperparams.get("learning_rate")  # tree_get walks the whole state (~100 us)
+        return hyperparams.get("learning_rate")  # tree_get walks the whole state
     return optax.tree_utils.tree_get(opt_state, "learning_rate")  # nested in another state
 
 
 def with_learning_rate(opt_state: Any, rate: Any) -> Any:
     """The state with another learning rate (an array of rates for a population)."""
+    hyperparams = getattr(opt_state, "hyperparams", None)
+    if isinstance(hyperparams, dict) and "learning_rate" in hyperparams:  # as learning_rate reads
+        return opt_state._replace(hyperparams={**hyperparams, "learning_rate": rate})
     return optax.tree_utils.tree_set(opt_state, learning_rate=rate)
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jax_echo import model, optim, scale
+from jax_echo import model, optim, parallel
 from jax_echo.cells import (
     Params,
     initial_state,
@@ -46,7 +46,7 @@ class JaxTrainer:
     draw window ``i`` of epoch ``e``'s dropout from ``model.window_key(cfg, e, i)``, so the two
     agree with dropout too. ``remat``: rematerialise time steps in ``train_epoch``'s backward
     pass. ``mesh``: ``train_epoch`` splits the batch over its devices instead
-    (``scale.data_parallel_epoch``; the benchmarks' ``jax-epoch-data-parallel`` row).
+    (``parallel.data_parallel_epoch``; the benchmarks' ``jax-epoch-data-parallel`` row).
     """
 
     def __init__(
@@ -63,16 +63,16 @@ class JaxTrainer:
         params = jax.tree.map(lambda p: p.astype(self.dtype), params_from_dict(params, cfg))
         self._params = jax.device_put(params)
         self._opt_state = optim.make_optimizer(cfg).init(self._params)
-        self._state = self.zero_state()  # train_window's carried state
+        self._state = initial_state(cfg, dtype=self.dtype)  # train_window's carried state
         self._mesh = mesh
         if mesh is not None:
             if remat or not per_epoch:
                 raise ValueError("a mesh splits train_epoch's batch: per_epoch, without remat")
             self.name = DATA_PARALLEL
-            self._epoch = scale.data_parallel_epoch(cfg, mesh)
+            self._epoch = parallel.data_parallel_epoch(cfg, mesh)
             self._rows = NamedSharding(mesh, PartitionSpec("batch"))
             copies = NamedSharding(mesh, PartitionSpec())
-            self._params, self._opt_state = scale.place((self._params, self._opt_state), copies)
+            self._params, self._opt_state = parallel.place((self._params, self._opt_state), copies)
 
     def _epoch_key(self, epoch: int) -> jax.Array | None:
         return model.epoch_key(self.cfg, epoch) if self.cfg.keep_prob < 1 else None
@@ -103,7 +103,7 @@ class JaxTrainer:
         """Per-window losses, not yet waited for (call ``jax.block_until_ready`` to time it)."""
         x = np.asarray(x, self.dtype)
         if self._mesh is not None:
-            x, y = scale.place((x, np.asarray(y)), self._rows)
+            x, y = parallel.place((x, np.asarray(y)), self._rows)
             self._params, self._opt_state, losses = self._epoch(
                 self._params, self._opt_state, x, y, self._epoch_key(epoch)
             )
@@ -121,16 +121,13 @@ class JaxTrainer:
             return losses
         # Windows are sliced in NumPy: iterating over a jax.Array dispatches one op a slice.
         T = self.cfg.truncated_backprop_length
-        self._state = self.zero_state()
+        self._state = initial_state(self.cfg, dtype=self.dtype)
         windows = zip(split_windows(x, T), split_windows(np.asarray(y), T), strict=True)
         losses = [
             self.train_window(x_BxT, y_BxT, epoch=epoch, window=i)
             for i, (x_BxT, y_BxT) in enumerate(windows)
         ]
         return jnp.stack(losses)
-
-    def zero_state(self):
-        return initial_state(self.cfg, dtype=self.dtype)
 
     def _state_in(self, state):
         """A state from another implementation (TF1's per-layer tuples) as the cell's pytree, in
@@ -151,7 +148,7 @@ class JaxTrainer:
         if self._mesh is None:
             epoch = jax.jit(model.make_train_epoch(self.cfg, remat=self.remat))
         else:
-            epoch, (x, y) = self._epoch, scale.place((x, np.asarray(y)), self._rows)
+            epoch, (x, y) = self._epoch, parallel.place((x, np.asarray(y)), self._rows)
         m = epoch.lower(self._params, self._opt_state, x, y, key).compile().memory_analysis()
         out = {
             "arguments": m.argument_size_in_bytes,

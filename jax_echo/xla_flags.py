@@ -3,9 +3,8 @@
 XLA:CPU runs a ``while`` loop by launching its body's kernels one by one on every trip; at the
 tutorial's sizes (4 units, 5 rows) that launch cost is most of a window. With
 ``xla_cpu_small_while_loop_byte_threshold=N`` it compiles every loop whose buffers stay under N
-bytes into one kernel instead: measured on the 2-core CPU, an LSTM window as a rolled loop then
-trains about 2x faster than the same window unrolled without the option (README, "Why the LSTM
-parts cost what they cost").
+bytes into one kernel instead, and an LSTM window as a rolled loop then trains faster than the
+same window unrolled without the option (measurements: docs/performance.md).
 
 ``jax.jit(..., compiler_options=...)`` refuses this option (it lives in the map-valued
 ``xla_backend_extra_options``: "not a valid message value", jax 0.10.2), so it goes through
@@ -13,10 +12,14 @@ parts cost what they cost").
 ``import jax_echo``, before any computation, unless the user's ``XLA_FLAGS`` already sets
 ``xla_backend_extra_options`` (theirs is kept) or ``JAX_ECHO_XLA_FLAGS=0``. TensorFlow's XLA reads
 the same variable, so in one process both compilers get the same option, as a fair comparison
-needs. ``model`` (and ``tf_echo``'s XLA peer) roll the loops that it makes faster only when it is
+needs. ``policy`` (and ``tf_echo``'s XLA peer) roll the loops that it makes faster only when it is
 in effect (``SMALL_LOOPS``). A child process inherits the option through ``XLA_FLAGS``;
 ``without()`` is an environment for one that must run without it (``make bench`` gives
 TensorFlow's XLA such processes at the realistic sizes, where the option slows it).
+
+Both XLA front ends also share two choices of how to write the model for it (``policy`` for JAX,
+``tf_echo.function`` for TensorFlow): ``FUSED_PRODUCT_LIMIT`` and ``ROLLED_WITH_SMALL_LOOPS``.
+This module imports neither framework, so that either can read them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ OPT_OUT = "JAX_ECHO_XLA_FLAGS"  # "0": leave XLA_FLAGS alone
 # XLA rows: the option slows TF's XLA once its loops hold real products), so that reports never
 # merge it with the option's row.
 SUFFIX = "-no-small-loops"
+
+# Products of at most this many elements are written as a multiply and a sum, which XLA:CPU fuses
+# with the elementwise work around them; a larger one is a dot (docs/performance.md).
+FUSED_PRODUCT_LIMIT = 2048
+# Under the small-loop option these cells' windows stay loops: one kernel a window, faster than
+# the unrolled window (docs/performance.md).
+ROLLED_WITH_SMALL_LOOPS = ("lstm", "gru")
 
 
 def _backend_started() -> bool:

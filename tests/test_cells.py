@@ -9,7 +9,7 @@ import pytest
 
 from jax_echo import CELLS, EchoConfig, init_params, params_from_dict, params_to_dict
 from jax_echo.cells import affine, dropout_masks, stack_step
-from jax_echo.model import cell_product, fused_members, lane_product
+from jax_echo.policy import cell_product, fused_members, lane_product
 from jax_echo.task import CELL_NAMES
 from tests import reference
 from tests.conftest import MODELS

@@ -28,7 +28,7 @@ from jax_echo import (
 )
 from jax_echo.cells import LSTMState, state_from_layers
 from jax_echo.optim import accumulators, learning_rate
-from jax_echo.scale import stack
+from jax_echo.population import stack
 from tests import reference
 from tests.conftest import MODELS
 
@@ -296,7 +296,7 @@ def test_population_under_vmap_equals_members():
 @pytest.mark.parametrize("members", [1, 256])
 def test_the_population_width_picks_fused_products_or_batched_dots(members):
     # One member's tutorial products are tiny: multiply-and-sum, fused with the step. Under a vmap
-    # of 256 members the same products are one batched dot_general each (model.cell_product).
+    # of 256 members the same products are one batched dot_general each (policy.cell_product).
     cfg = EchoConfig(total_series_length=150)
     params = init_params(cfg)
     pop_params = jax.tree.map(lambda a: jnp.stack([a] * members), params)

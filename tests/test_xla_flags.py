@@ -1,6 +1,6 @@
 """XLA:CPU's small-loop option: set for jax_echo's process, never over the user's choice."""
 
-from jax_echo import model, xla_flags
+from jax_echo import policy, xla_flags
 
 
 def test_the_option_is_appended_to_the_users_other_flags():
@@ -38,9 +38,9 @@ def test_the_option_can_be_refused():
 def test_this_process_compiles_with_it_and_rolls_the_gated_cells():
     """The suite imports jax_echo before any computation, as a user's program does."""
     assert xla_flags.SMALL_LOOPS
-    assert model.window_unroll("lstm", 15, 1) == 1 and model.window_unroll("gru", 15, 1) == 1
-    assert model.window_unroll("tutorial", 15, 1) == 15
-    assert model.window_unroll("tutorial", 100, 1) == 1
+    assert policy.window_unroll("lstm", 15, 1) == 1 and policy.window_unroll("gru", 15, 1) == 1
+    assert policy.window_unroll("tutorial", 15, 1) == 15
+    assert policy.window_unroll("tutorial", 100, 1) == 1
 
 
 def test_a_child_process_can_be_started_without_it():

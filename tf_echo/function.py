@@ -25,21 +25,15 @@ from jax_echo.task import EchoConfig, split_windows
 from tf_echo.state import stacked_state
 
 # Windows of at most this many steps are unrolled in Python, as static_rnn builds them (XLA fuses
-# across steps, and compiles 50 LSTM steps in seconds); longer ones run a ``tf.range`` loop, a
-# while loop, whose compile time does not grow with the window (200 unrolled steps took XLA over
-# 5 minutes on a 2-core CPU).
+# across steps); longer ones run a ``tf.range`` loop, a while loop, whose compile time does not
+# grow with the window (docs/performance.md).
 UNROLL_MAX_STEPS = 50
-# Under XLA with its small-loop option (``jax_echo.xla_flags``: the same ``XLA_FLAGS`` option
-# for TensorFlow's XLA as for JAX's), these cells' windows run the ``tf.range`` loop at every
-# length, as jax_echo's do: XLA then compiles the loop into one kernel (part 3, epoch-xla:
-# measured 42 -> 14 us per window on a 2-core CPU), which beats the unrolled window.
-ROLLED_WITH_SMALL_LOOPS = ("lstm", "gru")
-
-# Under XLA, contractions whose broadcast product has at most this many elements are written as
-# a multiply and a sum, which XLA:CPU fuses with the surrounding elementwise work; a dot is a
-# separate call (part 4, epoch-xla: ~300 instead of ~800 us per window on a 2-core CPU). Without
-# XLA every op is a kernel launch and the one matmul is faster.
-_FUSED_CONTRACTION_LIMIT = 2048
+# Under XLA with its small-loop option (``jax_echo.xla_flags``: the same ``XLA_FLAGS`` option for
+# TensorFlow's XLA as for JAX's), the cells of ``xla_flags.ROLLED_WITH_SMALL_LOOPS`` run the
+# ``tf.range`` loop at every length, as jax_echo's do: one kernel a window. Under XLA,
+# contractions of at most ``xla_flags.FUSED_PRODUCT_LIMIT`` elements are a multiply and a sum,
+# which XLA:CPU fuses with the elementwise work around them; without XLA every op is a kernel
+# launch and the one matmul is faster.
 
 
 def _matmul_dense(a_BxK, w_KxM, b_M):
@@ -47,7 +41,7 @@ def _matmul_dense(a_BxK, w_KxM, b_M):
 
 
 def _fused_dense(a_BxK, w_KxM, b_M):
-    if a_BxK.shape[0] * w_KxM.shape[0] * w_KxM.shape[1] > _FUSED_CONTRACTION_LIMIT:
+    if a_BxK.shape[0] * w_KxM.shape[0] * w_KxM.shape[1] > xla_flags.FUSED_PRODUCT_LIMIT:
         return _matmul_dense(a_BxK, w_KxM, b_M)
     return tf.reduce_sum(a_BxK[:, :, None] * w_KxM[None], axis=1) + b_M
 
@@ -130,7 +124,8 @@ class FunctionTrainer:
         ]
         self._step = _STEPS[cfg.cell]
         self._dense = _fused_dense if jit_compile else _matmul_dense
-        self._rolled = jit_compile and xla_flags.SMALL_LOOPS and cfg.cell in ROLLED_WITH_SMALL_LOOPS
+        rolls = cfg.cell in xla_flags.ROLLED_WITH_SMALL_LOOPS
+        self._rolled = jit_compile and xla_flags.SMALL_LOOPS and rolls
         self._learning_rate = tf.constant(cfg.learning_rate, self.dtype)
         self._seed = tf.constant(cfg.seed, tf.int64)
         self._windows_trained = tf.Variable(0, dtype=tf.int64)  # counts the dropout draws

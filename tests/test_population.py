@@ -13,7 +13,7 @@ from jax_echo import (
     epoch_data,
     init_params,
     make_optimizer,
-    model,
+    policy,
     train_epoch,
     xla_flags,
 )
@@ -117,8 +117,8 @@ def test_each_population_layout_trains_every_member_as_alone(x64, name, lanes):
 def test_a_population_shared_out_over_threads_trains_every_member_as_alone(x64, monkeypatch, name):
     # 5 members in chunks of 2 over 2 threads: chunks (0, 1), (2, 3) in one, (4,) in the other.
     # Float64 inside jax.enable_x64: the worker threads must compute in the caller's precision.
-    monkeypatch.setattr(model, "population_chunk", lambda cfg, size: 2)
-    monkeypatch.setattr(model, "population_threads", lambda cfg, size: 2)
+    monkeypatch.setattr(policy, "population_chunk", lambda cfg, size: 2)
+    monkeypatch.setattr(policy, "population_threads", lambda cfg, size: 2)
     cfg = dataclasses.replace(POPULATION_MODELS[name], total_series_length=600)
     members = population_configs(cfg, [0, 1, 2, 3, 4], [0.3])
     params = [init_params(m, dtype=np.float64) for m in members]

@@ -305,6 +305,11 @@ def check_state(state: Any, zeros: Any) -> None:
     """Refuses a state that is not the cell's own pytree (``initial_state``'s structure and the
     shapes of ``zeros``): a plain ``(h, c)`` tuple in place of ``LSTMState(c, h)`` is not
     re-nested, so it cannot be read in the wrong order (``state_from_layers`` converts TF1's)."""
+    if not isinstance(state, tuple) or len(state) != len(zeros):
+        raise ValueError(
+            f"state must be a tuple of {len(zeros)} per-layer state(s) (cells.initial_state), "
+            f"got {type(state).__name__} of {len(state) if isinstance(state, tuple) else 1}"
+        )
     got, expected = jax.tree.structure(state), jax.tree.structure(zeros)
     if got != expected:
         raise ValueError(

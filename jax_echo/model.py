@@ -199,55 +199,30 @@ def _train_window(params, opt_state, state, x, y, key, spec: _Spec, program: Pro
     return optax.apply_updates(params, updates), opt_state, state, loss
 
 
-def _check_inputs(params: Params, x: Any, y: Any, state: Any = None, ndim: int = 2) -> None:
+def _check_series(x: Any, y: Any, ndim: int = 2) -> None:
     """Raises ``ValueError`` for mismatched shapes; called while tracing, so free at run time."""
     if jnp.ndim(x) != ndim or jnp.shape(y) != jnp.shape(x):
         raise ValueError(
             f"x and y must be (batch, time) arrays of one shape, "
             f"got x {jnp.shape(x)} and y {jnp.shape(y)}"
         )
-    if state is None:
-        return
-    layers = len(params.cells)
-    if not isinstance(state, tuple) or len(state) != layers:
-        raise ValueError(
-            f"state must be a tuple of {layers} per-layer state(s) (cells.initial_state), "
-            f"got {type(state).__name__} of {len(state) if isinstance(state, tuple) else 1}"
-        )
 
 
-def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> np.ndarray | None:
-    """Refuses training that would silently differ from ``cfg``: no key for dropout, or an
-    optimizer state holding another learning rate. Returns the state's rate as a host array
-    (``None`` for a state without one), which the state that training returns carries in its
-    place: the next call checks it without reading the device (``_with_rate``)."""
+def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> Any:
+    """Refuses training that would silently differ from ``cfg``: no key for dropout, or another
+    learning rate (``optim.checked_rate``, whose host copy of the rate the returned state keeps)."""
     if cfg.keep_prob < 1 and key is None:
         raise ValueError(
             f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs a key "
             "(key=jax.random.key(...); fit uses epoch_key(cfg, epoch))"
         )
-    rate = optim.learning_rate(opt_state)
-    if rate is None or isinstance(rate, jax.core.Tracer) or np.ndim(rate):
-        return None
-    rate = np.asarray(rate)  # read from the device once, for a state from optimizer.init
-    if float(rate) != float(np.asarray(cfg.learning_rate, rate.dtype)):
-        raise ValueError(
-            f"the optimizer state holds learning rate {float(rate)}, but "
-            f"EchoConfig.learning_rate is {cfg.learning_rate}: build it with "
-            "make_optimizer(cfg).init(params)"
-        )
-    return rate
-
-
-def _with_rate(opt_state: Any, rate: np.ndarray | None) -> Any:
-    """A training call's state with the checked rate (the one it holds) as a host array."""
-    return opt_state if rate is None else optim.with_learning_rate(opt_state, rate)
+    return optim.checked_rate(opt_state, cfg.learning_rate)
 
 
 @functools.cache
 def _compiled_step(spec: _Spec, program: Program) -> Callable:
     def step(params, opt_state, state, x_BxT, y_BxT, key):
-        _check_inputs(params, x_BxT, y_BxT, state)
+        _check_series(x_BxT, y_BxT)
         return _train_window(params, opt_state, state, x_BxT, y_BxT, key, spec, program)
 
     return jax.jit(step, donate_argnums=(0, 1, 2))
@@ -283,7 +258,7 @@ def train_step(
     rate = _check_training(cfg, opt_state, key)
     step = _compiled_step(_spec(cfg, optimizer=optimizer), policy.program(cfg))
     params, opt_state, state, loss = step(params, opt_state, state, x_BxT, y_BxT, key)
-    return params, _with_rate(opt_state, rate), state, loss
+    return params, optim.with_learning_rate(opt_state, rate), state, loss
 
 
 def make_train_epoch(
@@ -308,7 +283,7 @@ def make_train_epoch(
 
 def _epoch_function(spec: _Spec, program: Program) -> Callable:
     def train_epoch(params, opt_state, x_BxL, y_BxL, key):
-        _check_inputs(params, x_BxL, y_BxL, ndim=2 + program.lanes)
+        _check_series(x_BxL, y_BxL, ndim=2 + program.lanes)
         xs, ys = split_windows(x_BxL, spec.window), split_windows(y_BxL, spec.window)  # (N, B, T)
         keys = None
         if key is not None and spec.keep_prob < 1:
@@ -375,7 +350,7 @@ def train_epoch(
     rate = _check_training(cfg, opt_state, key)
     epoch = _compiled_epoch(_spec(cfg, remat, optimizer), policy.program(cfg))
     params, opt_state, losses = epoch(params, opt_state, x, y, key)
-    return params, _with_rate(opt_state, rate), losses
+    return params, optim.with_learning_rate(opt_state, rate), losses
 
 
 def make_predict_epoch(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+import numpy as np
 import optax
 
 TF1_INITIAL_ACCUMULATOR = 0.1
@@ -52,8 +54,30 @@ def learning_rate(opt_state: Any) -> Any:
     return optax.tree_utils.tree_get(opt_state, "learning_rate")  # nested in another state
 
 
+def checked_rate(opt_state: Any, expected: float) -> np.ndarray | None:
+    """The learning rate ``opt_state`` holds, as a host array, after checking that it is
+    ``expected`` (``ValueError`` otherwise); ``None`` for a state without one (or a traced or
+    per-member one). The state a training call returns keeps this host copy
+    (``with_learning_rate``), so that only a state from ``init`` is ever read from the device and
+    a loop over windows never waits for one."""
+    rate = learning_rate(opt_state)
+    if rate is None or isinstance(rate, jax.core.Tracer) or np.ndim(rate):
+        return None
+    rate = np.asarray(rate)
+    if float(rate) != float(np.asarray(expected, rate.dtype)):
+        raise ValueError(
+            f"the optimizer state holds learning rate {float(rate)}, but "
+            f"EchoConfig.learning_rate is {expected}: build it with "
+            "make_optimizer(cfg).init(params)"
+        )
+    return rate
+
+
 def with_learning_rate(opt_state: Any, rate: Any) -> Any:
-    """The state with another learning rate (an array of rates for a population)."""
+    """The state with another learning rate (an array of rates for a population); ``None``
+    leaves it as it is."""
+    if rate is None:
+        return opt_state
     hyperparams = getattr(opt_state, "hyperparams", None)
     if isinstance(hyperparams, dict) and "learning_rate" in hyperparams:  # as learning_rate reads
         return opt_state._replace(hyperparams={**hyperparams, "learning_rate": rate})

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from jax_echo import runlog
 from jax_echo.cells import Params, params_from_dict
 from jax_echo.io import CheckpointError, load_params
+from jax_echo.registry import MissingExtraError
 from jax_echo.task import CELL_NAMES, PARTS, EchoConfig
 from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names
+from jax_echo.train import TrainingDivergedError
 
 PARTS_HELP = (
     "1 tutorial RNN, 2 BasicRNNCell, 3 LSTM, 4 3-layer LSTM, 5 the same through dynamic_rnn, "
@@ -175,3 +179,26 @@ def out_dir(args: argparse.Namespace) -> str:
     if args.resume:
         raise CheckpointError("--resume needs --out DIR: the directory of the run to continue")
     return str(runlog.new_run_dir())
+
+
+# A user's mistake: one line and exit code 2. Anything else keeps its traceback.
+USER_ERRORS = (CheckpointError, TrainingDivergedError, MissingExtraError, ValueError, OSError)
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parses ``argv`` and runs the chosen command (``args.run``) for either command line: a
+    user's mistake is one ``error:`` line and exit code 2, an interrupt says how to resume."""
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except USER_ERRORS as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        where = f" --out {args.out}" if getattr(args, "out", None) else ""
+        print(
+            f"{parser.prog}: interrupted; rerun with --resume{where} to continue from the last "
+            "checkpoint",
+            file=sys.stderr,
+        )
+        return 130

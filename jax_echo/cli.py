@@ -25,12 +25,12 @@ from jax_echo.arguments import (
     add_weights_args,
     config_from_args,
     out_dir,
+    run_command,
     weights_from_args,
 )
-from jax_echo.io import CheckpointError, run_lock
+from jax_echo.io import run_lock
 from jax_echo.plot import preload
-from jax_echo.registry import IMPLEMENTATIONS, REFERENCE, TF_IMPLEMENTATIONS, MissingExtraError
-from jax_echo.train import TrainingDivergedError
+from jax_echo.registry import IMPLEMENTATIONS, REFERENCE, TF_IMPLEMENTATIONS
 from jax_echo.trainers import import_tf_echo
 
 # --- jax-echo --------------------------------------------------------------------------------
@@ -233,26 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# A user's mistake: one line and exit code 2. Anything else keeps its traceback.
-USER_ERRORS = (CheckpointError, TrainingDivergedError, MissingExtraError, ValueError, OSError)
-
-
 def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    parser = parser or build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except USER_ERRORS as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        where = f" --out {args.out}" if getattr(args, "out", None) else ""
-        print(
-            f"{parser.prog}: interrupted; rerun with --resume{where} to continue from the last "
-            "checkpoint",
-            file=sys.stderr,
-        )
-        return 130
+    return run_command(parser or build_parser(), argv)
 
 
 def run() -> NoReturn:

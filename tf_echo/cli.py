@@ -14,13 +14,13 @@ import argparse
 from collections.abc import Sequence
 from typing import NoReturn
 
-from jax_echo import cli as jax_cli
 from jax_echo import runlog
 from jax_echo.arguments import (
     add_eval_args,
     add_train_args,
     config_from_args,
     out_dir,
+    run_command,
     weights_from_args,
 )
 from jax_echo.io import run_lock
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return jax_cli.main(argv, build_parser())
+    return run_command(build_parser(), argv)
 
 
 def run() -> NoReturn:

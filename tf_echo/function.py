@@ -22,7 +22,7 @@ import tensorflow as tf
 from jax_echo import xla_flags
 from jax_echo.cells import LSTM_FORGET_BIAS, flat_names, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
-from tf_echo.state import stacked_state
+from tf_echo.state import stacked_state, zero_state
 
 # Windows of at most this many steps are unrolled in Python, as static_rnn builds them (XLA fuses
 # across steps); longer ones run a ``tf.range`` loop, a while loop, whose compile time does not
@@ -152,9 +152,7 @@ class FunctionTrainer:
     # --- The model, in TF ops -----------------------------------------------------------------
 
     def _zero_state(self):
-        zeros_BxS = tf.zeros([self.cfg.batch_size, self.cfg.state_size], self.dtype)
-        layer = (zeros_BxS, zeros_BxS) if self.cfg.cell == "lstm" else zeros_BxS
-        return tuple(layer for _ in range(self.cfg.num_layers))
+        return tf.nest.map_structure(tf.convert_to_tensor, zero_state(self.cfg, self.dtype))
 
     def _logits_and_state(self, state, x_BxT, dropout_seed=None):
         """Logits (T, B, C) and the final state; dropout only when given a seed."""

@@ -39,7 +39,7 @@ from jax_echo.cells import params_from_dict, params_to_dict
 from jax_echo.io import CheckpointError
 from jax_echo.task import EchoConfig, split_windows
 from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names, write_with_saver
-from tf_echo.state import stacked_state
+from tf_echo.state import stacked_state, zero_state
 
 tf1 = tf.compat.v1
 
@@ -299,12 +299,7 @@ class GraphTrainer:
     # --- Feeding and fetching the state -------------------------------------------------------
 
     def _zero_state(self) -> tuple:
-        B, S = self.cfg.batch_size, self.cfg.state_size
-        zeros_BxS = np.zeros((B, S), self.dtype)
-        lstm = self.cfg.cell == "lstm"
-        return tuple(
-            (zeros_BxS, zeros_BxS) if lstm else zeros_BxS for _ in range(self.cfg.num_layers)
-        )
+        return zero_state(self.cfg, self.dtype)
 
     def _feed(self, x_BxT, state, y_BxT=None, dropout=True) -> dict:
         """The feed of one window; the state goes into the placeholders as the author feeds it."""

@@ -6,7 +6,19 @@ from typing import Any
 
 import numpy as np
 
+from jax_echo.cells import initial_state
 from jax_echo.task import EchoConfig
+
+
+def zero_state(cfg: EchoConfig, dtype: Any) -> tuple:
+    """The model's zero state (``cells.initial_state``) as TF1 feeds it: one NumPy array (B, S)
+    per layer, or one ``(c, h)`` pair per layer (``LSTMStateTuple``'s order)."""
+    return tuple(
+        tuple(np.asarray(a, dtype) for a in layer)
+        if isinstance(layer, tuple)
+        else np.asarray(layer, dtype)
+        for layer in initial_state(cfg)
+    )
 
 
 def stacked_state(cfg: EchoConfig, state: Any, dtype: Any) -> np.ndarray:
@@ -16,7 +28,7 @@ def stacked_state(cfg: EchoConfig, state: Any, dtype: Any) -> np.ndarray:
     """
     lstm = cfg.cell == "lstm"
     state_Lx2xBxS = np.asarray(state, dtype)  # (L, B, S) for cells without c
-    expected = (cfg.num_layers, *((2,) if lstm else ()), cfg.batch_size, cfg.state_size)
+    expected = np.shape(zero_state(cfg, dtype))
     if state_Lx2xBxS.shape != expected:
         raise ValueError(
             f"the state must be a tuple of {cfg.num_layers} per-layer "

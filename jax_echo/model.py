@@ -2,22 +2,19 @@
 
 The model is an ``(init, apply)`` pair over any cell of ``cells.CELLS``: ``init_params(cfg,
 rng) -> Params`` and ``forward(params, x_BxT, state, cfg) -> (logits_BxTxC, state)``, where
-``state`` is a tuple with one entry per layer (``h``, or ``LSTMState(c, h)``). Everything else is
-built from the same window function: the loss, predictions, one jitted training window
-(``train_step``) and one jitted epoch (``train_epoch``, a ``lax.scan`` over windows carrying the
-state). ``make_train_epoch`` returns the epoch as a plain function, to ``vmap`` or ``jit``.
+``state`` is a tuple with one entry per layer (``h``, or ``LSTMState(c, h)``). The loss,
+predictions, one jitted training window (``train_step``) and one jitted epoch (``train_epoch``, a
+``lax.scan`` over windows carrying the state) are built on the same window function;
+``make_train_epoch`` returns the epoch as a plain function, to ``vmap`` or ``jit``. Dropout
+(``cfg.keep_prob < 1``) takes an explicit key, split per window, folded in per step and layer.
 
-Dropout (``cfg.keep_prob < 1``) takes an explicit key: an epoch's key is split into one key per
-window, folded in per time step and per layer. Without a key nothing is dropped (predictions).
-
-How XLA computes the math (products fused or dots, windows unrolled or loops, members side by
-side, rows over devices) is the speed policy's (``policy``): it reaches the functions here as one
-static value, a ``policy.Program`` (by default ``policy.program(cfg)``). Every function is
-dtype-generic (float64 params and data compute in float64 under ``jax_enable_x64``).
+How XLA computes the math (products, unrolling, members side by side, rows over devices) is the
+speed policy's: it reaches every function here as one static value, a ``policy.Program``
+(default ``policy.program(cfg)``). Float64 params and data compute in float64.
 
 Shape legend: B batch, T time steps of a window, S state, C classes, N windows per epoch. The
-inner functions, which a ``Program`` with members in lanes also runs with a trailing member axis
-on every array, name arrays by their time-major role and give shapes in comments.
+inner functions, which a ``Program`` with members in lanes runs with a trailing member axis on
+every array, name arrays by their role and give shapes in comments.
 """
 
 from __future__ import annotations
@@ -220,12 +217,17 @@ def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> Any:
 
 
 @functools.cache
-def _compiled_step(spec: _Spec, program: Program) -> Callable:
+def _compiled(make: Callable, spec: _Spec, program: Program, donate: tuple[int, ...]) -> Callable:
+    """``make(spec, program)`` jitted, once per static value (``donate``: its donated args)."""
+    return jax.jit(make(spec, program), donate_argnums=donate)
+
+
+def _step_function(spec: _Spec, program: Program) -> Callable:
     def step(params, opt_state, state, x_BxT, y_BxT, key):
         _check_series(x_BxT, y_BxT)
         return _train_window(params, opt_state, state, x_BxT, y_BxT, key, spec, program)
 
-    return jax.jit(step, donate_argnums=(0, 1, 2))
+    return step
 
 
 def train_step(
@@ -256,7 +258,9 @@ def train_step(
       ``state`` are donated, so their input buffers must not be used afterwards.
     """
     rate = _check_training(cfg, opt_state, key)
-    step = _compiled_step(_spec(cfg, optimizer=optimizer), policy.program(cfg))
+    step = _compiled(
+        _step_function, _spec(cfg, optimizer=optimizer), policy.program(cfg), (0, 1, 2)
+    )
     params, opt_state, state, loss = step(params, opt_state, state, x_BxT, y_BxT, key)
     return params, optim.with_learning_rate(opt_state, rate), state, loss
 
@@ -303,11 +307,6 @@ def _epoch_function(spec: _Spec, program: Program) -> Callable:
     return train_epoch
 
 
-@functools.cache
-def _compiled_epoch(spec: _Spec, program: Program) -> Callable:
-    return jax.jit(_epoch_function(spec, program), donate_argnums=(0, 1))
-
-
 def train_epoch(
     params: Params,
     opt_state: Any,
@@ -348,7 +347,7 @@ def train_epoch(
     (10,)
     """
     rate = _check_training(cfg, opt_state, key)
-    epoch = _compiled_epoch(_spec(cfg, remat, optimizer), policy.program(cfg))
+    epoch = _compiled(_epoch_function, _spec(cfg, remat, optimizer), policy.program(cfg), (0, 1))
     params, opt_state, losses = epoch(params, opt_state, x, y, key)
     return params, optim.with_learning_rate(opt_state, rate), losses
 
@@ -374,14 +373,9 @@ def _predict_function(spec: _Spec, program: Program) -> Callable:
     return predict_epoch
 
 
-@functools.cache
-def _compiled_predict(spec: _Spec, program: Program) -> Callable:
-    return jax.jit(_predict_function(spec, program))
-
-
 def predict_epoch(params: Params, x: jax.Array, cfg: EchoConfig) -> jax.Array:
     """Predictions for every window of a series, state carried as in training: (N, B, T)."""
-    return _compiled_predict(_spec(cfg), policy.program(cfg))(params, x)
+    return _compiled(_predict_function, _spec(cfg), policy.program(cfg), ())(params, x)
 
 
 def window_accuracies(params: Params, x: jax.Array, y: jax.Array, cfg: EchoConfig) -> jax.Array:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def preload() -> threading.Thread:
     """Imports Matplotlib's ``Figure`` and Agg canvas in a background thread, and returns it.
 
-    ``jax-echo train`` starts it before compiling: the import (about 0.7 s on a 2-core CPU) then
+    ``jax-echo train`` starts it before compiling: the import (docs/performance.md) then
     runs while XLA compiles and trains, which release the GIL, instead of after them. Drawing
     needs no join: an import that is under way in another thread is waited for, and one that
     failed there is tried again (and raises) where the figure is drawn.

@@ -250,8 +250,9 @@ def exit_program(entry: Callable[[], int]) -> NoReturn:
     """A program (``jax-echo``, ``tf-echo``): ``entry()`` on the command line, then exit.
 
     Before exiting, ``gc.freeze()`` moves every object to the permanent generation, so that the
-    interpreter's last collection does not walk JAX's and Matplotlib's object graphs: about 0.3 s
-    of a 2-core CPU's exit. Every file is closed by then (each is written and renamed in full).
+    interpreter's last collection does not walk JAX's and Matplotlib's object graphs, a measurable
+    part of the exit (docs/performance.md). Every file is closed by then (each is written and
+    renamed in full).
     """
     code = entry()
     gc.freeze()

@@ -202,20 +202,17 @@ class WindowCompiledTrainer(_WindowLoop):
     and the window; ``torch.compile(fullgraph=True)`` turns its forward, its backward (from
     ``torch.func.grad_and_value``) and the update into one graph, so a window is one call with
     no graph break and no Python between the steps. Inductor's C++ wrapper
-    (``options={"cpp_wrapper": True}``) launches its kernels from C++: measured on the 2-core CPU
-    it takes the tutorial's window from ~450 to ~320 us, and an LSTM of state 128, batch 32, 50
-    steps from 16.1 to 14.0 ms (``benchmarks/torch_window.py``); but g++ compiles a wrapper as
-    long as the unrolled window (141 s at 50 steps, over 8 minutes at 200), so it is used up to
-    ``CPP_WRAPPER_CELL_STEPS`` cell steps (time steps x layers): beyond, a kernel's launch from
-    Python is small beside its milliseconds. On a GPU the graph is also captured as a CUDA graph
-    (``mode="reduce-overhead"``).
+    (``options={"cpp_wrapper": True}``) launches its kernels from C++, which measured faster
+    (``benchmarks/torch_window.py``; docs/performance.md); but g++ compiles a wrapper as long as
+    the unrolled window, so it is used up to ``CPP_WRAPPER_CELL_STEPS`` cell steps (time steps x
+    layers): beyond, a kernel's launch from Python is small beside its work. On a GPU the graph
+    is also captured as a CUDA graph (``mode="reduce-overhead"``).
 
-    Tried and left out (``benchmarks/torch_window.py`` measures the forms side by side; at state
-    128, batch 32, 50 steps: this row 14.0 ms, in place 13.5, hoisted 14.7): the update in place
-    (``add_`` / ``sub_`` on the inputs: within the rounds' spread, and CUDA graphs skip a graph
-    that mutates its inputs); the input projection hoisted out of the time loop (no faster at
-    1-wide inputs, nor at state 128); several windows per compiled call (4 windows of the
-    tutorial: 288 against 254-271 us, compile 58 against 17 s). Each trainer compiles its own
+    Tried and left out (``benchmarks/torch_window.py`` measures the forms side by side; the
+    figures are in docs/performance.md): the update in place (``add_`` / ``sub_`` on the inputs:
+    within the rounds' spread, and CUDA graphs skip a graph that mutates its inputs); the input
+    projection hoisted out of the time loop (no faster); several windows per compiled call
+    (slower, and longer to compile). Each trainer compiles its own
     graph (seconds to minutes, on its first window; Inductor caches it on disk for the next
     process) from a clean Dynamo cache (``torch.compiler.reset()``), as ``CompiledTrainer``
     explains.

@@ -286,9 +286,9 @@ def make_train_epoch(
 
 
 def _epoch_function(spec: _Spec, program: Program) -> Callable:
-    def train_epoch(params, opt_state, x_BxL, y_BxL, key):
-        _check_series(x_BxL, y_BxL, ndim=2 + program.lanes)
-        xs, ys = split_windows(x_BxL, spec.window), split_windows(y_BxL, spec.window)  # (N, B, T)
+    def train_epoch(params, opt_state, x, y, key):  # x, y: (B, L)
+        _check_series(x, y, ndim=2 + program.lanes)
+        xs, ys = split_windows(x, spec.window), split_windows(y, spec.window)  # (N, B, T)
         keys = None
         if key is not None and spec.keep_prob < 1:
             keys = program.window_keys(key, xs.shape[0])
@@ -300,7 +300,7 @@ def _epoch_function(spec: _Spec, program: Program) -> Callable:
             )
             return (params, opt_state, state), loss
 
-        state = program.per_device(_zero_state(spec, params, x_BxL.shape[0]))  # each its rows'
+        state = program.per_device(_zero_state(spec, params, x.shape[0]))  # each its rows'
         (params, opt_state, _), losses = lax.scan(step, (params, opt_state, state), (xs, ys, keys))
         return params, opt_state, losses
 

@@ -70,7 +70,7 @@ def peak(r: Row, trainer: Any, device: str | None, x, y) -> tuple[int | None, st
     peak would mix the rows.
     """
     if r.memory == "xla":
-        what = "XLA arguments+outputs+temporaries"
+        what = "XLA args+outputs+temps"
         if r.name == "jax-epoch-data-parallel":
             what += f", one of {len(jax.devices(device))} devices"
         return trainer.memory_analysis(x, y)["peak"], what

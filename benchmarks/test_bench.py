@@ -8,8 +8,8 @@ implementation and peer library), then for part 1 ``window``, ``epoch``, ``compi
 user starts it), each on CPU and, where the library sees one, GPU. The peers (PyTorch, Flax,
 Keras: ``jax_echo.peers``) are skipped, with the reason, where their library is missing.
 
-Every row is ``jax_echo.registry.ROWS``' and is timed through ``jax_echo.timing.session``, the
-loop ``jax-echo compare`` and ``jax-echo bench`` use: the trainer is built and placed, its first
+Every row comes from ``jax_echo.registry.ROWS`` and is timed through ``jax_echo.timing.session``,
+the loop ``jax-echo compare`` and ``jax-echo bench`` use: the trainer is built and placed, its first
 epoch trains from the initial weights (tracing, compilation) and is checked against the
 reference row's on the same weights wherever the row's math is TF1's (``check_first_epoch``),
 one more call warms up, and the timed call ends in ``jax.block_until_ready`` or a host read of
@@ -50,8 +50,8 @@ from jax_echo.task import DISTINCT_MODELS, MODELS
 from jax_echo.trainers import block
 
 ALL = BENCH_NAMES
-# The scaling group's TensorFlow row: its epoch compiled by XLA (its fastest row at the tutorial's
-# sizes in every run so far; the report picks each library's fastest from what was measured).
+# The scaling group's TensorFlow row: its epoch compiled by XLA, the one this group has always run
+# (the report picks each library's fastest row from what was measured, never from this choice).
 SCALING_TF = [r.name for r in ROWS if r.library == "tensorflow" and r.per_epoch and r.unlooped]
 TUTORIAL = EchoConfig()
 THRESHOLD = 0.999
@@ -192,7 +192,9 @@ def warm(s: timing.Session, quick: bool, params=None) -> Callable[[], np.ndarray
     return s.call
 
 
-def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call: int, **extra):
+def record(benchmark, case: Case, cfg: EchoConfig, windows_per_call: int, **extra):
+    """The case's ``extra_info``: what the report groups, labels and divides by."""
+    name, device = case.name, case.device
     r = BY_NAME.get(name)  # a population or an end-to-end run is not a row
     if r is not None and r.role == "peer":
         extra |= {"library": r.library, "exact_math": r.exact(cfg.cell)}
@@ -224,7 +226,7 @@ def test_window(benchmark, quick, case):
     cfg = TINY if quick else TUTORIAL
     with timing.session(row(case.name), cfg, device=case.device) as s:
         loss = benchmark(warm(s, quick))
-    record(benchmark, case.name, case.device, cfg, s.windows_per_call)
+    record(benchmark, case, cfg, s.windows_per_call)
     assert np.isfinite(loss).all()
 
 
@@ -242,7 +244,7 @@ def test_epoch(benchmark, quick, case):
         first = check_first_epoch(s, quick)
         s.epoch(s.x, s.y)  # train_epoch's own first call, untimed
         losses = benchmark.pedantic(s.epoch, (s.x, s.y), rounds=3 if quick else 5, iterations=1)
-    record(benchmark, case.name, case.device, cfg, cfg.num_batches)
+    record(benchmark, case, cfg, cfg.num_batches)
     assert losses.shape == (cfg.num_batches,)
     if quick:  # the same series again, from the weights it trained: the tutorial's descent
         assert losses.mean() < first.mean(), (first, losses)
@@ -275,8 +277,7 @@ def test_series(benchmark, quick, case):
         loss = benchmark(warm(s, quick))
     record(
         benchmark,
-        case.name,
-        case.device,
+        case,
         cfg,
         s.windows_per_call,
         model=case.model,
@@ -299,7 +300,7 @@ def test_compile(benchmark, quick, case):
             return s.call()
 
     out = benchmark.pedantic(first_call, setup=jax.clear_caches, rounds=1 if quick else 3)
-    record(benchmark, case.name, case.device, cfg, 1)
+    record(benchmark, case, cfg, 1)
     assert np.isfinite(out).all()
     if quick:  # the first window, or epoch, from the initial weights
         check_losses(sessions[-1], out)
@@ -381,8 +382,7 @@ def test_scaling(benchmark, quick, case):
         losses = benchmark(warm(s, quick, params))
     record(
         benchmark,
-        case.name,
-        case.device,
+        case,
         cfg,
         cfg.num_batches,
         axis=size.axis,
@@ -451,7 +451,7 @@ def test_population(benchmark, quick, case):
         first = run()  # compile and warm up, untimed
         # Seven rounds: a median of three moves with one slow round (2026-11-26's results had 3).
         losses = benchmark.pedantic(run, rounds=1 if quick else 7, iterations=1)
-    record(benchmark, case.name, case.device, cfg, size * cfg.num_batches, population=size)
+    record(benchmark, case, cfg, size * cfg.num_batches, population=size)
     assert np.shape(losses) == (size, cfg.num_batches)
     if quick and case.device == "cpu":  # every member's first epoch: jax-epoch's on its weights
         expected = [reference_losses("jax-epoch", cfg, case.device, p) for p in members]
@@ -511,8 +511,7 @@ def test_accuracy(benchmark, quick, case):
     losses = benchmark.pedantic(train_to_threshold, setup=setup, rounds=rounds)
     record(
         benchmark,
-        name,
-        device,
+        case,
         cfg,
         epochs * cfg.num_batches,
         model=case.model,
@@ -580,7 +579,7 @@ def test_realistic(benchmark, quick, case):
     with timing.session(row(name), cfg, device=device) as s:
         loss = benchmark.pedantic(warm(s, quick), rounds=1 if quick else 3, iterations=1)
         memory, what = s.peak()
-    record(benchmark, name, device, cfg, s.windows_per_call, peak_bytes=memory, peak_what=what)
+    record(benchmark, case, cfg, s.windows_per_call, peak_bytes=memory, peak_what=what)
     assert np.isfinite(loss).all()
 
 
@@ -622,17 +621,24 @@ def test_end_to_end(benchmark, quick, case, tmp_path):
     A cold cache is a new, empty JAX compilation cache each round; a warm one was filled by an
     untimed run first. history.json's breakdown of the last round goes into the results.
     """
-    row = case.name
+    command_name = case.name
     env = {**os.environ, "JAX_PLATFORMS": {"cpu": "cpu", "gpu": "cuda"}[case.device]}
     runs = iter(range(1_000))
     out = tmp_path / "run"
 
     def command() -> list[str]:
-        return [sys.executable, *END_TO_END[row], "--quiet", "--no-progress", "--out", str(out)]
+        return [
+            sys.executable,
+            *END_TO_END[command_name],
+            "--quiet",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
 
     def fresh():
         n = next(runs)
-        env["XDG_CACHE_HOME"] = str(tmp_path / ("cache" if "warm" in row else f"cache{n}"))
+        env["XDG_CACHE_HOME"] = str(tmp_path / ("cache" if "warm" in command_name else f"cache{n}"))
         if out.exists():
             subprocess.run(["rm", "-rf", str(out)], check=True)
         return (), {}
@@ -641,16 +647,15 @@ def test_end_to_end(benchmark, quick, case, tmp_path):
         args = command() + (QUICK_RUN if quick else [])
         subprocess.run(args, env=env, check=True, capture_output=True, text=True)
 
-    if "warm" in row:
+    if "warm" in command_name:
         fresh()
         train()  # fills the cache, untimed
-    slow = row == "tf-echo train --impl graph"  # 100 epochs of session.run: minutes
+    slow = command_name == "tf-echo train --impl graph"  # 100 epochs of session.run: minutes
     benchmark.pedantic(train, setup=fresh, rounds=1 if quick or slow else 3)
     history = json.loads((out / "history.json").read_text())
     record(
         benchmark,
-        row,
-        case.device,
+        case,
         TUTORIAL,
         1,
         breakdown=history.get("seconds"),

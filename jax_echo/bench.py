@@ -348,9 +348,7 @@ def _diff(r: Row, ref: Row | None, run: dict, ref_run: dict | None, cfg) -> floa
 # --- Output --------------------------------------------------------------------------------
 
 COLUMNS = (
-    Column("implementation", right=False),
-    Column("library", right=False),
-    Column("form", right=False),
+    *(Column(name, right=False) for name in ("implementation", "library", "form")),
     Column("us/window", "{:.1f}"),
     Column("min-max", right=False),
     Column("first call s", "{:.2f}"),

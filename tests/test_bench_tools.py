@@ -164,7 +164,7 @@ def test_tf_xla_rows_without_the_small_loop_option_are_named_apart(monkeypatch):
         monkeypatch.setattr(xla_flags, "SMALL_LOOPS", small_loops)
         for name in ("tf-function-epoch-xla", "tf-graph", "jax-epoch"):
             b = Benchmark()
-            test_bench.record(b, name, "cpu", EchoConfig(), 1)
+            test_bench.record(b, test_bench.Case(name, "cpu"), EchoConfig(), 1)
             names[small_loops, name] = b.extra_info["implementation"]
     assert names[False, "tf-function-epoch-xla"] == "tf-function-epoch-xla-no-small-loops"
     assert all(names[True, n] == n for n in ("tf-function-epoch-xla", "tf-graph", "jax-epoch"))

@@ -17,9 +17,9 @@ from jax_echo import EchoConfig, epoch_data, init_params, make_optimizer
 from jax_echo import model as jax_model
 from jax_echo.cells import params_to_dict
 from jax_echo.peers import peer
-from jax_echo.trainers import make_trainer
 from jax_echo.peers.flax_peer import NnxJitTrainer, NnxScanTrainer
 from jax_echo.task import split_windows
+from jax_echo.trainers import make_trainer
 from tests import reference
 
 TRAINERS = (NnxJitTrainer, NnxScanTrainer)

@@ -38,11 +38,10 @@ from jax_echo.registry import (
     BENCH_NAMES,
     BY_NAME,
     DATA_PARALLEL,
-    FALLBACK_REFERENCE,
     IMPLEMENTATIONS,
     REFERENCE,
     ROWS,
-    comparable,
+    reference_for,
     row,
 )
 from jax_echo.scale import stack
@@ -135,19 +134,6 @@ def has_tf(device: str) -> bool:
     )
 
 
-def reference_of(r, cfg: EchoConfig, device: str):
-    """The row ``r`` is checked against: ``tf-graph`` (TensorFlow there), else ``jax-epoch``,
-    else ``jax-step``; the first that is not ``r`` and is ``registry.comparable`` with it
-    (``None``: none is, e.g. a peer's own GRU)."""
-    for name in (REFERENCE, FALLBACK_REFERENCE, "jax-step"):
-        ref = row(name)
-        if name == r.name or (ref.library == "tensorflow" and not has_tf(device)):
-            continue
-        if comparable(r, ref, cfg.cell, cfg.keep_prob):
-            return ref
-    return None
-
-
 def reference_losses(name: str, cfg: EchoConfig, device: str, params=None) -> np.ndarray:
     """Row ``name``'s first-epoch losses on ``cfg`` from ``params`` (default ``init_params``;
     those cached per configuration)."""
@@ -166,7 +152,7 @@ def check_losses(s: timing.Session, losses, params=None) -> None:
     same weights (``params``, default ``init_params``) where the math is the same; finite."""
     losses = np.asarray(losses).ravel()
     assert np.isfinite(losses).all(), f"{s.row.name}: losses {losses}"
-    ref = reference_of(s.row, s.cfg, s.device)
+    ref = reference_for(s.row, s.cfg.cell, s.cfg.keep_prob, has_tf(s.device))
     if ref is not None and s.device == "cpu":
         expected = reference_losses(ref.name, s.cfg, s.device, params)[: losses.size]
         diff = float(np.max(np.abs(losses - expected)))

@@ -132,7 +132,7 @@ def run_worker(spec: dict[str, Any], out: str) -> int:
                 flush=True,
             )
             result["small_loops"] = xla_flags.SMALL_LOOPS  # whether XLA had the option
-            result["cores_allowed"] = len(os.sched_getaffinity(0))
+            result["cores_allowed"] = timing.cores_allowed()
             results.append(result)
             Path(out).write_text(json.dumps(results))  # kept if a later row crashes the process
     return 0

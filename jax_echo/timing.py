@@ -201,10 +201,16 @@ def measure(
     }
 
 
+def cores_allowed() -> int:
+    """The CPU cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
 def cpu_devices(environ=os.environ) -> dict[str, str]:
     """``environ``'s variables for a child process whose JAX has one CPU device per core (the
     data-parallel row's; ``XLA_FLAGS``, with the small-loop option, kept)."""
-    cores = len(os.sched_getaffinity(0))
+    cores = cores_allowed()
     flag = f"--xla_force_host_platform_device_count={max(2, cores)}"
     return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 
@@ -218,6 +224,8 @@ def limit_threads(threads: int | None, libraries: set[str]) -> None:
         return
     if threads != ONE_CORE:
         raise ValueError(f"threads must be None (all cores) or {ONE_CORE}, got {threads}")
+    if not hasattr(os, "sched_setaffinity"):
+        raise OSError("one core needs os.sched_setaffinity (Linux), which this system lacks")
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     os.environ["OMP_NUM_THREADS"] = "1"
     if "torch" in libraries:

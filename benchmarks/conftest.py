@@ -20,8 +20,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax
 import pytest
 
-from jax_echo.peers import PEER_NAMES, peer
-from jax_echo.trainers import DATA_PARALLEL
+from jax_echo.registry import BY_NAME, DATA_PARALLEL, ROWS
 
 DEVICES = ("cpu", "gpu")
 
@@ -48,12 +47,13 @@ def tf_gpu_available() -> bool:
 
 
 @functools.cache
-def peer_sees_gpu(library: str, backend: str | None) -> bool:
+def sees_gpu(library: str, backend: str | None) -> bool:
+    """Whether a row's library (Keras: its backend) sees a GPU."""
     if library == "torch":
         import torch
 
         return torch.cuda.is_available()
-    if backend == "tensorflow":
+    if "tensorflow" in (library, backend):
         return tf_gpu_available()
     return jax_device("gpu") is not None  # Flax, Keras on JAX
 
@@ -81,18 +81,13 @@ class Run:
         # (``--xla_force_host_platform_device_count``).
         if name == DATA_PARALLEL and len(jax.devices(device)) < 2:
             return f"one {device.upper()} device (it splits the batch over two or more)"
-        if name in PEER_NAMES:
-            p = peer(name)
-            reason = p.available()
-            if reason is None and device == "gpu" and not peer_sees_gpu(p.library, p.backend):
-                reason = f"{p.library} sees no GPU"
-            return reason
-        if name.startswith("tf"):
-            if importlib.util.find_spec("tensorflow") is None:
-                return "TensorFlow is not installed (the tf extra)"
-            if device == "gpu" and not tf_gpu_available():
-                return "TensorFlow sees no GPU"
-        return None
+        r = BY_NAME.get(name)  # "jax" alone: a JAX-only measurement
+        if r is None:
+            return None
+        reason = r.available()
+        if reason is None and device == "gpu" and not sees_gpu(r.library, r.backend):
+            reason = f"{r.library} sees no GPU"
+        return reason
 
     def has(self, name: str, device: str) -> bool:
         return self.absence(name, device) is None
@@ -100,13 +95,11 @@ class Run:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """The rows no case is generated for in this run, and why (each a real absence)."""
-    from jax_echo.registry import IMPLEMENTATIONS
-
     run = Run.of(config)
     lines = [f"benchmarks: {'quick mode' if run.quick else 'timed'}, devices {run.devices}"]
     for device in DEVICES:
         missing = {}
-        for name in (*IMPLEMENTATIONS, DATA_PARALLEL, *PEER_NAMES):
+        for name in (r.name for r in ROWS):
             reason = run.absence(name, device)
             if reason is not None:
                 missing.setdefault(reason, []).append(name)

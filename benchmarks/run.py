@@ -32,20 +32,14 @@ from pathlib import Path
 import jax
 
 from benchmarks import report
-from jax_echo import policy, xla_flags
-from jax_echo.trainers import DATA_PARALLEL
+from jax_echo import xla_flags
+from jax_echo.registry import DATA_PARALLEL
+from jax_echo.timing import cpu_devices
 
 RESULTS = Path(__file__).parent / "results"
 ONE_PROCESS_GROUPS = ("test_accuracy", "test_end_to_end")
 TF_XLA_REALISTIC = "test_realistic and (tf-function-xla or tf-function-epoch-xla)"
 DATA_PARALLEL_REALISTIC = f"test_realistic and {DATA_PARALLEL} and cpu"
-
-
-def cpu_devices(environ=os.environ) -> dict[str, str]:
-    """``environ``'s variables for a child process whose JAX has one CPU device per core (the
-    data-parallel row's; this process's ``XLA_FLAGS``, with the small-loop option, kept)."""
-    flag = f"--xla_force_host_platform_device_count={max(2, policy.cpu_cores())}"
-    return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 
 
 def git(*args: str) -> str:

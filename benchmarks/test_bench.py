@@ -8,52 +8,50 @@ implementation and peer library), then for part 1 ``window``, ``epoch``, ``compi
 user starts it), each on CPU and, where the library sees one, GPU. The peers (PyTorch, Flax,
 Keras: ``jax_echo.peers``) are skipped, with the reason, where their library is missing.
 
-Timing rules: the trainer is built, compiled and warmed up before the timed call; the timed call
-ends in ``jax.block_until_ready`` or a host read of the result (``compare.block``).
-Epoch-level implementations appear in the ``window`` and ``series`` groups as one epoch per call,
-with ``extra_info["windows_per_call"]`` saying so; the report divides by it.
+Every row comes from ``jax_echo.registry.ROWS`` and is timed through ``jax_echo.timing.session``,
+the loop ``jax-echo compare`` and ``jax-echo bench`` use: the trainer is built and placed, its first
+epoch trains from the initial weights (tracing, compilation) and is checked against the
+reference row's on the same weights wherever the row's math is TF1's (``check_first_epoch``),
+one more call warms up, and the timed call ends in ``jax.block_until_ready`` or a host read of
+the result. Epoch-level rows appear in the ``window`` and ``series`` groups as one epoch per
+call, with ``extra_info["windows_per_call"]`` saying so; the report divides by it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import pytest
 
-from benchmarks.conftest import Run
-from jax_echo import (
-    EchoConfig,
-    bench,
-    epoch_data,
-    init_params,
-    prediction_accuracies,
-    split_windows,
-    xla_flags,
+from benchmarks.conftest import Run, tf_gpu_available
+from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies, timing, xla_flags
+from jax_echo.registry import (
+    BENCH_NAMES,
+    BY_NAME,
+    DATA_PARALLEL,
+    IMPLEMENTATIONS,
+    REFERENCE,
+    ROWS,
+    reference_for,
+    row,
 )
-from jax_echo.parallel import data_parallel_mesh
-from jax_echo.peers import PEER_NAMES, PEERS, peer
 from jax_echo.population import stack
-from jax_echo.registry import IMPLEMENTATIONS, Trainer
 from jax_echo.task import DISTINCT_MODELS, MODELS
-from jax_echo.trainers import DATA_PARALLEL, JaxTrainer, block, make_trainer
+from jax_echo.trainers import block
 
-ALL = (*IMPLEMENTATIONS, *PEER_NAMES)
-PER_EPOCH = (
-    "jax-epoch",
-    "tf-function-epoch",
-    "tf-function-epoch-xla",
-    *(p.name for p in PEERS if p.per_epoch),
-)
-FASTEST_TF = "tf-function-epoch-xla"
+ALL = BENCH_NAMES
+# The scaling group's TensorFlow row: its epoch compiled by XLA, the one this group has always run
+# (the report picks each library's fastest row from what was measured, never from this choice).
+SCALING_TF = [r.name for r in ROWS if r.library == "tensorflow" and r.per_epoch and r.unlooped]
 TUTORIAL = EchoConfig()
 THRESHOLD = 0.999
 # Quick mode trains 10 windows of 2 steps: what a first call costs (tracing and XLA's compile)
@@ -118,85 +116,75 @@ def each(run: Run, names, **fields) -> list[Case]:
     return [Case(n, d, **fields) for d in run.devices for n in names if run.has(n, d)]
 
 
-# --- Building, warming up and timing a trainer, once for every group ---------------------------
+# --- The first epoch checked, the timed call warmed up, once for every group ------------------
+# Float32 first-epoch losses of a row against the reference's on the same weights and data, on a
+# CPU: the largest difference over the 74 quick cases (2026-12-06: JAX 0.10.2, TensorFlow, Flax,
+# Keras; keras-jax-fit against tf-graph, tutorial cell) was 3.0e-7 (5 float32 ulps at the
+# losses' 0.69); 2e-6 leaves room for other CPUs' kernels. ``DIFFS`` holds every difference after
+# a run (``-n 0``). On a GPU the losses are checked finite only: JAX's products there default to
+# TF32, and no bound has been measured.
+LOSS_ATOL = 2e-6
+_REFERENCE_LOSSES: dict[tuple, np.ndarray] = {}
+DIFFS: list[tuple[float, str, str, str]] = []  # every check's (difference, row, reference, cell)
 
 
-@contextlib.contextmanager
-def placed(name: str, device: str) -> Iterator[None]:
-    """Runs the block on ``device`` for implementation ``name`` (a peer places its own arrays)."""
-    if name in PEER_NAMES:
-        yield
-    elif name.startswith("jax"):  # "jax" alone: a JAX-only measurement
-        with jax.default_device(jax.devices(device)[0]):
-            yield
-    else:
-        import tensorflow as tf
-
-        with tf.device(f"/{device.upper()}:0"):
-            yield
+def has_tf(device: str) -> bool:
+    return importlib.util.find_spec("tensorflow") is not None and (
+        device == "cpu" or tf_gpu_available()
+    )
 
 
-def new_trainer(name: str, device: str, cfg: EchoConfig, params=None) -> Trainer:
-    """A trainer of ``name`` on ``device``: JAX's, TensorFlow's or a peer library's."""
-    params = init_params(cfg) if params is None else params
-    if name in PEER_NAMES:
-        return peer(name).make(cfg, params, device=device)
-    if name == "jax-epoch-remat":
-        return JaxTrainer(cfg, params, remat=True)
-    if name == DATA_PARALLEL:
-        return JaxTrainer(cfg, params, mesh=data_parallel_mesh(jax.devices(device)))
-    return make_trainer(name, cfg, params, device=f"/{device.upper()}:0")
+def reference_losses(name: str, cfg: EchoConfig, device: str, params=None) -> np.ndarray:
+    """Row ``name``'s first-epoch losses on ``cfg`` from ``params`` (default ``init_params``;
+    those cached per configuration)."""
+    key = (name, cfg, device)
+    if params is None and key in _REFERENCE_LOSSES:
+        return _REFERENCE_LOSSES[key]
+    with timing.session(row(name), cfg, params, device=device) as s:
+        losses = s.first_epoch()
+    if params is None:
+        _REFERENCE_LOSSES[key] = losses
+    return losses
 
 
-@contextlib.contextmanager
-def trainer_on(name: str, device: str, cfg: EchoConfig, params=None) -> Iterator[Trainer]:
-    """A new trainer on ``device``, closed when the block ends, however it ends."""
-    with placed(name, device):
-        trainer = new_trainer(name, device, cfg, params)
-        try:
-            yield trainer
-        finally:
-            trainer.close()
+def check_losses(s: timing.Session, losses, params=None) -> None:
+    """``losses``, the first of the session's first epoch, against the reference row's on the
+    same weights (``params``, default ``init_params``) where the math is the same; finite."""
+    losses = np.asarray(losses).ravel()
+    assert np.isfinite(losses).all(), f"{s.row.name}: losses {losses}"
+    ref = reference_for(s.row, s.cfg.cell, s.cfg.keep_prob, has_tf(s.device))
+    if ref is not None and s.device == "cpu":
+        expected = reference_losses(ref.name, s.cfg, s.device, params)[: losses.size]
+        diff = float(np.max(np.abs(losses - expected)))
+        DIFFS.append((diff, s.row.name, ref.name, s.cfg.cell))
+        assert diff <= LOSS_ATOL, f"{s.row.name} vs {ref.name}: first-epoch losses differ by {diff}"
 
 
-def window_runner(trainer: Trainer, cfg: EchoConfig) -> Callable[[], np.ndarray]:
-    """One training window per call, the trainer carrying the state as the tutorial does."""
-    x, y = epoch_data(cfg, 0)
-    N, T = cfg.num_batches, cfg.truncated_backprop_length
-    xs = list(np.ascontiguousarray(split_windows(x, T)))
-    ys = list(np.ascontiguousarray(split_windows(y, T)))
-    i = 0
-
-    def run():
-        nonlocal i
-        loss = trainer.train_window(xs[i % N], ys[i % N], window=i % N)
-        i += 1
-        return block(loss)
-
-    return run
+def check_first_epoch(s: timing.Session, quick: bool, params=None) -> np.ndarray:
+    """Trains the session's first epoch (tracing and compiling its calls); in quick mode its
+    losses are checked (``check_losses``; timed runs train long epochs, where float32 drifts
+    further, and are checked by ``jax-echo bench``'s ``max_abs_loss_diff``). The losses."""
+    losses = s.first_epoch()
+    assert losses.shape == (s.cfg.num_batches,) and np.isfinite(losses).all()
+    if quick:
+        check_losses(s, losses, params)
+    return losses
 
 
-def epoch_runner(trainer: Trainer, cfg: EchoConfig) -> Callable[[], np.ndarray]:
-    x, y = epoch_data(cfg, 0)
-    return lambda: block(trainer.train_epoch(x, y))
+def warm(s: timing.Session, quick: bool, params=None) -> Callable[[], np.ndarray]:
+    """The session's timed call after its first epoch (checked) and one warm-up call."""
+    check_first_epoch(s, quick, params)
+    s.call()
+    return s.call
 
 
-def warm(trainer: Trainer, name: str, cfg: EchoConfig) -> tuple[Callable[[], Any], int]:
-    """The trainer's timed call, compiled and warmed up: one epoch per call for the epoch-level
-    implementations, one window per call (state carried) for the others. Returns ``(run,
-    windows_per_call)``."""
-    per_epoch = name in (*PER_EPOCH, "jax-epoch-remat", DATA_PARALLEL)
-    run = (epoch_runner if per_epoch else window_runner)(trainer, cfg)
-    run()  # compile and warm up, untimed
-    run()
-    return run, cfg.num_batches if per_epoch else 1
-
-
-def record(benchmark, name: str, device: str, cfg: EchoConfig, windows_per_call: int, **extra):
-    if name in PEER_NAMES:
-        p = peer(name)
-        extra |= {"library": p.library, "exact_math": cfg.cell in p.exact_cells}
-    if name in bench.XLA_ROWS and not xla_flags.SMALL_LOOPS:
+def record(benchmark, case: Case, cfg: EchoConfig, windows_per_call: int, **extra):
+    """The case's ``extra_info``: what the report groups, labels and divides by."""
+    name, device = case.name, case.device
+    r = BY_NAME.get(name)  # a population or an end-to-end run is not a row
+    if r is not None and r.role == "peer":
+        extra |= {"library": r.library, "exact_math": r.exact(cfg.cell)}
+    if r is not None and r.unlooped and not xla_flags.SMALL_LOOPS:
         name += xla_flags.SUFFIX  # measured without the option: never merged with its rows
     benchmark.extra_info.update(
         implementation=name,
@@ -222,10 +210,9 @@ def window_cases(run: Run) -> list[Case]:
 @pytest.mark.benchmark(group="window")
 def test_window(benchmark, quick, case):
     cfg = TINY if quick else TUTORIAL
-    with trainer_on(case.name, case.device, cfg) as trainer:
-        run, windows_per_call = warm(trainer, case.name, cfg)
-        loss = benchmark(run)
-    record(benchmark, case.name, case.device, cfg, windows_per_call)
+    with timing.session(row(case.name), cfg, device=case.device) as s:
+        loss = benchmark(warm(s, quick))
+    record(benchmark, case, cfg, s.windows_per_call)
     assert np.isfinite(loss).all()
 
 
@@ -239,12 +226,14 @@ def no_peers_in_quick_mode(run: Run) -> list[Case]:
 @pytest.mark.benchmark(group="epoch")
 def test_epoch(benchmark, quick, case):
     cfg = TINY if quick else TUTORIAL
-    with trainer_on(case.name, case.device, cfg) as trainer:
-        run = epoch_runner(trainer, cfg)
-        run()  # compile and warm up, untimed
-        losses = benchmark.pedantic(run, rounds=3 if quick else 5, iterations=1)
-    record(benchmark, case.name, case.device, cfg, cfg.num_batches)
+    with timing.session(row(case.name), cfg, device=case.device) as s:
+        first = check_first_epoch(s, quick)
+        s.epoch(s.x, s.y)  # train_epoch's own first call, untimed
+        losses = benchmark.pedantic(s.epoch, (s.x, s.y), rounds=3 if quick else 5, iterations=1)
+    record(benchmark, case, cfg, cfg.num_batches)
     assert losses.shape == (cfg.num_batches,)
+    if quick:  # the same series again, from the weights it trained: the tutorial's descent
+        assert losses.mean() < first.mean(), (first, losses)
 
 
 def series_cases(run: Run) -> list[Case]:
@@ -270,15 +259,13 @@ def test_series(benchmark, quick, case):
     """
     m = SERIES[case.model]
     cfg = quick_config(m.config) if quick else m.config
-    with trainer_on(case.name, case.device, cfg) as trainer:
-        run, windows_per_call = warm(trainer, case.name, cfg)
-        loss = benchmark(run)
+    with timing.session(row(case.name), cfg, device=case.device) as s:
+        loss = benchmark(warm(s, quick))
     record(
         benchmark,
-        case.name,
-        case.device,
+        case,
         cfg,
-        windows_per_call,
+        s.windows_per_call,
         model=case.model,
         part=m.part,
         what_changed=m.what_changed,
@@ -291,19 +278,18 @@ def test_series(benchmark, quick, case):
 def test_compile(benchmark, quick, case):
     """First-call cost: build the trainer and run its first call (tracing and compilation)."""
     cfg = TINY if quick else TUTORIAL
-    params = init_params(cfg)
-    x, y = epoch_data(cfg, 0)
-    T = cfg.truncated_backprop_length
+    sessions = []
 
     def first_call():
-        with trainer_on(case.name, case.device, cfg, params) as trainer:
-            if case.name in PER_EPOCH:
-                return block(trainer.train_epoch(x, y))
-            return block(trainer.train_window(x[:, :T], y[:, :T]))
+        with timing.session(row(case.name), cfg, device=case.device) as s:
+            sessions.append(s)
+            return s.call()
 
     out = benchmark.pedantic(first_call, setup=jax.clear_caches, rounds=1 if quick else 3)
-    record(benchmark, case.name, case.device, cfg, 1)
+    record(benchmark, case, cfg, 1)
     assert np.isfinite(out).all()
+    if quick:  # the first window, or epoch, from the initial weights
+        check_losses(sessions[-1], out)
 
 
 class Scaling(NamedTuple):
@@ -358,7 +344,9 @@ def scaling_cases(run: Run) -> list[Case]:
         if run.quick and shapes in seen:
             continue
         seen.add(shapes)
-        found += each(run, ["jax-epoch"] if size.jax_only else ["jax-epoch", FASTEST_TF], size=size)
+        found += each(
+            run, ["jax-epoch"] if size.jax_only else ["jax-epoch", *SCALING_TF], size=size
+        )
     return found
 
 
@@ -372,24 +360,15 @@ def test_scaling(benchmark, quick, case):
     (layer,) = params.cells  # part 1's one hand-written layer; W / S keeps tanh out of saturation
     params = params._replace(cells=(layer._replace(W=layer.W / cfg.state_size),))
     memory = None
-    with placed(case.name, case.device):
-        if case.name.startswith("jax"):
-            trainer = JaxTrainer(cfg, params, remat=size.remat)
-            # A compile of its own: quick mode runs it for the JAX-only sizes alone.
-            if size.jax_only or not quick:
-                memory = trainer.memory_analysis(*epoch_data(cfg, 0))
-        else:
-            trainer = new_trainer(case.name, case.device, cfg, params)
-        try:
-            run = epoch_runner(trainer, cfg)
-            run()  # compile and warm up, untimed
-            losses = benchmark(run)
-        finally:
-            trainer.close()
+    r = row("jax-epoch-remat" if size.remat else case.name)
+    with timing.session(r, cfg, params, device=case.device) as s:
+        # A compile of its own: quick mode runs it for the JAX-only sizes alone.
+        if r.memory == "xla" and (size.jax_only or not quick):
+            memory, _ = s.peak()
+        losses = benchmark(warm(s, quick, params))
     record(
         benchmark,
-        case.name,
-        case.device,
+        case,
         cfg,
         cfg.num_batches,
         axis=size.axis,
@@ -434,7 +413,7 @@ def test_population(benchmark, quick, case):
 
     size = case.size
     cfg = quick_config(POPULATION_CFG, windows=20) if quick else POPULATION_CFG
-    with placed("jax", case.device):
+    with timing.placed(row("jax-epoch"), case.device):
         members = [init_params(cfg, seed) for seed in range(size)]
         x, y = epoch_data(cfg, 0)
         # Inputs are donated, so each call trains on from the previous call's results.
@@ -455,11 +434,16 @@ def test_population(benchmark, quick, case):
                 trained[:] = [(p, s) for p, s, _ in results]
                 return block([losses for _, _, losses in results])
 
-        run()  # compile and warm up, untimed
+        first = run()  # compile and warm up, untimed
         # Seven rounds: a median of three moves with one slow round (2026-11-26's results had 3).
         losses = benchmark.pedantic(run, rounds=1 if quick else 7, iterations=1)
-    record(benchmark, case.name, case.device, cfg, size * cfg.num_batches, population=size)
+    record(benchmark, case, cfg, size * cfg.num_batches, population=size)
     assert np.shape(losses) == (size, cfg.num_batches)
+    if quick and case.device == "cpu":  # every member's first epoch: jax-epoch's on its weights
+        expected = [reference_losses("jax-epoch", cfg, case.device, p) for p in members]
+        diff = float(np.max(np.abs(first - np.stack(expected))))
+        DIFFS.append((diff, case.name, "jax-epoch", cfg.cell))
+        assert diff <= LOSS_ATOL, f"{case.name}: members differ from jax-epoch by {diff}"
 
 
 def accuracy_cases(run: Run) -> list[Case]:
@@ -479,39 +463,41 @@ def test_accuracy(benchmark, quick, case):
     accuracy on the windows after the first reaches 99.9% and the final accuracy; the timed call
     then trains a fresh model for exactly those epochs (three times for the epoch-level
     implementations, once for the per-window ones: minutes each). Quick mode asserts what two
-    short epochs can: finite losses, and accuracies that are fractions.
+    short epochs can: the first epoch's losses are the reference row's, the timed run from
+    scratch repeats the untimed one's losses, and accuracies are fractions.
     """
     name, device = case.name, case.device
     m = SERIES[case.model]
     cfg = quick_config(m.config) if quick else m.config
     data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
 
-    def accuracies(trainer, x, y):
-        return prediction_accuracies(trainer.predict_epoch(x), y)
+    def accuracies(s, x, y):
+        return prediction_accuracies(s.trainer.predict_epoch(x), y)
 
-    with trainer_on(name, device, cfg) as trainer:
-        reached = None
+    with timing.session(row(name), cfg, device=device) as s:
+        reached, untimed = None, []
         for epoch, (x, y) in enumerate(data):
-            block(trainer.train_epoch(x, y, epoch=epoch))
-            if reached is None and accuracies(trainer, x, y)[1:].mean() >= THRESHOLD:
+            untimed.append(s.epoch(x, y, epoch))
+            if reached is None and accuracies(s, x, y)[1:].mean() >= THRESHOLD:
                 reached = epoch + 1
-        final = accuracies(trainer, x, y)
+        final = accuracies(s, x, y)
+        if quick:
+            check_losses(s, untimed[0])
     epochs = reached or cfg.num_epochs
 
     def train_to_threshold():
-        with trainer_on(name, device, cfg) as trainer:
+        with timing.session(row(name), cfg, device=device) as s:
             for epoch, (x, y) in enumerate(data[:epochs]):
-                losses = block(trainer.train_epoch(x, y, epoch=epoch))
+                losses = s.epoch(x, y, epoch)
         return losses
 
     # From scratch: JAX's compiled programs are dropped first (quick mode keeps them).
     setup = None if quick else jax.clear_caches
-    rounds = 1 if quick or name not in PER_EPOCH else 3
+    rounds = 1 if quick or not row(name).per_epoch else 3
     losses = benchmark.pedantic(train_to_threshold, setup=setup, rounds=rounds)
     record(
         benchmark,
-        name,
-        device,
+        case,
         cfg,
         epochs * cfg.num_batches,
         model=case.model,
@@ -521,7 +507,9 @@ def test_accuracy(benchmark, quick, case):
         final_accuracy_after_first=float(final[1:].mean()),
     )
     assert np.isfinite(losses).all() and ((final >= 0) & (final <= 1)).all()
-    if not quick:
+    if quick:  # from scratch again: the same training, bit for bit
+        np.testing.assert_array_equal(losses, untimed[epochs - 1])
+    else:
         assert final[1:].mean() >= THRESHOLD
 
 
@@ -548,15 +536,9 @@ class Realistic(NamedTuple):
 
 
 REALISTIC = (Realistic(128, 32, 50, 4), Realistic(256, 64, 200, 2), Realistic(256, 256, 100, 2))
-REALISTIC_NAMES = (
-    "jax-epoch",
-    "jax-epoch-remat",
-    DATA_PARALLEL,
-    "jax-step",
-    "tf-graph",
-    "tf-function-xla",
-    "tf-function-epoch-xla",
-    *PEER_NAMES,
+# Every row but TensorFlow's tf.function rows without XLA (the TF1 graph stays).
+REALISTIC_NAMES = tuple(
+    r.name for r in ROWS if r.library != "tensorflow" or r.unlooped or r.name == REFERENCE
 )
 QUICK_REALISTIC = Realistic(8, 4, 4, 2)
 
@@ -570,44 +552,20 @@ def realistic_cases(run: Run) -> list[Case]:
     return [c for size in REALISTIC for c in each(run, REALISTIC_NAMES, size=size)]
 
 
-def peak_memory(name: str, device: str, trainer, cfg: EchoConfig) -> tuple[int | None, str]:
-    """What the row's training held at most, and what that number is.
-
-    JAX: XLA's arguments + outputs + temporaries of the compiled epoch (``memory_analysis``);
-    PyTorch on a GPU: ``torch.cuda.max_memory_allocated``; elsewhere nothing is measured: a
-    process-wide peak would mix the rows.
-    """
-    if name.startswith("jax-epoch"):
-        what = "XLA args+outputs+temps"
-        if name == DATA_PARALLEL:
-            what += f", one of {len(jax.devices(device))} devices"
-        return trainer.memory_analysis(*epoch_data(cfg, 0))["peak"], what
-    if device == "gpu" and name.startswith("torch"):
-        import torch
-
-        return torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
-    return None, ""
-
-
 @cases(realistic_cases)
 @pytest.mark.benchmark(group="realistic")
 def test_realistic(benchmark, quick, case):
     """An LSTM of a realistic size, one epoch (per-window rows: one window) per timed call.
 
     Weights are TF1's initialisers for every row that maps them (``init_params``); the peak
-    memory is recorded where it can be measured for the row alone (``peak_memory``).
+    memory is recorded where it can be measured for the row alone (``timing.peak``).
     """
     name, device = case.name, case.device
     cfg = case.size.config()
-    if device == "gpu" and name.startswith("torch"):
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-    with trainer_on(name, device, cfg) as trainer:
-        run, windows_per_call = warm(trainer, name, cfg)
-        loss = benchmark.pedantic(run, rounds=1 if quick else 3, iterations=1)
-        memory, what = peak_memory(name, device, trainer, cfg)
-    record(benchmark, name, device, cfg, windows_per_call, peak_bytes=memory, peak_what=what)
+    with timing.session(row(name), cfg, device=device) as s:
+        loss = benchmark.pedantic(warm(s, quick), rounds=1 if quick else 3, iterations=1)
+        memory, what = s.peak()
+    record(benchmark, case, cfg, s.windows_per_call, peak_bytes=memory, peak_what=what)
     assert np.isfinite(loss).all()
 
 
@@ -632,11 +590,11 @@ def end_to_end_cases(run: Run) -> list[Case]:
     (tf-echo train is tests/test_cli_tf.py's)."""
     rows = list(END_TO_END)[:1] if run.quick else list(END_TO_END)
     found = []
-    for row in rows:
-        tf_row = row.startswith("tf-echo")
+    for name in rows:
+        tf_row = name.startswith("tf-echo")
         for device in ("cpu",) if tf_row else run.devices:
             if run.has("tf-graph" if tf_row else "jax", device):
-                found.append(Case(row, device))
+                found.append(Case(name, device))
     return found
 
 
@@ -649,17 +607,24 @@ def test_end_to_end(benchmark, quick, case, tmp_path):
     A cold cache is a new, empty JAX compilation cache each round; a warm one was filled by an
     untimed run first. history.json's breakdown of the last round goes into the results.
     """
-    row = case.name
+    command_name = case.name
     env = {**os.environ, "JAX_PLATFORMS": {"cpu": "cpu", "gpu": "cuda"}[case.device]}
     runs = iter(range(1_000))
     out = tmp_path / "run"
 
     def command() -> list[str]:
-        return [sys.executable, *END_TO_END[row], "--quiet", "--no-progress", "--out", str(out)]
+        return [
+            sys.executable,
+            *END_TO_END[command_name],
+            "--quiet",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
 
     def fresh():
         n = next(runs)
-        env["XDG_CACHE_HOME"] = str(tmp_path / ("cache" if "warm" in row else f"cache{n}"))
+        env["XDG_CACHE_HOME"] = str(tmp_path / ("cache" if "warm" in command_name else f"cache{n}"))
         if out.exists():
             subprocess.run(["rm", "-rf", str(out)], check=True)
         return (), {}
@@ -668,16 +633,15 @@ def test_end_to_end(benchmark, quick, case, tmp_path):
         args = command() + (QUICK_RUN if quick else [])
         subprocess.run(args, env=env, check=True, capture_output=True, text=True)
 
-    if "warm" in row:
+    if "warm" in command_name:
         fresh()
         train()  # fills the cache, untimed
-    slow = row == "tf-echo train --impl graph"  # 100 epochs of session.run: minutes
+    slow = command_name == "tf-echo train --impl graph"  # 100 epochs of session.run: minutes
     benchmark.pedantic(train, setup=fresh, rounds=1 if quick or slow else 3)
     history = json.loads((out / "history.json").read_text())
     record(
         benchmark,
-        row,
-        case.device,
+        case,
         TUTORIAL,
         1,
         breakdown=history.get("seconds"),

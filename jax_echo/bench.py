@@ -11,11 +11,9 @@ the first epoch completes the losses parity is checked on; one more epoch warms 
 round, per window; a row's is the median over processes, with their min-max.
 ``max_abs_loss_diff`` is the largest per-window difference of the first epoch's losses from the
 reference row's (``tf-graph`` if it runs, else ``jax-epoch``): ``None`` for a peer whose cell's
-math is not TF1's (``Peer.exact_cells``) and, with dropout, for a library other than the
-reference's (each draws its own units).
-
->>> [(r.library, r.form) for r in map(row, ["jax-step", "tf-function-epoch-xla", "flax-nnx-scan"])]
-[('jax', 'idiomatic'), ('tensorflow', 'best'), ('flax', 'best')]
+math is not TF1's (``Row.exact_cells``) and, with dropout, for a library other than the
+reference's (each draws its own units). The rows are ``registry.ROWS``'; each is timed by
+``timing.measure``, the loop ``compare`` and the benchmark suite time through too.
 """
 
 from __future__ import annotations
@@ -31,23 +29,30 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
 
-from jax_echo import runlog, xla_flags
-from jax_echo.cells import init_params
+from jax_echo import registry, runlog, timing, xla_flags
 from jax_echo.io import atomic_write
-from jax_echo.peers import PEERS, peer
 from jax_echo.plot import save_figure
-from jax_echo.registry import IMPLEMENTATIONS, REFERENCE, MissingExtraError, Trainer
+from jax_echo.registry import (
+    BENCH_NAMES,
+    DATA_PARALLEL,
+    FALLBACK_REFERENCE,
+    REFERENCE,
+    MissingExtraError,
+    Row,
+    comparable,
+    row,
+)
 from jax_echo.tables import Column, markdown
-from jax_echo.task import EchoConfig, epoch_data, split_windows
-from jax_echo.trainers import block, make_trainer
+from jax_echo.task import EchoConfig
+
+__all__ = ["ALL_NAMES", "bench", "row", "rows", "table", "write"]
 
 DESCRIPTION = (
     "Each of --processes fresh processes times every row on the same weights and data: the "
@@ -55,12 +60,6 @@ DESCRIPTION = (
     "the median over processes (min-max), peak memory where measurable and the loss difference "
     "from tf-graph (else jax-epoch) over the first epoch."
 )
-PEERS_EXTRA = "pip install 'jax-echo[peers]'"
-# The fastest honest form of JAX and TensorFlow; the peers say theirs (``Peer.form``).
-BEST = ("jax-epoch", "tf-function-epoch-xla")
-PER_EPOCH = ("jax-epoch", "tf-function-epoch", "tf-function-epoch-xla")
-FALLBACK_REFERENCE = "jax-epoch"
-XLA_ROWS = ("tf-function-xla", "tf-function-epoch-xla")  # TensorFlow's rows compiled by XLA
 VERSIONS = ("jax", "jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras")
 COLOURS = {
     "jax": "tab:blue",
@@ -69,41 +68,8 @@ COLOURS = {
     "flax": "tab:green",
     "keras": "tab:purple",
 }
-
-
-class Row(NamedTuple):
-    """One implementation or peer, as the bench runs it."""
-
-    name: str
-    library: str  # "jax", "tensorflow", "torch", "flax", "keras"
-    form: str  # "best" or "idiomatic"
-    per_epoch: bool  # the timed call trains an epoch (else a window)
-    exact_cells: tuple[str, ...] | None  # a peer's cells with TF1's math; None: every cell
-    backend: str | None = None  # Keras' backend: the process it runs in
-
-    @property
-    def extra(self) -> str:
-        return "pip install 'jax-echo[tf]'" if self.library == "tensorflow" else PEERS_EXTRA
-
-    def missing(self) -> str | None:
-        """Why this row's library cannot be imported here, or ``None``."""
-        needed = "tensorflow" if self.backend == "tensorflow" else self.library
-        if importlib.util.find_spec(needed) is None:
-            return f"{needed} is not installed ({self.extra})"
-        return None
-
-
-def row(name: str) -> Row:
-    """The row called ``name``: an ``IMPLEMENTATIONS`` name or a peer's."""
-    if name in IMPLEMENTATIONS:
-        library = "jax" if name.startswith("jax") else "tensorflow"
-        form = "best" if name in BEST else "idiomatic"
-        return Row(name, library, form, name in PER_EPOCH, None)
-    p = peer(name)
-    return Row(name, p.library, p.form, p.per_epoch, p.exact_cells, p.backend)
-
-
-ALL_NAMES = (*IMPLEMENTATIONS, *(p.name for p in PEERS))
+ALL_NAMES = BENCH_NAMES
+CORES = ("all", "one")  # every core (each library's default threads), or one core for all
 
 
 def warn_line(line: str) -> None:
@@ -138,93 +104,10 @@ def rows(names: Sequence[str], warn: Callable[[str], None] = warn_line) -> list[
 # --- One process: every row, timed -----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _placed(r: Row, device: str) -> Iterator[None]:
-    if r.library == "jax":
-        with jax.default_device(jax.devices(device)[0]):
-            yield
-    elif r.library == "tensorflow":
-        import tensorflow as tf
-
-        with tf.device(f"/{device.upper()}:0"):
-            yield
-    else:  # a peer places its own arrays
-        yield
-
-
-def _trainer(r: Row, cfg: EchoConfig, params: Any, dtype, device: str, part: int) -> Trainer:
-    if r.name in IMPLEMENTATIONS:
-        return make_trainer(r.name, cfg, params, dtype, part=part, device=f"/{device.upper()}:0")
-    return peer(r.name).make(cfg, params, dtype=dtype, device=device)
-
-
-def _peak(r: Row, trainer: Any, device: str, x, y) -> tuple[int | None, str]:
-    """The row's peak memory in bytes, and what the number is (``None``: not measured)."""
-    if r.name == "jax-epoch":
-        return trainer.memory_analysis(x, y)["peak"], "XLA arguments+outputs+temporaries"
-    if r.library == "torch" and device == "gpu":
-        import torch
-
-        return torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
-    return None, "not measured: a process-wide peak would mix the rows"
-
-
-def measure_row(
-    r: Row, cfg: EchoConfig, dtype, device: str, part: int, rounds: int
-) -> dict[str, Any]:
-    """One row in this process: first-call seconds, first-epoch losses, the timed rounds."""
-
-    x, y = epoch_data(cfg, 0)
-    x = x.astype(dtype)
-    T, N = cfg.truncated_backprop_length, cfg.num_batches
-    xs = list(np.ascontiguousarray(split_windows(x, T)))
-    ys = list(np.ascontiguousarray(split_windows(y, T)))
-    if r.library == "torch" and device == "gpu":
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-    with _placed(r, device):
-        params = init_params(cfg, dtype=dtype)
-        built = time.perf_counter()
-        trainer = _trainer(r, cfg, params, dtype, device, part)
-        built = time.perf_counter() - built  # TF1 builds its graph here; the others trace later
-        try:
-
-            def epoch() -> tuple[np.ndarray, float]:
-                """One epoch: its losses, and the seconds of its first call."""
-                start = time.perf_counter()
-                if r.per_epoch:
-                    losses = block(trainer.train_epoch(x, y, epoch=0))
-                    return losses, time.perf_counter() - start
-                losses = [block(trainer.train_window(xs[0], ys[0], epoch=0, window=0))]
-                first_call = time.perf_counter() - start
-                for i in range(1, N):
-                    losses.append(block(trainer.train_window(xs[i], ys[i], epoch=0, window=i)))
-                return np.asarray(losses), first_call
-
-            first_losses, first_call = epoch()
-            epoch()  # warm-up, untimed
-            times, last = [], first_losses
-            for _ in range(rounds):
-                start = time.perf_counter()
-                last, _ = epoch()
-                times.append(time.perf_counter() - start)
-            peak, what = _peak(r, trainer, device, x, y)
-        finally:
-            trainer.close()
-    return {
-        "implementation": r.name,
-        "us_per_window": float(np.median(times)) / N * 1e6,
-        "compile_seconds": built + first_call,
-        "first_epoch_losses": np.asarray(first_losses, np.float64).ravel().tolist(),
-        "final_loss": float(np.asarray(last).ravel()[-1]),
-        "peak_bytes": peak,
-        "peak_what": what,
-    }
-
-
 def run_worker(spec: dict[str, Any], out: str) -> int:
     """``python -m jax_echo.bench --worker SPEC OUT``: the spec's rows, results to ``OUT``."""
+    chosen = [row(name) for name in spec["rows"]]
+    timing.limit_threads(spec.get("threads"), set().union(*(r.libraries for r in chosen)))
     if importlib.util.find_spec("triton") is not None:  # before TensorFlow (see conftest.py)
         importlib.import_module("triton")
 
@@ -232,15 +115,14 @@ def run_worker(spec: dict[str, Any], out: str) -> int:
     dtype = np.dtype(spec["dtype"])
     results = []
     with jax.enable_x64(dtype == np.float64):
-        for name in spec["rows"]:
-            r = row(name)
-            tag = f"jax-echo bench: process {spec['process']}/{spec['processes']}: {name}"
+        for r in chosen:
+            tag = f"jax-echo bench: process {spec['process']}/{spec['processes']}: {r.name}"
             print(f"{tag} ...", file=sys.stderr, flush=True)
             try:
-                result = measure_row(r, cfg, dtype, spec["device"], spec["part"], spec["rounds"])
+                result = timing.measure(r, cfg, dtype, spec["device"], spec["part"], spec["rounds"])
             except ValueError as e:  # a peer that cannot run this config says what
                 print(f"{tag}: cannot run this configuration", file=sys.stderr, flush=True)
-                results.append({"implementation": name, "left_out": str(e)})
+                results.append({"implementation": r.name, "left_out": str(e)})
                 Path(out).write_text(json.dumps(results))
                 continue
             print(
@@ -250,6 +132,7 @@ def run_worker(spec: dict[str, Any], out: str) -> int:
                 flush=True,
             )
             result["small_loops"] = xla_flags.SMALL_LOOPS  # whether XLA had the option
+            result["cores_allowed"] = timing.cores_allowed()
             results.append(result)
             Path(out).write_text(json.dumps(results))  # kept if a later row crashes the process
     return 0
@@ -316,6 +199,7 @@ def bench(
     part: int = 1,
     dtype: str = "float32",
     device: str | None = None,
+    cores: Sequence[str] = ("all",),
     warn: Callable[[str], None] = warn_line,
 ) -> dict[str, Any]:
     """Times ``names`` on ``cfg`` in ``processes`` fresh processes each; the JSON report.
@@ -328,26 +212,24 @@ def bench(
     option was in effect: TensorFlow's XLA rows run once more without it on a CPU, named
     ``NAME-no-small-loops``, since it slows TF's XLA at larger sizes). ``failures``: worker
     processes that exited with an error (the rows they finished are kept).
+
+    ``cores``: "all" (each library's own threads on every core), "one" (every library on one
+    core: the worker pinned to it, PyTorch's and TensorFlow's intra-op threads 1;
+    ``timing.limit_threads``), or both, each row then run under each (``cores`` in its result;
+    JAX's all-cores form is then also its data-parallel row, on a CPU). ``fastest``: each
+    library's fastest measured row, per cores setting.
     """
     if processes < 1 or rounds < 1:
         raise ValueError(f"processes and rounds must be at least 1, got {processes}, {rounds}")
+    if not cores or set(cores) - set(CORES):
+        raise ValueError(f"cores must be some of {', '.join(CORES)}, got {cores}")
     device = device or ("gpu" if jax.default_backend() == "gpu" else "cpu")
     chosen = rows(names, warn)
-    groups: dict[str, list[str]] = {}  # Keras backend -> rows, one process each
-    for r in chosen:
-        groups.setdefault(r.backend or "jax", []).append(r.name)
-    envs = {backend: {"KERAS_BACKEND": backend} for backend in groups}
-    # TensorFlow's XLA runs slower under the small-loop option once its loops hold real products
-    # (README, realistic sizes): its rows also run in a process without it, as NAME-no-small-loops.
-    unlooped = [r.name for r in chosen if r.name in XLA_ROWS]
-    if device == "cpu" and xla_flags.SMALL_LOOPS and unlooped:
-        groups[xla_flags.SUFFIX] = unlooped
-        envs[xla_flags.SUFFIX] = {**xla_flags.without(), "KERAS_BACKEND": "jax"}
-        chosen += [r._replace(name=r.name + xla_flags.SUFFIX) for r in chosen if r.name in unlooped]
-    per_row: dict[str, list[dict[str, Any]]] = {}  # the processes' results of each row
+    groups = _groups(chosen, device, cores)
+    per_row: dict[tuple[str, str], list[dict[str, Any]]] = {}  # the processes' results of a row
     left_out, failures = {}, []
     for k in range(1, processes + 1):
-        for backend, group in groups.items():
+        for (label, core), (group, env) in groups.items():
             spec = {
                 "config": cfg.to_dict(),
                 "dtype": dtype,
@@ -357,38 +239,41 @@ def bench(
                 "rows": group,
                 "process": k,
                 "processes": processes,
+                "threads": timing.ONE_CORE if core == "one" else None,
             }
-            finished, code = _worker(spec, {**envs[backend], "TF_CPP_MIN_LOG_LEVEL": "2"})
-            if backend == xla_flags.SUFFIX:  # the group without the option
+            finished, code = _worker(spec, {**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            if label == xla_flags.SUFFIX:  # the group without the option
                 for f in finished:
                     f["implementation"] += xla_flags.SUFFIX
             if code != 0:
                 done = [f["implementation"] for f in finished]
                 lost = [n for n in group if n not in done]
-                failures.append(f"process {k} ({backend} group) exited {code}")
+                failures.append(f"process {k} ({label} group, {core} cores) exited {code}")
                 warn(f"{failures[-1]}; rows it did not finish: {', '.join(lost) or 'none'}")
             for result in finished:
                 if "left_out" in result:
                     left_out[result["implementation"]] = result["left_out"]
                 else:
-                    per_row.setdefault(result["implementation"], []).append(result)
+                    per_row.setdefault((result["implementation"], core), []).append(result)
     for name, reason in left_out.items():
         warn(f"left out {name}: {reason}")
-    ran = [r for r in chosen if r.name in per_row]
-    names_ran = [r.name for r in ran]
+    ran = [(row(name), core) for name, core in per_row]
+    names_ran = [r.name for r, core in ran if core == cores[0]]
     reference = next((n for n in (REFERENCE, FALLBACK_REFERENCE) if n in names_ran), None)
     ref_row = row(reference) if reference else None
     results = []
-    for r in ran:
-        runs = per_row[r.name]
+    for r, core in ran:
+        runs = per_row[r.name, core]
         us = [p["us_per_window"] for p in runs]
         peak = runs[0]["peak_bytes"]
+        ref = per_row.get((reference, core), [None])[0]
         results.append(
             {
                 "implementation": r.name,
                 "library": r.library,
                 "form": r.form,
                 "per_epoch": r.per_epoch,
+                "cores": core,
                 "us_per_window": float(np.median(us)),
                 "us_per_window_min": float(min(us)),
                 "us_per_window_max": float(max(us)),
@@ -397,10 +282,16 @@ def bench(
                 "peak_mib": None if peak is None else peak / 2**20,
                 "peak_what": runs[0]["peak_what"],
                 "final_loss": runs[0]["final_loss"],
-                "max_abs_loss_diff": _diff(r, ref_row, per_row, cfg),
+                "max_abs_loss_diff": _diff(r, ref_row, runs[0], ref, cfg),
                 "small_loops": runs[0]["small_loops"],
+                "cores_allowed": runs[0]["cores_allowed"],
             }
         )
+    best = {
+        core: registry.fastest({x["implementation"]: x["us_per_window"] for x in of})
+        for core in cores
+        if (of := [x for x in results if x["cores"] == core])
+    }
     return {
         "config": cfg.to_dict(),
         "settings": {
@@ -409,33 +300,55 @@ def bench(
             "device": device,
             "processes": processes,
             "rounds": rounds,
+            "cores": list(cores),
         },
         "versions": versions(),
         "machine": machine(),
         "commit": commit(),
         "reference": reference,
         "results": results,
+        "fastest": best,  # per cores setting: each library's fastest measured row
         "failures": failures,  # worker processes that crashed (their other rows are kept)
     }
 
 
-def _diff(r: Row, ref: Row | None, per_row: dict, cfg: EchoConfig) -> float | None:
-    """The largest per-window first-epoch loss difference from ``ref``'s (or ``None``)."""
-    if ref is None or (r.exact_cells is not None and cfg.cell not in r.exact_cells):
+def _groups(
+    chosen: list[Row], device: str, cores: Sequence[str]
+) -> dict[tuple[str, str], tuple[list[str], dict[str, str]]]:
+    """The worker processes of one round: ``{(label, cores): (row names, environment)}``.
+
+    Keras has one backend a process: its rows run in a process per backend. TensorFlow's XLA
+    runs slower under the small-loop option once its loops hold real products (README, realistic
+    sizes): on a CPU its rows also run in a process without it, as ``NAME-no-small-loops``. On
+    all cores of a CPU beside one core, JAX's all-cores form is its data-parallel row, in a
+    process with one device per core.
+    """
+    groups: dict[str, tuple[list[str], dict[str, str]]] = {}
+    for r in chosen:
+        label = r.backend or "jax"
+        groups.setdefault(label, ([], {"KERAS_BACKEND": label}))[0].append(r.name)
+    unlooped = [r.name for r in chosen if r.unlooped]
+    if device == "cpu" and xla_flags.SMALL_LOOPS and unlooped:
+        groups[xla_flags.SUFFIX] = (unlooped, {**xla_flags.without(), "KERAS_BACKEND": "jax"})
+    out = {(label, core): group for core in cores for label, group in groups.items()}
+    if device == "cpu" and set(cores) == set(CORES) and "jax-epoch" in groups.get("jax", ([],))[0]:
+        out["data-parallel", "all"] = ([DATA_PARALLEL], timing.cpu_devices())
+    return out
+
+
+def _diff(r: Row, ref: Row | None, run: dict, ref_run: dict | None, cfg) -> float | None:
+    """The largest per-window first-epoch loss difference from the reference's run (or
+    ``None``: not ``registry.comparable``)."""
+    if ref is None or ref_run is None or not comparable(r, ref, cfg.cell, cfg.keep_prob):
         return None
-    if cfg.keep_prob < 1 and r.library != ref.library:
-        return None  # each library draws its own dropout units
-    a = np.asarray(per_row[r.name][0]["first_epoch_losses"])
-    b = np.asarray(per_row[ref.name][0]["first_epoch_losses"])
-    return float(np.max(np.abs(a - b)))
+    a = np.asarray(run["first_epoch_losses"])
+    return float(np.max(np.abs(a - np.asarray(ref_run["first_epoch_losses"]))))
 
 
 # --- Output --------------------------------------------------------------------------------
 
 COLUMNS = (
-    Column("implementation", right=False),
-    Column("library", right=False),
-    Column("form", right=False),
+    *(Column(name, right=False) for name in ("implementation", "library", "form")),
     Column("us/window", "{:.1f}"),
     Column("min-max", right=False),
     Column("first call s", "{:.2f}"),
@@ -446,14 +359,17 @@ COLUMNS = (
 
 
 def table(report: dict[str, Any]) -> str:
-    """The results as a Markdown table, with what its numbers are below it."""
+    """The results as a Markdown table, with what its numbers are below it (a ``cores`` column
+    where the rows ran on one core and on all)."""
+    both = len(report["settings"].get("cores", ["all"])) > 1
     body = markdown(
-        COLUMNS,
+        (*COLUMNS[:3], Column("cores", right=False), *COLUMNS[3:]) if both else COLUMNS,
         [
             (
                 r["implementation"],
                 r["library"],
                 r["form"],
+                *([r["cores"]] if both else []),
                 r["us_per_window"],
                 f"{r['us_per_window_min']:.1f}-{r['us_per_window_max']:.1f}",
                 r["compile_seconds"],
@@ -473,6 +389,12 @@ def table(report: dict[str, Any]) -> str:
         "peak MiB: XLA's buffers of jax-epoch's compiled epoch, torch.cuda's peak on a GPU; "
         "blank: not measured (a process-wide peak would mix the rows)."
     )
+    if len(s.get("cores", ["all"])) > 1:
+        note += (
+            "\ncores: one: the worker process pinned to one core, PyTorch's and TensorFlow's "
+            "intra-op threads 1 (the framework); all: each library's own threads on every core "
+            "(the threading), JAX's data-parallel row its form for all cores."
+        )
     return f"{body}\n\n{note}"
 
 

@@ -1,6 +1,7 @@
 """``jax-echo compare``: every implementation trained from the same weights on the same data.
 
-The trainers are ``trainers.make_trainer``'s; this module runs them side by side and reports the
+The rows are ``registry.ROWS``', timed by ``timing.session`` (the loop ``jax-echo bench`` and the
+benchmarks time through too); this module runs them side by side and reports the
 time per window, the accuracy, and the largest loss and weight differences from the author's TF1
 program (``registry.REFERENCE``); ``differences`` lists the implementations beyond a tolerance.
 """
@@ -8,21 +9,21 @@ program (``registry.REFERENCE``); ``differences`` lists the implementations beyo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+from jax_echo import timing
 from jax_echo.cells import Params, init_params, params_from_dict
 from jax_echo.io import atomic_write
 from jax_echo.plot import loss_curves, save_figure
-from jax_echo.registry import REFERENCE
+from jax_echo.registry import REFERENCE, row
 from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
-from jax_echo.trainers import block, make_trainer
 
 EPOCHS = 3  # timed epochs per implementation, unless the command line says otherwise
 
@@ -85,12 +86,8 @@ def _compare(cfg, names, windows, dtype, part, params) -> dict[str, Any]:
     data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
     results: dict[str, Any] = {}
     for name in names:
-        t0 = time.perf_counter()
-        trainer = make_trainer(name, cfg, params, dtype, part=part)
-        try:
-            results[name] = _train_timed(trainer, data, cfg, t0)
-        finally:
-            trainer.close()
+        with timing.session(row(name), cfg, params, dtype, part=part) as s:
+            results[name] = _train_timed(s, data)
     reference = results.get(REFERENCE)
     for result in results.values():
         result["max_loss_diff_vs_tf1"] = result["max_abs_param_diff"] = None
@@ -133,25 +130,25 @@ def differences(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _train_timed(trainer, data, cfg: EchoConfig, t0: float) -> dict[str, Any]:
-    """One untimed epoch (compilation; ``first_epoch_seconds`` counts from ``t0``, before the
-    trainer was built), back to the initial weights, then every epoch of ``data`` timed."""
-    start = trainer.get_state()
-    block(trainer.train_epoch(*data[0], epoch=0))  # trace and compile, untimed
-    first_epoch_seconds = time.perf_counter() - t0
-    trainer.set_state(*start)
+def _train_timed(s: timing.Session, data: list) -> dict[str, Any]:
+    """One untimed epoch (compilation; ``first_epoch_seconds`` counts the trainer's construction
+    too), back to the initial weights, then every epoch of ``data`` timed."""
+    start = s.trainer.get_state()
+    s.epoch(*data[0], epoch=0)  # trace and compile, untimed
+    first_epoch_seconds = s.built_seconds + s.first_call_seconds
+    s.trainer.set_state(*start)
     losses, seconds = [], []
     for epoch, (x, y) in enumerate(data):
-        t0 = time.perf_counter()
-        losses.append(block(trainer.train_epoch(x, y, epoch=epoch)))
-        seconds.append(time.perf_counter() - t0)
-    accs = prediction_accuracies(trainer.predict_epoch(data[-1][0]), data[-1][1])
+        out, took = timing.seconds(functools.partial(s.epoch, x, y, epoch))
+        losses.append(out)
+        seconds.append(took)
+    accs = prediction_accuracies(s.trainer.predict_epoch(data[-1][0]), data[-1][1])
     return {
-        "us_per_window": 1e6 * float(np.mean(seconds)) / cfg.num_batches,
+        "us_per_window": 1e6 * float(np.mean(seconds)) / s.cfg.num_batches,
         "first_epoch_seconds": first_epoch_seconds,
         "accuracy_after_first": float(accs[1:].mean()) if len(accs) > 1 else float("nan"),
         "losses": np.concatenate(losses).astype(float).tolist(),
-        "params": {k: v.tolist() for k, v in trainer.params.items()},
+        "params": {k: v.tolist() for k, v in s.trainer.params.items()},
     }
 
 

@@ -1,8 +1,9 @@
-"""Every implementation behind the one trainer protocol (``registry.Trainer``).
+"""Every row of ``registry.ROWS`` behind the one trainer protocol (``registry.Trainer``).
 
 ``JaxTrainer`` holds the pure ``jax_echo`` functions' pytrees between calls; the TensorFlow
-trainers come from ``tf_echo`` (the ``tf`` extra). Tests, ``jax-echo compare`` and the benchmarks
-build any of them with ``make_trainer`` and wait for results with ``block``.
+trainers come from ``tf_echo`` (the ``tf`` extra), the peers' from ``jax_echo.peers``. Tests,
+``jax-echo compare`` and the benchmarks build any row with ``make_trainer`` and wait for results
+with ``block``.
 """
 
 from __future__ import annotations
@@ -24,18 +25,14 @@ from jax_echo.cells import (
     state_from_layers,
 )
 from jax_echo.registry import (
+    DATA_PARALLEL,
     DYNAMIC_RNN_PARTS,
-    IMPLEMENTATIONS,
-    JAX_IMPLEMENTATIONS,
-    TF_IMPLEMENTATIONS,
     MissingExtraError,
     ReferenceTrainer,
-    tf_impl,
+    Trainer,
+    row,
 )
 from jax_echo.task import EchoConfig, split_windows
-
-# The name of a ``JaxTrainer`` with a mesh: the benchmarks' data-parallel row.
-DATA_PARALLEL = "jax-epoch-data-parallel"
 
 
 class JaxTrainer:
@@ -199,20 +196,54 @@ def make_trainer(
     *,
     part: int | None = None,
     device: str | None = None,
-) -> ReferenceTrainer:
-    """A trainer for any of ``IMPLEMENTATIONS``; TensorFlow ones need the ``tf`` extra.
+) -> Trainer:
+    """A trainer for any row of ``registry.ROWS`` (``IMPLEMENTATIONS`` are ``ReferenceTrainer``s);
+    TensorFlow's need the ``tf`` extra, the peers' the ``peers`` extra.
 
     ``part``: for ``tf-graph``, parts 5 and 6 run the author's ``dynamic_rnn`` program.
-    ``device`` ("/CPU:0", "/GPU:0") places ``tf-graph``'s graph; the others run where the
-    caller's ``jax.default_device`` or ``tf.device`` scope puts them.
+    ``device`` ("cpu", "gpu") places ``tf-graph``'s graph, a peer's arrays and the data-parallel
+    row's mesh; JAX's and TensorFlow's other rows run where the caller's ``jax.default_device``
+    or ``tf.device`` scope puts them (``timing.placed``).
     """
-    if name in JAX_IMPLEMENTATIONS:
-        return JaxTrainer(cfg, params, dtype, per_epoch=name == "jax-epoch")
-    if name in TF_IMPLEMENTATIONS:
-        dynamic = part in DYNAMIC_RNN_PARTS
-        tf_echo = import_tf_echo()
-        return tf_echo.make_trainer(tf_impl(name), cfg, params, dtype, device, dynamic=dynamic)
-    raise ValueError(f"unknown implementation {name!r}; choose from {', '.join(IMPLEMENTATIONS)}")
+    r = row(name)
+    module, attribute = r.build.split(":")
+    factory = getattr(importlib.import_module(module), attribute)
+    options = dict(r.options) | ({"part": part} if r.by_part else {})
+    if device is not None:  # else each factory's own default
+        options["device"] = device
+    return factory(cfg, params, dtype=dtype, **options)
+
+
+def jax_trainer(
+    cfg: EchoConfig,
+    params: Params | dict,
+    dtype=np.float32,
+    device: str | None = None,
+    *,
+    per_epoch: bool = True,
+    remat: bool = False,
+    data_parallel: bool = False,
+) -> JaxTrainer:
+    """A JAX row's trainer; ``data_parallel``: the batch split over every JAX device of
+    ``device``'s platform (default: the default backend's)."""
+    mesh = parallel.data_parallel_mesh(jax.devices(device)) if data_parallel else None
+    return JaxTrainer(cfg, params, dtype, per_epoch=per_epoch, remat=remat, mesh=mesh)
+
+
+def tf_trainer(
+    cfg: EchoConfig,
+    params: Params | dict,
+    dtype=np.float32,
+    device: str | None = None,
+    *,
+    impl: str,
+    part: int | None = None,
+) -> ReferenceTrainer:
+    """A TensorFlow row's trainer (``tf_echo``'s ``impl``); ``tf-graph``'s graph on ``device``
+    (default: where TensorFlow puts it)."""
+    dynamic = part in DYNAMIC_RNN_PARTS
+    place = None if device is None else f"/{device.upper()}:0"
+    return import_tf_echo().make_trainer(impl, cfg, params, dtype, place, dynamic=dynamic)
 
 
 def import_tf_echo():

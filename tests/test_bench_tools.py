@@ -131,16 +131,16 @@ def test_report_restates_every_library_at_its_best_and_as_typically_written(tmp_
     lines = report.series_best_forms(benches)
     rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line for line in lines[2:]}
     assert lines[0].split("|")[3:5] == [" part 1 ", " part 3 "]
-    assert "10.0 (jax-epoch): 1.0x" in rows["jax", "best"]
+    assert "10.0 (jax-epoch): 1.0x" in rows["jax", "tuned"]
     assert "200.0 (jax-step): 20.0x" in rows["jax", "idiomatic"]
     # The fastest row of each form: torch-compile-window is PyTorch's best, torch-eager (not
     # torch-compile) its fastest idiomatic row.
-    assert "300.0 (torch-compile-window): 30.0x" in rows["torch", "best"]
-    assert "400.0 (torch-compile-window): 20.0x" in rows["torch", "best"]
+    assert "300.0 (torch-compile-window): 30.0x" in rows["torch", "tuned"]
+    assert "400.0 (torch-compile-window): 20.0x" in rows["torch", "tuned"]
     assert "1,400.0 (torch-eager): 140.0x" in rows["torch", "idiomatic"]
-    assert "12.0 (tf-function-epoch-xla): 1.2x" in rows["tensorflow", "best"]
+    assert "12.0 (tf-function-epoch-xla): 1.2x" in rows["tensorflow", "tuned"]
     # A model a library was not run on is an empty cell.
-    assert rows["tensorflow", "best"].rstrip().endswith("|  |")
+    assert rows["tensorflow", "tuned"].rstrip().endswith("|  |")
 
     data = {"benchmarks": benches, "machine_info": {}, "commit_info": {}, "datetime": ""}
     report.plot(data, tmp_path / "report")
@@ -151,7 +151,7 @@ def test_report_restates_every_library_at_its_best_and_as_typically_written(tmp_
 
 def test_tf_xla_rows_without_the_small_loop_option_are_named_apart(monkeypatch):
     # make bench runs TF's realistic XLA rows once more with JAX_ECHO_XLA_FLAGS=0: those rows
-    # carry their own name (never merged with the option's) and count as TF's best form.
+    # carry their own name (never merged with the option's) and count as a tuned TF form.
     from benchmarks import report, test_bench
     from jax_echo.task import EchoConfig
 
@@ -164,12 +164,12 @@ def test_tf_xla_rows_without_the_small_loop_option_are_named_apart(monkeypatch):
         monkeypatch.setattr(xla_flags, "SMALL_LOOPS", small_loops)
         for name in ("tf-function-epoch-xla", "tf-graph", "jax-epoch"):
             b = Benchmark()
-            test_bench.record(b, name, "cpu", EchoConfig(), 1)
+            test_bench.record(b, test_bench.Case(name, "cpu"), EchoConfig(), 1)
             names[small_loops, name] = b.extra_info["implementation"]
     assert names[False, "tf-function-epoch-xla"] == "tf-function-epoch-xla-no-small-loops"
     assert all(names[True, n] == n for n in ("tf-function-epoch-xla", "tf-graph", "jax-epoch"))
     assert names[False, "tf-graph"] == "tf-graph" and names[False, "jax-epoch"] == "jax-epoch"
-    assert report.library_and_form(names[False, "tf-function-epoch-xla"]) == ("tensorflow", "best")
+    assert report.library_and_form(names[False, "tf-function-epoch-xla"]) == ("tensorflow", "tuned")
 
 
 def _run_dir(path, commit, started, benches, cpu="CPU A"):

@@ -19,6 +19,7 @@ from jax_echo.cells import params_to_dict
 from jax_echo.peers import peer
 from jax_echo.peers.flax_peer import NnxJitTrainer, NnxScanTrainer
 from jax_echo.task import split_windows
+from jax_echo.trainers import make_trainer
 from tests import reference
 
 TRAINERS = (NnxJitTrainer, NnxScanTrainer)
@@ -148,8 +149,9 @@ def test_bad_params_and_the_peer_table():
     with pytest.raises(ValueError, match="missing"):
         NnxScanTrainer(cfg, {k: v for k, v in params.items() if k != "W2"})
     for name, Trainer in (("flax-nnx-jit", NnxJitTrainer), ("flax-nnx-scan", NnxScanTrainer)):
-        trainer = peer(name).make(cfg, params)
+        trainer = make_trainer(name, cfg, params)
         assert isinstance(trainer, Trainer) and trainer.name == name
+        assert peer(name).library == "flax" and not peer(name).exact("gru")
         trainer.close()
 
 

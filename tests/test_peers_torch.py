@@ -53,19 +53,25 @@ def reference_predictions(cfg, weights, x_BxL):
     return logits_BxNTxC.argmax(-1).reshape(cfg.batch_size, N, T).swapaxes(0, 1)
 
 
-@pytest.mark.parametrize("name", list(EPOCH_CONFIGS))
-def test_float64_epoch_losses_and_weights_match_jax_echo(name, x64):
-    cfg = EPOCH_CONFIGS[name]
+def _float64_epoch(trainer_class, cfg):
+    """A float64 trainer of ``cfg`` after epoch 0, whose losses are jax_echo's to 1e-10; with
+    the epoch's inputs and jax_echo's trained weights."""
     params = init_params(cfg, dtype=np.float64)
     x, y = epoch_data(cfg, 0)
-    trainer = EagerTrainer(cfg, params_to_dict(params), dtype=np.float64)
+    trainer = trainer_class(cfg, params_to_dict(params), dtype=np.float64)
     losses = trainer.train_epoch(x, y)
     ref_params, _, ref_losses = jax_model.train_epoch(
         params, make_optimizer(cfg).init(params), x, y, cfg
     )
-    assert losses.dtype == np.float64
-    assert losses.shape == (cfg.num_batches,)
+    assert losses.dtype == np.float64 and losses.shape == (cfg.num_batches,)
     np.testing.assert_allclose(losses, ref_losses, rtol=0, atol=1e-10)
+    return trainer, x, ref_params
+
+
+@pytest.mark.parametrize("name", list(EPOCH_CONFIGS))
+def test_float64_epoch_losses_and_weights_match_jax_echo(name, x64):
+    cfg = EPOCH_CONFIGS[name]
+    trainer, x, ref_params = _float64_epoch(EagerTrainer, cfg)
     trained, ref_trained = trainer.params, params_to_dict(ref_params)
     assert trained.keys() == ref_trained.keys()
     for key, value in trained.items():
@@ -230,15 +236,8 @@ def test_window_row_refuses_what_it_cannot_run():
 def test_compiled_window_row_matches_jax_echo_in_float64(name, x64):
     """The compiled row: an epoch's losses, its weights and its predictions, to 1e-10."""
     cfg = STEP_CONFIGS[name]
-    params = init_params(cfg, dtype=np.float64)
-    x, y = epoch_data(cfg, 0)
-    trainer = WindowCompiledTrainer(cfg, params_to_dict(params), dtype=np.float64)
-    losses = trainer.train_epoch(x, y)
-    ref_params, _, ref_losses = jax_model.train_epoch(
-        params, make_optimizer(cfg).init(params), x, y, cfg
-    )
-    assert losses.dtype == np.float64 and losses.shape == (cfg.num_batches,)
-    np.testing.assert_allclose(losses, ref_losses, rtol=0, atol=1e-10)
+    trainer, x, ref_params = _float64_epoch(WindowCompiledTrainer, cfg)
+    y = epoch_data(cfg, 0)[1]
     trained = trainer.params
     for key, value in params_to_dict(ref_params).items():
         np.testing.assert_allclose(trained[key], value, rtol=0, atol=1e-10, err_msg=key)

@@ -6,7 +6,7 @@ from jax_echo.peers import PEERS
 
 collect_ignore = sorted(
     {
-        f"{p.module.rsplit('.', 1)[1]}.py"
+        f"{p.build.split(':')[0].rsplit('.', 1)[1]}.py"
         for p in PEERS
         if importlib.util.find_spec(p.library) is None
     }

@@ -1,0 +1,239 @@
+"""The one timing loop: a row of ``registry.ROWS`` built, placed, warmed up and timed.
+
+``jax-echo compare``, ``jax-echo bench`` and the benchmark suite (``benchmarks/test_bench.py``)
+all time through a ``Session``: the trainer is built on its device (``placed``; construction
+timed apart: TF1 builds its graph there, the others trace and compile on their first call), its
+first epoch trains from the initial weights (the losses checked against the reference row's, the
+first call's seconds kept), and every timed call ends in ``jax.block_until_ready`` or a host read
+of its result (``trainers.block``). A row's timed call trains one epoch (``Row.per_epoch``) or
+one window, the recurrent state carried from the one before, as the tutorial's loop does.
+``peak`` reads a row's peak memory the one way its record says (``Row.memory``).
+
+>>> from jax_echo.registry import row
+>>> from jax_echo.task import EchoConfig
+>>> cfg = EchoConfig(truncated_backprop_length=5, total_series_length=100)
+>>> with session(row("jax-step"), cfg) as s:
+...     (s.first_epoch().shape, s.windows_per_call, s.first_call_seconds > 0)
+((4,), 1, True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import numpy as np
+
+from jax_echo.cells import init_params
+from jax_echo.registry import Row, Trainer
+from jax_echo.task import EchoConfig, epoch_data, split_windows
+from jax_echo.trainers import block, make_trainer
+
+ONE_CORE = 1  # ``threads``: every library on one core (else: all cores, the library's default)
+
+
+@contextlib.contextmanager
+def placed(r: Row, device: str | None) -> Iterator[None]:
+    """Runs the block where row ``r`` computes on ``device`` ("cpu", "gpu"; ``None``: the
+    libraries' defaults). A peer places its own arrays (``make_trainer``'s ``device``)."""
+    if device is None or r.placement == "own":
+        yield
+    elif r.placement == "jax":
+        with jax.default_device(jax.devices(device)[0]):
+            yield
+    else:
+        import tensorflow as tf
+
+        with tf.device(f"/{device.upper()}:0"):
+            yield
+
+
+def reset_peak(r: Row, device: str | None) -> None:
+    """Starts the peak that ``peak`` reads, where it is process-wide (PyTorch's CUDA)."""
+    if r.memory == "torch-cuda" and device == "gpu":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak(r: Row, trainer: Any, device: str | None, x, y) -> tuple[int | None, str]:
+    """Row ``r``'s peak memory in bytes, and what the number is (``None``: not measured).
+
+    JAX's epoch rows: XLA's arguments + outputs + temporaries of the compiled epoch
+    (``JaxTrainer.memory_analysis``; one device's with a mesh); PyTorch on a GPU:
+    ``torch.cuda.max_memory_allocated`` since ``reset_peak``; elsewhere nothing: a process-wide
+    peak would mix the rows.
+    """
+    if r.memory == "xla":
+        what = "XLA args+outputs+temps"
+        if r.name == "jax-epoch-data-parallel":
+            what += f", one of {len(jax.devices(device))} devices"
+        return trainer.memory_analysis(x, y)["peak"], what
+    if r.memory == "torch-cuda" and device == "gpu":
+        import torch
+
+        return torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
+    return None, "not measured: a process-wide peak would mix the rows"
+
+
+def seconds(call: Callable[[], Any]) -> tuple[Any, float]:
+    """``call()``'s result and its wall-clock seconds."""
+    start = time.perf_counter()
+    out = call()
+    return out, time.perf_counter() - start
+
+
+@dataclasses.dataclass
+class Session:
+    """A built trainer of one row, and the calls that time it (``session`` makes one)."""
+
+    row: Row
+    trainer: Trainer
+    cfg: EchoConfig
+    x: np.ndarray  # epoch 0's series, in the session's dtype
+    y: np.ndarray
+    built_seconds: float  # the trainer's construction
+    device: str | None = None  # "cpu", "gpu"; None: the libraries' defaults
+    first_call_seconds: float | None = None  # the first training call (tracing, compilation)
+    _window: int = 0  # the next window ``call`` trains, for a per-window row
+
+    @property
+    def windows_per_call(self) -> int:
+        return self.cfg.num_batches if self.row.per_epoch else 1
+
+    def _windows(self) -> tuple[list, list]:
+        T = self.cfg.truncated_backprop_length
+        xs = list(np.ascontiguousarray(split_windows(self.x, T)))
+        return xs, list(np.ascontiguousarray(split_windows(self.y, T)))
+
+    def _first(self, call: Callable[[], Any]) -> Any:
+        if self.first_call_seconds is not None:
+            return call()
+        out, self.first_call_seconds = seconds(call)
+        return out
+
+    def first_epoch(self) -> np.ndarray:
+        """Epoch 0 from the weights the trainer was built with, as the row trains it (its timed
+        calls, the first timed as ``first_call_seconds``): the losses (N,)."""
+        if self.row.per_epoch:
+            return self._first(lambda: block(self.trainer.train_epoch(self.x, self.y)))
+        losses = [self._first(self.call)]
+        losses += [self.call() for _ in range(1, self.cfg.num_batches)]
+        return np.asarray(losses).ravel()
+
+    def epoch(self, x, y, epoch: int = 0) -> np.ndarray:
+        """``train_epoch`` over a series from a zero state, waited for: the losses (N,)."""
+        return self._first(lambda: block(self.trainer.train_epoch(x, y, epoch=epoch)))
+
+    def call(self) -> np.ndarray:
+        """The row's timed call: epoch 0 for a per-epoch row, else the next window of epoch 0
+        (the state carried from the window before, wrapping round), waited for."""
+        if self.row.per_epoch:
+            return block(self.trainer.train_epoch(self.x, self.y))
+        xs, ys = self._windows()
+        i = self._window % len(xs)
+        self._window += 1
+        return block(self.trainer.train_window(xs[i], ys[i], epoch=0, window=i))
+
+    def round(self) -> np.ndarray:
+        """One epoch of timed calls (one call, or one per window): the last call's losses."""
+        for _ in range(self.cfg.num_batches // self.windows_per_call - 1):
+            self.call()
+        return self.call()
+
+    def peak(self) -> tuple[int | None, str]:
+        """The row's peak memory and what it is (``peak``)."""
+        return peak(self.row, self.trainer, self.device, self.x, self.y)
+
+
+@contextlib.contextmanager
+def session(
+    r: Row,
+    cfg: EchoConfig,
+    params: Any = None,
+    dtype=np.float32,
+    device: str | None = None,
+    part: int | None = None,
+) -> Iterator[Session]:
+    """Row ``r``'s trainer on ``device`` from ``params`` (default ``init_params(cfg)``), its
+    construction timed; closed when the block ends, however it ends."""
+    x, y = epoch_data(cfg, 0)
+    x = x.astype(dtype)
+    reset_peak(r, device)
+    with placed(r, device):
+        params = init_params(cfg, dtype=dtype) if params is None else params
+        trainer, built = seconds(
+            lambda: make_trainer(r.name, cfg, params, dtype, part=part, device=device)
+        )
+        try:
+            yield Session(r, trainer, cfg, x, y, built, device)
+        finally:
+            trainer.close()
+
+
+def measure(
+    r: Row, cfg: EchoConfig, dtype, device: str | None, part: int | None, rounds: int
+) -> dict[str, Any]:
+    """``jax-echo bench``'s measurement of one row in this process: the first call (building
+    the trainer and its first training call), the first epoch's losses, one untimed warm-up
+    epoch, then ``rounds`` timed epochs (their median, per window) and the peak memory."""
+    with session(r, cfg, dtype=dtype, device=device, part=part) as s:
+        first_losses = s.first_epoch()
+        s.round()  # warm-up, untimed
+        times, last = [], first_losses
+        for _ in range(rounds):
+            last, took = seconds(s.round)
+            times.append(took)
+        peak_bytes, what = s.peak()
+    return {
+        "implementation": r.name,
+        "us_per_window": float(np.median(times)) / cfg.num_batches * 1e6,
+        "compile_seconds": s.built_seconds + s.first_call_seconds,
+        "first_epoch_losses": np.asarray(first_losses, np.float64).ravel().tolist(),
+        "final_loss": float(np.asarray(last).ravel()[-1]),
+        "peak_bytes": peak_bytes,
+        "peak_what": what,
+    }
+
+
+def cores_allowed() -> int:
+    """The CPU cores this process may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
+def cpu_devices(environ=os.environ) -> dict[str, str]:
+    """``environ``'s variables for a child process whose JAX has one CPU device per core (the
+    data-parallel row's; ``XLA_FLAGS``, with the small-loop option, kept)."""
+    cores = cores_allowed()
+    flag = f"--xla_force_host_platform_device_count={max(2, cores)}"
+    return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
+
+
+def limit_threads(threads: int | None, libraries: set[str]) -> None:
+    """Limits this process to ``threads`` cores (``ONE_CORE``; ``None``: all cores, each
+    library's default) before ``libraries`` start their thread pools: the process pinned to its
+    first allowed core (JAX's XLA:CPU has no thread option; every library's threads share the
+    core), and PyTorch's and TensorFlow's intra-op threads set to one."""
+    if threads is None:
+        return
+    if threads != ONE_CORE:
+        raise ValueError(f"threads must be None (all cores) or {ONE_CORE}, got {threads}")
+    if not hasattr(os, "sched_setaffinity"):
+        raise OSError("one core needs os.sched_setaffinity (Linux), which this system lacks")
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in libraries:
+        import torch
+
+        torch.set_num_threads(1)
+    if "tensorflow" in libraries:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)

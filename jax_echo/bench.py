@@ -36,7 +36,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jax_echo import registry, runlog, timing, xla_flags
+from jax_echo import policy, registry, runlog, timing, xla_flags
 from jax_echo.io import atomic_write
 from jax_echo.plot import save_figure
 from jax_echo.registry import (
@@ -132,7 +132,7 @@ def run_worker(spec: dict[str, Any], out: str) -> int:
                 flush=True,
             )
             result["small_loops"] = xla_flags.SMALL_LOOPS  # whether XLA had the option
-            result["cores_allowed"] = timing.cores_allowed()
+            result["cores_allowed"] = policy.cpu_cores()
             results.append(result)
             Path(out).write_text(json.dumps(results))  # kept if a later row crashes the process
     return 0

@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jax_echo import policy
 from jax_echo.cells import init_params
 from jax_echo.registry import Row, Trainer
 from jax_echo.task import EchoConfig, epoch_data, split_windows
@@ -201,16 +202,10 @@ def measure(
     }
 
 
-def cores_allowed() -> int:
-    """The CPU cores this process may run on."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return cores or 1
-
-
 def cpu_devices(environ=os.environ) -> dict[str, str]:
     """``environ``'s variables for a child process whose JAX has one CPU device per core (the
     data-parallel row's; ``XLA_FLAGS``, with the small-loop option, kept)."""
-    cores = cores_allowed()
+    cores = policy.cpu_cores()
     flag = f"--xla_force_host_platform_device_count={max(2, cores)}"
     return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 

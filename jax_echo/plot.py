@@ -207,7 +207,7 @@ def bars(
     unit_name = ylabel.replace(" (log)", "")
     top = float(max(ratio_high.max(), ratio.max()))
     if top <= 10:
-        ax.set_ylim(0, top * 1.15)
+        ax.set_ylim(0, top * 1.3)  # room for the labels and the legend
         scale = "linear"
     else:
         bottom = min(float(ratio_low.min()), 1.0) * 0.999  # the fastest bar: a decade at least
@@ -236,7 +236,12 @@ def bars(
         Patch(color=COLOURS.get(lib, "tab:gray"), label=lib) for lib in dict.fromkeys(libraries)
     ]
     ax.legend(
-        handles=[*handles, line], fontsize=7, title=f"bar labels: {unit_name}", title_fontsize=7
+        handles=[*handles, line],
+        loc="upper left",
+        ncols=2 if len(handles) > 2 else 1,
+        fontsize=7,
+        title=f"bar labels: {unit_name}",
+        title_fontsize=7,
     )
 
 

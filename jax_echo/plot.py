@@ -128,6 +128,11 @@ def compare_figure(curves: dict[str, Any], reference: str, title: str) -> Figure
             np.maximum(diff, FLOOR), linewidth=0.8, color=colours[label], label=label + note
         )
     top.set(ylabel="loss (log)", yscale="log", title=title)
+    top.yaxis.set_major_formatter("{x:g}")
+    losses = np.concatenate([np.ravel(c) for c in curves.values()]).astype(np.float64)
+    losses = losses[np.isfinite(losses) & (losses > 0)]
+    if losses.size and losses.max() < 10 * losses.min():  # under a decade: minor ticks labelled
+        top.yaxis.set_minor_formatter("{x:g}")  # 0.7, not 7 x 10^-1
     top.legend(fontsize=8, ncols=2 if len(curves) > 6 else 1)
     bottom.set(
         xlabel="window",

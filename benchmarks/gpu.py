@@ -55,7 +55,10 @@ class Step(NamedTuple):
 
     def command(self, out: Path, device: str) -> list[str]:
         selection = f"{device} and {LEFT_OUT} and ({self.selection})"
-        return pytest_command(out / f"{self.name}.json", selection, ["-q", *self.options])
+        # Never in parallel workers (pytest-benchmark refuses to time there), even when started
+        # from a test run that has them (make test runs the quick plan).
+        extra = ["-q", "-p", "no:xdist", *self.options]
+        return pytest_command(out / f"{self.name}.json", selection, extra)
 
 
 SHORT = ("--benchmark-max-time=0.25", "--benchmark-min-rounds=3")
@@ -192,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         changed = " ".join(line.split()[-1] for line in state["dirty"])
         sys.exit(f"benchmarks.gpu: uncommitted changes ({changed}): commit first, or --allow-dirty")
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, QUICK_ENV: "1" if args.quick else "0"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # a test's
+    env[QUICK_ENV] = "1" if args.quick else "0"
     print("\n".join(plan_lines(out, device)), flush=True)
     steps = [run_step(step, out, device, env, 3.0 if args.quick else 1.0) for step in STEPS]
     run = {

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench bench-readme notebook lint clean
+.PHONY: demo test test-slow bench bench-gpu bench-readme notebook lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ $(VENV)/.stamp-peers: pyproject.toml $(VENV)/.stamp-all
 # BENCH_ARGS goes to benchmarks.run: e.g. BENCH_ARGS="--select test_series --processes 2".
 bench: $(VENV)/.stamp-peers
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# The GPU groups (series, window, realistic with memory, population, accuracy) for JAX, PyTorch
+# (CUDA graphs in torch-compile-window) and Flax in about 8 minutes on one H100 or H200, with the
+# packages that machine has (no set-up: a lent GPU has no network), into
+# benchmarks/results/gpu-DATE/. BENCH_ARGS=--dry-run prints the plan; --quick runs it on the CPU.
+bench-gpu:
+	$(or $(wildcard $(BIN)/python),$(PYTHON)) -m benchmarks.gpu $(BENCH_ARGS)
 
 # Writes a results directory's tables into README.md's benchmark blocks (DIR="A B": several
 # runs of different groups on one machine, each group from one run).

@@ -23,6 +23,9 @@ import pytest
 from jax_echo.registry import BY_NAME, DATA_PARALLEL, ROWS
 
 DEVICES = ("cpu", "gpu")
+# Quick mode's tiny cases with benchmarks enabled, so that their JSON is written: a plan's
+# check on a machine without the plan's device (``python -m benchmarks.gpu --quick``).
+QUICK_ENV = "JAX_ECHO_BENCH_QUICK"
 
 # pytest's ``--doctest-modules`` imports every module here; torch_window.py needs PyTorch (the
 # ``peers`` extra), which the test suite does not install.
@@ -70,7 +73,8 @@ class Run:
         disabled = config.getoption("benchmark_disable") and not config.getoption(
             "benchmark_enable"
         )
-        return cls(bool(disabled), tuple(d for d in DEVICES if jax_device(d) is not None))
+        quick = bool(disabled) or os.environ.get(QUICK_ENV) == "1"
+        return cls(quick, tuple(d for d in DEVICES if jax_device(d) is not None))
 
     def absence(self, name: str, device: str) -> str | None:
         """Why row ``name`` cannot run on ``device`` here, or ``None`` when it can."""
@@ -112,8 +116,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture
 def quick(benchmark) -> bool:
-    """True when benchmarks are disabled: run every case once on a tiny config."""
-    return not benchmark.enabled
+    """True when benchmarks are disabled, or ``QUICK_ENV`` is 1: every case once on a tiny
+    config (with it, timed and saved as a real run's are: ``benchmarks.gpu --quick``)."""
+    return not benchmark.enabled or os.environ.get(QUICK_ENV) == "1"
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -38,7 +38,7 @@ import numpy as np
 
 from jax_echo import policy, registry, runlog, timing, xla_flags
 from jax_echo.io import atomic_write
-from jax_echo.plot import save_figure
+from jax_echo.plot import bars, bench_figure, save_figure  # noqa: F401 (bench.bars: the report's)
 from jax_echo.registry import (
     BENCH_NAMES,
     DATA_PARALLEL,
@@ -61,13 +61,6 @@ DESCRIPTION = (
     "from tf-graph (else jax-epoch) over the first epoch."
 )
 VERSIONS = ("jax", "jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras")
-COLOURS = {
-    "jax": "tab:blue",
-    "tensorflow": "tab:orange",
-    "torch": "tab:red",
-    "flax": "tab:green",
-    "keras": "tab:purple",
-}
 ALL_NAMES = BENCH_NAMES
 CORES = ("all", "one")  # every core (each library's default threads), or one core for all
 
@@ -398,51 +391,6 @@ def table(report: dict[str, Any]) -> str:
     return f"{body}\n\n{note}"
 
 
-def figure(report: dict[str, Any]):
-    """Bars of us per window (log scale), process min-max as whiskers, a colour per library."""
-    from matplotlib.figure import Figure
-
-    results = report["results"]
-    fig = Figure(figsize=(max(6, 0.7 * len(results) + 2), 5), layout="tight")
-    cfg = report["config"]
-    bars(
-        fig.subplots(),
-        [
-            (
-                r["implementation"],
-                r["library"],
-                r["us_per_window"],
-                r["us_per_window_min"],
-                r["us_per_window_max"],
-            )
-            for r in results
-        ],
-        ylabel="us per window",
-        title=f"{cfg['cell']}, state {cfg['state_size']}, batch {cfg['batch_size']}, "
-        f"window {cfg['truncated_backprop_length']} ({report['settings']['dtype']}): median "
-        f"over {report['settings']['processes']} processes, whiskers min-max",
-    )
-    return fig
-
-
-def bars(ax, rows: Sequence[tuple[str, str, float, float, float]], *, ylabel: str, title: str):
-    """Log-scale bars of ``(name, library, median, min, max)`` rows on ``ax``: the min-max as
-    whiskers, one colour per library (``COLOURS``), a legend of the libraries."""
-    names, libraries, value, low, high = (list(column) for column in zip(*rows, strict=True))
-    value = np.array(value)
-    colours = [COLOURS.get(lib, "tab:gray") for lib in libraries]
-    whiskers = [value - np.array(low), np.array(high) - value]
-    ax.bar(range(len(rows)), value, color=colours, yerr=whiskers, capsize=3)
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
-    ax.set(yscale="log", ylabel=ylabel, title=title)
-    handles = [
-        ax.bar(0, 0, color=COLOURS.get(lib, "tab:gray"), label=lib)
-        for lib in dict.fromkeys(libraries)
-    ]
-    ax.legend(handles=handles, fontsize=7)
-
-
 def write(report: dict[str, Any], json_path=None, markdown_path=None, plot_path=None) -> None:
     """The report's files, each written atomically."""
 
@@ -453,7 +401,7 @@ def write(report: dict[str, Any], json_path=None, markdown_path=None, plot_path=
         text = table(report) + "\n"
         atomic_write(markdown_path, lambda f: f.write(text), "w")
     if plot_path:
-        save_figure(figure(report), plot_path)
+        save_figure(bench_figure(report), plot_path)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

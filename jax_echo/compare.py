@@ -20,7 +20,7 @@ import numpy as np
 from jax_echo import timing
 from jax_echo.cells import Params, init_params, params_from_dict
 from jax_echo.io import atomic_write
-from jax_echo.plot import loss_curves, save_figure
+from jax_echo.plot import compare_figure, save_figure
 from jax_echo.registry import REFERENCE, row
 from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
@@ -177,9 +177,12 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def plot_losses(report: dict[str, Any], path: str | Path) -> None:
-    """An overlay of every implementation's per-window losses."""
+    """Every implementation's per-window losses, and their differences from the reference's
+    (``REFERENCE`` where it ran, else the first implementation): ``plot.compare_figure``."""
     curves = {name: r["losses"] for name, r in report["results"].items()}
-    save_figure(loss_curves(curves, "per-window loss, same weights and data"), path)
+    reference = REFERENCE if REFERENCE in curves else next(iter(curves))
+    title = f"per-window loss, same weights and data ({report['dtype']})"
+    save_figure(compare_figure(curves, reference, title), path)
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:

@@ -47,7 +47,7 @@ def _decades(ax, values: list[float], axis: str = "x", one: bool = True) -> None
     """A log axis from the decade at or below every value (and 1, for a ratio) to the one at or
     above."""
     values = [*values, 1.0] if one else values
-    lo = 10 ** math.floor(math.log10(min(values)))
+    lo = 10 ** math.floor(math.log10(min(values) / 1.0001))
     hi = 10 ** math.ceil(math.log10(max(values) * 1.0001))
     getattr(ax, f"set_{axis}scale")("log")
     getattr(ax, f"set_{axis}lim")(lo, hi)

@@ -19,14 +19,16 @@ from .rows import (
     REFERENCE,
     SERIES,
     SIZES,
-    TF2_PREFIX,
     US_PER_WINDOW,
     Bench,
     cases,
+    fastest,
     label,
     library_best,
     name,
     number,
+    one_program,
+    tf2,
     times,
 )
 
@@ -83,14 +85,14 @@ def series_targets(series: list[Bench]) -> list[Target]:
                 f"{head}: TF1 / JAX", tf1 / jax if tf1 and jax else None, ">=", MIN_SPEEDUP_VS_TF1
             )
         )
-        tf2 = min(
-            (US_PER_WINDOW.value(b) for b in entries if name(b).startswith(TF2_PREFIX)),
+        modern = min(
+            (US_PER_WINDOW.value(b) for b in entries if tf2(b)),
             default=None,
         )
         out.append(
             _ratio_target(
                 f"{head}: fastest TF2 / JAX",
-                tf2 / jax if tf2 and jax else None,
+                modern / jax if modern and jax else None,
                 ">=",
                 MIN_SPEEDUP_VS_TF2,
             )
@@ -102,7 +104,7 @@ def population_targets(population: list[Bench]) -> list[Target]:
     """Every population of at least ``MIN_MEMBERS``: its one-program row's throughput."""
     out = []
     for members, entries in cases(population, MEMBERS).items():
-        lanes = next((b for b in entries if name(b).endswith("-lanes")), None)
+        lanes = fastest(filter(one_program, entries), MEMBER_WINDOWS_PER_S)
         if members < MIN_MEMBERS or lanes is None:
             continue
         rate = MEMBER_WINDOWS_PER_S.value(lanes)

@@ -114,10 +114,6 @@ def library_and_form(name: str) -> tuple[str, str]:
     return row_of(name)
 
 
-def _targets(groups: dict[str, list]) -> list[claims.Target]:
-    return claims.targets(groups)
-
-
 def render(
     data: dict[str, Any], prefix: str, made: dict[str, list[str]] | None = None
 ) -> dict[str, str]:
@@ -126,7 +122,7 @@ def render(
     docs = {}
     for device, benches in sorted(by(data["benchmarks"], "device").items()):
         groups = by(benches, "group")
-        found = _targets(groups)
+        found = claims.targets(groups)
         lines = [machine_line(data), ""]
         if found:
             lines += ["**Targets**", "", *claims.targets_table(found), ""]
@@ -164,7 +160,7 @@ def headline(
                 ]
         if "headline" in (made or {}).get(device, []):
             lines += [*figures.figure_lines(prefix, device, ["headline"]), ""]
-        lines += [*claims.headline(groups, _targets(groups)), ""]
+        lines += [*claims.headline(groups, claims.targets(groups)), ""]
         lines.append(machine_line(data))
         out[device] = "\n".join(lines)
     return out

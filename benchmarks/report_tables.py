@@ -17,7 +17,6 @@ from .rows import (
     MEMBER_WINDOWS_PER_S,
     OWN_MATH_NOTE,
     REFERENCE,
-    TF2_PREFIX,
     TUTORIAL,
     US_PER_WINDOW,
     Bench,
@@ -28,10 +27,12 @@ from .rows import (
     library_best,
     name,
     number,
+    one_program,
     own_math,
     ranked_rows,
     row_of,
     spread,
+    tf2,
     times,
 )
 
@@ -152,12 +153,12 @@ def series_overview(benches: list[Bench], case: Case) -> list[str]:
     for k, entries in by_case.items():
         e = entries[0]["extra_info"]
         jax, tf1 = _time(entries, JAX_EPOCH), _time(entries, REFERENCE)
-        tf2 = min(
-            (b for b in entries if name(b).startswith(TF2_PREFIX)),
+        modern = min(
+            (b for b in entries if tf2(b)),
             key=US_PER_WINDOW.value,
             default=None,
         )
-        tf2_us = US_PER_WINDOW.value(tf2) if tf2 else None
+        tf2_us = US_PER_WINDOW.value(modern) if modern else None
         table.append(
             (
                 case.head(k),
@@ -166,7 +167,7 @@ def series_overview(benches: list[Bench], case: Case) -> list[str]:
                 e.get("what_changed", ""),
                 jax,
                 tf1,
-                f"{number(tf2_us)} ({name(tf2)})" if tf2 else None,
+                f"{number(tf2_us)} ({name(modern)})" if modern else None,
                 jax / base if jax and base else None,
                 tf1 / jax if tf1 and jax else None,
                 tf2_us / jax if tf2_us and jax else None,
@@ -316,5 +317,5 @@ def end_to_end_table(benches: list[Bench]) -> list[str]:
 
 def population_table(benches: list[Bench], case: Case) -> list[str]:
     """``measure_table`` of member-windows per second against the members-in-lanes layout."""
-    lanes = next((name(b) for b in benches if name(b).endswith("-lanes")), None)
+    lanes = next((name(b) for b in benches if one_program(b)), None)
     return measure_table(benches, MEMBER_WINDOWS_PER_S, case, versus=lanes)

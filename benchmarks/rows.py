@@ -21,7 +21,8 @@ TF2_PREFIX = "tf-function"  # every TF2 variant: tf-function[-epoch][-xla]
 # Variants measured under another name than their row's: rematerialised, data-parallel, TF's XLA
 # without the small-loop option.
 VARIANT_SUFFIXES = ("-remat", "-data-parallel", xla_flags.SUFFIX)
-POPULATION_PREFIX = "jax-population-"  # -lanes (one program), -one-by-one (train_epoch each)
+POPULATION_PREFIX = "jax-population-"  # -lanes or -vmap: one program for all members ...
+ONE_BY_ONE = "jax-population-one-by-one"  # ... or train_epoch called for each member in turn
 
 
 def name(b: Bench) -> str:
@@ -30,12 +31,22 @@ def name(b: Bench) -> str:
 
 def row_of(implementation: str) -> tuple[str, str]:
     """A row's library and form ("best" or "idiomatic"); a variant is its row's."""
-    if implementation.startswith(POPULATION_PREFIX):  # one program for all, or one per member
-        return "jax", "best" if implementation.endswith("-lanes") else "idiomatic"
+    if implementation.startswith(POPULATION_PREFIX):
+        return "jax", "idiomatic" if implementation == ONE_BY_ONE else "best"
     for suffix in VARIANT_SUFFIXES:
         implementation = implementation.removesuffix(suffix)
     r = bench.row(implementation)
     return r.library, r.form
+
+
+def tf2(b: Bench) -> bool:
+    """Whether the row is one of TensorFlow 2's (``tf.function``) forms."""
+    return name(b).startswith(TF2_PREFIX)
+
+
+def one_program(b: Bench) -> bool:
+    """Whether the row trains a whole population in one program."""
+    return name(b).startswith(POPULATION_PREFIX) and name(b) != ONE_BY_ONE
 
 
 def own_math(b: Bench) -> bool:

@@ -115,7 +115,7 @@ def _jax_best(entries: list[Bench]) -> Bench:
     return library_best(entries, "jax") or entries[0]
 
 
-def _headline(plt, groups: dict[str, list[Bench]], path) -> None:
+def _headline(plt, groups: dict[str, list[Bench]], device: str, path) -> None:
     """Per case of the series and the realistic sizes, each library's fastest row's time over
     JAX's fastest row's."""
     columns = []
@@ -157,7 +157,7 @@ def _headline(plt, groups: dict[str, list[Bench]], path) -> None:
     ax.set_xticklabels([head for head, _, _ in columns], fontsize=8, rotation=20)
     ax.set_ylabel("fastest row's time / JAX's fastest (log)", fontsize=8)
     ax.set_title(
-        "Each library at its best, relative to JAX's fastest row\n"
+        f"Each library at its best ({device}), relative to JAX's fastest row\n"
         "(below 1: faster than JAX; whiskers: min-max over processes)",
         fontsize=9,
     )
@@ -229,7 +229,7 @@ def draw(
         return path(prefix, figure, device)
 
     if groups.get("series") or groups.get("realistic"):
-        _headline(plt, groups, out("headline"))
+        _headline(plt, groups, device, out("headline"))
     if groups.get("series"):
         title = f"The series ({device}): us per window relative to jax-epoch"
         _panels(plt, groups["series"], SERIES, US_PER_WINDOW, _jax_epoch, title, out("series"))

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench bench-gpu bench-readme notebook lint clean
+.PHONY: demo test test-slow bench bench-gpu bench-docs bench-readme notebook lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ $(VENV)/.stamp-peers: pyproject.toml $(VENV)/.stamp-all
 	touch $@
 
 # Every speed group in 3 processes (medians with their spread), from a committed tree, into
-# benchmarks/results/DEVICE-DATE/; README.md is not touched (make bench-readme DIR=... is).
+# benchmarks/results/DEVICE-DATE/; the docs are not touched (make bench-docs DIR=... is).
 # BENCH_ARGS goes to benchmarks.run: e.g. BENCH_ARGS="--select test_series --processes 2".
 bench: $(VENV)/.stamp-peers
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
@@ -58,10 +58,13 @@ bench: $(VENV)/.stamp-peers
 bench-gpu:
 	$(or $(wildcard $(BIN)/python),$(PYTHON)) -m benchmarks.gpu $(BENCH_ARGS)
 
-# Writes a results directory's tables into README.md's benchmark blocks (DIR="A B": several
-# runs of different groups on one machine, each group from one run).
-bench-readme: $(VENV)/.stamp-all
-	$(BIN)/python -m benchmarks.report $(DIR) --readme README.md
+# Writes a results directory's tables into docs/benchmarks.md and its headline into README.md
+# (DIR="A B": several runs of different groups on one machine, each group from one run).
+# bench-readme is its old name.
+bench-docs: $(VENV)/.stamp-all
+	$(BIN)/python -m benchmarks.report $(DIR) --docs docs/benchmarks.md --readme README.md
+
+bench-readme: bench-docs
 
 # Re-executes docs/echo_rnn_in_jax.ipynb top to bottom with its full configuration and stores it
 # with its outputs (figures included); commit the result.

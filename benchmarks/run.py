@@ -16,7 +16,8 @@ processes with one CPU device per core (``--xla_force_host_platform_device_count
 Everything goes into ``benchmarks/results/DEVICE-DATE/``: one JSON per process, ``run.json``
 (the commit, whether the tree had uncommitted changes, the commands) and the report. The run
 refuses a tree with uncommitted changes to tracked files, unless ``--allow-dirty``; tables made
-from one say so. With ``--readme`` the report goes into README.md's blocks too.
+from one say so. With ``--readme`` the report goes into docs/benchmarks.md's and README.md's
+blocks too (``make bench-docs``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def pytest_command(json_path: Path, selection: str | None, extra: list[str]) -> 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--processes", type=int, default=3, metavar="N")
-    parser.add_argument("--readme", action="store_true", help="write README.md's blocks")
+    parser.add_argument("--readme", action="store_true", help="write the docs' blocks")
     parser.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
     parser.add_argument(
         "--select",
@@ -136,7 +137,8 @@ def main(argv: list[str]) -> int:
             print(f"benchmarks.run: {name} exited {code}", file=sys.stderr)
             return code
     (out / "run.json").write_text(json.dumps({**state, "runs": commands}, indent=1) + "\n")
-    return report.main([str(out), *(["--readme", "README.md"] if args.readme else [])])
+    docs = ["--docs", "docs/benchmarks.md", "--readme", "README.md"]
+    return report.main([str(out), *(docs if args.readme else [])])
 
 
 if __name__ == "__main__":

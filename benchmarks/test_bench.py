@@ -34,6 +34,7 @@ import pytest
 
 from benchmarks.conftest import Run, tf_gpu_available
 from jax_echo import EchoConfig, epoch_data, init_params, prediction_accuracies, timing, xla_flags
+from jax_echo.population import stack
 from jax_echo.registry import (
     BENCH_NAMES,
     BY_NAME,
@@ -44,7 +45,6 @@ from jax_echo.registry import (
     reference_for,
     row,
 )
-from jax_echo.population import stack
 from jax_echo.task import DISTINCT_MODELS, MODELS
 from jax_echo.trainers import block
 

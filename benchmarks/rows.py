@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from jax_echo import registry
-from jax_echo.registry import REFERENCE
 from jax_echo.task import MODELS, EchoConfig
 
 Bench = dict[str, Any]
+
+REFERENCE = registry.REFERENCE  # the tutorial's own TF1 program
+JAX_EPOCH = registry.FALLBACK_REFERENCE  # JAX's epoch: the base of every ratio to JAX
 
 POPULATION_PREFIX = "jax-population-"  # -lanes or -vmap: one program for all members ...
 ONE_BY_ONE = "jax-population-one-by-one"  # ... or train_epoch called for each member in turn

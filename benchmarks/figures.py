@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from jax_echo.bench import COLOURS
+from jax_echo.plot import COLOURS
 
 from .rows import (
     JAX_EPOCH,

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from benchmarks import report
-from benchmarks.conftest import QUICK_ENV, Run
+from benchmarks.conftest import QUICK_ENV, Run, jax_device
 from benchmarks.run import RESULTS, pytest_command, source_state
+from jax_echo.registry import DATA_PARALLEL, JAX_IMPLEMENTATIONS, PEER_ROWS
 
 LEFT_OUT = "not keras and not tf-graph and not tf-function"  # no TensorFlow on the lent GPUs
 # The accuracy group trains the tutorial's 100 epochs per row: only the epoch-level rows and
@@ -87,15 +88,11 @@ STEPS = (
 def left_out(device: str, quick: bool = False) -> dict[str, str]:
     """Every JAX, PyTorch and Flax row that will not run on ``device`` here, with the reason
     (``benchmarks.conftest.Run.absence``), and the libraries the plan leaves out."""
-    from jax_echo.peers import PEERS
-    from jax_echo.registry import JAX_IMPLEMENTATIONS
-    from jax_echo.trainers import DATA_PARALLEL
-
     run = Run(quick, tuple(d for d in ("cpu", "gpu") if _has(d)))
     names = [
         *JAX_IMPLEMENTATIONS,
         DATA_PARALLEL,
-        *(p.name for p in PEERS if p.library in LIBRARIES),
+        *(r.name for r in PEER_ROWS if r.library in LIBRARIES),
     ]
     absent = {name: run.absence(name, device) for name in names}
     found = {name: reason for name, reason in absent.items() if reason is not None}
@@ -104,7 +101,6 @@ def left_out(device: str, quick: bool = False) -> dict[str, str]:
 
 
 def _has(device: str) -> bool:
-    from benchmarks.conftest import jax_device
 
     return jax_device(device) is not None
 

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from benchmarks import gpu, report
+from jax_echo import registry
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("pytest_benchmark") is None, reason="needs the bench extra"
@@ -44,7 +45,7 @@ def test_the_quick_plan_on_the_cpu_writes_results_the_report_reads(tmp_path):
         torch_step = "and torch)" in step["selection"]
         if torch_step and importlib.util.find_spec("torch") is None:
             assert step["outcome"] == "no case to run" and step["json"] is None
-            assert run["not_run"]["torch-eager"] == "torch is not installed (the peers extra)"
+            assert run["not_run"]["torch-eager"] == registry.row("torch-eager").missing()
         else:
             assert step["outcome"] == "ok", step
             assert (out / step["json"]).exists()

@@ -101,7 +101,6 @@ def left_out(device: str, quick: bool = False) -> dict[str, str]:
 
 
 def _has(device: str) -> bool:
-
     return jax_device(device) is not None
 
 

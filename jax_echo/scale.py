@@ -42,10 +42,12 @@ from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
 from jax_echo.train import (
     EpochVerbs,
+    RunOptions,
     Start,
     Timer,
     new_history,
     run_epochs,
+    run_options,
     start_run,
     untimed,
 )
@@ -260,9 +262,8 @@ def fit_population(
     verbs = population_verbs(cfg, members)
     params = stack([init_params(m) for m in members])
     start = Start(params, verbs.init_opt_state(params), new_history())
-    params, history = run_epochs(
-        cfg, verbs, start=start, quiet=True, progress=progress, timer=timer
-    )
+    options = RunOptions(quiet=True, progress=progress, timer=timer)
+    params, history = run_epochs(cfg, verbs, options, start=start)
     history["members"] = [{"seed": m.seed, "learning_rate": m.learning_rate} for m in members]
     return params, history
 
@@ -421,16 +422,7 @@ def _broadcast_text(text: str) -> str:
 
 
 def fit_data_parallel(
-    cfg: EchoConfig,
-    mesh: Mesh,
-    *,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    quiet: bool = False,
-    progress: bool = True,
-    checkpoint_seconds: float = 1.0,
-    timer: Timer = untimed,
+    cfg: EchoConfig, mesh: Mesh, options: RunOptions | None = None, **changes: Any
 ) -> tuple[Params, dict[str, Any]]:
     """``train.fit`` with the batch sharded over ``mesh`` (``data_parallel_mesh()``; across
     processes after ``initialize_distributed``). ``batch_size`` must divide over its devices.
@@ -438,21 +430,13 @@ def fit_data_parallel(
     Across processes, process 0 decides where the run starts (``agreed_start``) and writes the
     files; the others need not see ``out_dir``.
     """
+    opts = run_options(options, **changes)
     verbs = data_parallel_verbs(cfg, mesh)
-    many = jax.process_count() > 1
-    start = agreed_start(cfg, verbs, out_dir, resume, overwrite) if many else None
-    return run_epochs(
-        cfg,
-        verbs,
-        out_dir=out_dir,
-        resume=resume,
-        overwrite=overwrite,
-        quiet=quiet,
-        progress=progress,
-        start=start,
-        checkpoint_seconds=checkpoint_seconds,
-        timer=timer,
-    )
+
+    def start() -> Start:
+        return agreed_start(cfg, verbs, opts.out_dir, opts.resume, opts.overwrite)
+
+    return run_epochs(cfg, verbs, opts, start=start if jax.process_count() > 1 else None)
 
 
 def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:

@@ -16,7 +16,6 @@ import contextlib
 import datetime
 import gc
 import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -289,14 +288,15 @@ def import_tensorflow_quietly() -> Any:
     is respected (``0`` shows everything); unset, it is set to ``2`` (errors only) and
     TensorFlow's Python warnings (deprecations of its own internals) are silenced too. ``None``
     where TensorFlow is not installed (the caller names the extra)."""
-    if importlib.util.find_spec("tensorflow") is None:
-        return None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("", "0"):
-        return importlib.import_module("tensorflow")
-    with quiet_stderr():
-        tf = importlib.import_module("tensorflow")
-    tf.get_logger().setLevel("ERROR")
+    loud = "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("", "0")
+    try:
+        with contextlib.nullcontext() if loud else quiet_stderr():
+            tf = importlib.import_module("tensorflow")
+    except ImportError:
+        return None
+    if not loud:
+        tf.get_logger().setLevel("ERROR")
     return tf
 
 

@@ -274,7 +274,7 @@ def test_params_file_round_trip_and_errors(part, tmp_path):
         load_params(tmp_path / "bad.npz")
     flat = {f"params/{k}": v for k, v in params_to_dict(params).items()}
     np.savez(tmp_path / "noconfig.npz", **flat)
-    with pytest.raises(CheckpointError, match="noconfig.npz is not a params file: it has no valid config"):
+    with pytest.raises(CheckpointError, match="noconfig.npz is not a params file: it has no valid"):
         load_params(tmp_path / "noconfig.npz")
     config = np.array(json.dumps(cfg.to_dict()))
     np.savez(tmp_path / "shape.npz", **{**flat, "params/W2": np.zeros((3, 2))}, config=config)
@@ -354,7 +354,7 @@ def test_an_unfinished_run_is_never_overwritten(small_cfg, tmp_path, monkeypatch
     monkeypatch.undo()
     before = (tmp_path / CHECKPOINT).read_bytes()
     for overwrite in (False, True):
-        with pytest.raises(CheckpointError, match=r"unfinished run \(1 of 3 epochs\): pass resume=True"):
+        with pytest.raises(CheckpointError, match=r"unfinished run \(1 of 3 .*: pass resume=True"):
             fit(cfg, out_dir=tmp_path, overwrite=overwrite, quiet=True, progress=False)
     assert (tmp_path / CHECKPOINT).read_bytes() == before
 
@@ -492,7 +492,8 @@ def test_eval_takes_the_params_files_model_and_refuses_what_does_not_fit(tmp_pat
         "accuracy", "accuracy_after_first",
     }  # fmt: skip
     # The options override the file's config: a longer fresh series, same model.
-    assert main(["eval", "--params", str(path), "--total-series-length", "3000", "--json", "-"]) == 0
+    longer = ["--total-series-length", "3000", "--json", "-"]
+    assert main(["eval", "--params", str(path), *longer]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] != result["accuracy"]
     for args, message in (
         (["--part", "4"], "does not fit the options: part 4's program has cell='lstm' with 3"),

@@ -16,7 +16,14 @@ from typing import Any, NamedTuple, TextIO
 
 from jax_echo import runlog
 from jax_echo.cells import Params, params_from_dict
-from jax_echo.io import CHECKPOINT, HISTORY, CheckpointError, checkpoint_config, load_params
+from jax_echo.io import (
+    CHECKPOINT,
+    HISTORY,
+    CheckpointError,
+    checkpoint_config,
+    load_params,
+    tf_checkpoint_path,
+)
 from jax_echo.task import CELL_NAMES, PARTS, EchoConfig
 from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names
 
@@ -44,7 +51,7 @@ def add_config_args(
         "--part",
         type=int,
         choices=sorted(PARTS),
-        default=None if weights else 1,
+        default=None,  # 1, unless --params gives the model (and said apart from a given 1)
         help=f"start from part N of the series: {PARTS_HELP} (default 1"
         + ("; with --params, the file's model)" if weights else ")"),
     )
@@ -164,7 +171,8 @@ def weights_from_args(args: argparse.Namespace) -> Weights:
         return Weights(cfg, params, "params", args.params)
     cfg = config_from_args(args)
     if args.tf_checkpoint is not None:
-        params = params_from_tf_checkpoint(args.tf_checkpoint, cfg, part=args.part)
+        path = tf_checkpoint_path(args.tf_checkpoint)  # a run's directory: its model.ckpt
+        params = params_from_tf_checkpoint(path, cfg, part=args.part)
         return Weights(cfg, params, "tf-checkpoint", args.tf_checkpoint)
     return Weights(cfg, None, None, None)
 

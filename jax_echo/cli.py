@@ -179,7 +179,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     check_device(args.device)
     options = {"processes": args.processes, "rounds": args.rounds, "device": args.device}
     cfg, dtype = config_from_args(args, fit_series=True), "float64" if args.float64 else "float32"
-    report = bench.bench(cfg, args.impl, part=args.part, dtype=dtype, **options)
+    report = bench.bench(cfg, args.impl, part=args.part or 1, dtype=dtype, **options)
     print(bench.table(report), file=human_output(args))
     if args.json:
         runlog.write_json(report, args.json, indent=1)

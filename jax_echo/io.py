@@ -37,6 +37,7 @@ HISTORY = "history.jsonl"  # beside the checkpoint: one line of JSON per epoch
 RUN_RECORD = "history.json"  # a finished run's record (``runlog.write_run``)
 PARAMS = "params.npz"  # a finished run's weights
 LOCK = ".lock"
+TF_CHECKPOINT = "model.ckpt"  # a TensorFlow run's TF1 checkpoint prefix, beside params.npz
 
 
 class CheckpointError(ValueError):
@@ -106,13 +107,33 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def umask() -> int:
+    """The process's umask: from ``/proc`` where Linux has it, else read by setting it (which
+    another thread creating a file at that moment would see)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
-UMASK = _umask()  # read once, at import (reading it means setting it)
+def tf_checkpoint_path(path: str | os.PathLike) -> str:
+    """A TF1 checkpoint prefix from what a user names: a run's directory reads as its
+    ``model.ckpt``; ``CheckpointError`` for a missing path or a directory without one."""
+    path = Path(path)
+    if path.is_dir():
+        if Path(path, TF_CHECKPOINT + ".index").exists():
+            return os.fspath(Path(path, TF_CHECKPOINT))
+        if not Path(path, "checkpoint").exists():  # TensorFlow's file naming the latest
+            raise CheckpointError(
+                f"{path} is a directory without a TF1 checkpoint ({TF_CHECKPOINT}.index, or a "
+                "'checkpoint' file naming one)"
+            )
+    elif not path.exists() and not Path(f"{path}.index").exists():
+        raise CheckpointError(f"{path} does not exist (nor {path}.index)")
+    return os.fspath(path)
 
 
 def atomic_write(
@@ -133,7 +154,7 @@ def atomic_write(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~UMASK)  # as open() would make it, not mkstemp's 0600
+        os.fchmod(fd, 0o666 & ~umask())  # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()

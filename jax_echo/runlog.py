@@ -293,6 +293,7 @@ def import_tensorflow_quietly() -> Any:
     try:
         with contextlib.nullcontext() if loud else quiet_stderr():
             tf = importlib.import_module("tensorflow")
+            tf.config.list_physical_devices()  # finding no GPU (cuInit) says so too
     except ImportError:
         return None
     if not loud:

@@ -43,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     preload()  # Matplotlib's import overlaps training
 
     def finish(params, history):  # while the run still holds the directory
-        tf_echo.write_tf_run(out, cfg, params, history, args.impl, args.part, stopwatch)
+        tf_echo.write_tf_run(out, cfg, params, history, args.impl, args.part or 1, stopwatch)
 
     options = RunOptions(
         out_dir=out,

@@ -13,6 +13,7 @@ import numpy as np
 from jax_echo import runlog
 from jax_echo.cells import Params, init_params, params_from_dict, params_to_dict
 from jax_echo.evaluate import evaluate_params
+from jax_echo.io import TF_CHECKPOINT
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
 from jax_echo.task import EchoConfig, prediction_accuracies
 from jax_echo.tf_checkpoint import params_to_tf_checkpoint
@@ -21,7 +22,6 @@ from tf_echo.function import FunctionTrainer
 from tf_echo.graph import GraphTrainer
 
 IMPLEMENTATIONS = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
-TF_CHECKPOINT = "model.ckpt"  # a run's TF1 checkpoint prefix, beside params.npz
 
 
 def make_trainer(

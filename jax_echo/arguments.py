@@ -249,5 +249,5 @@ def train_config(args: argparse.Namespace) -> EchoConfig:
             f"--epochs {epochs} is fewer than the {done} epochs the run in {args.out} has done"
         )
     if epochs != saved.num_epochs:
-        print(f"Training on to {epochs} epochs (the run was started for {saved.num_epochs})")
+        print(f"Training to {epochs} epochs (the run was started for {saved.num_epochs})")
     return dataclasses.replace(saved, num_epochs=epochs)

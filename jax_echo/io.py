@@ -68,9 +68,10 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
 
     The lock is an ``flock`` on ``out_dir/.lock``, which the kernel releases when the process
     ends however it ends, so a killed run never leaves it stuck; a run that ends removes the
-    file. One place takes it for a run (``train.run_epochs``, or a command for its files);
-    taking it again, in this process or another, raises ``OutputDirError``, as it does before
-    anything is written when the directory cannot be written.
+    file. Taking it removes the temporary files (``atomic_write``'s) a killed run left. One
+    place takes it for a run (``train.run_epochs``, or a command for its files); taking it
+    again, in this process or another, raises ``OutputDirError``, as it does before anything is
+    written when the directory cannot be written.
     """
     out = Path(out_dir)
     try:
@@ -100,6 +101,8 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
+        for tmp in out.glob(".*.tmp"):  # atomic_write's, left by a run that was killed
+            tmp.unlink(missing_ok=True)
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -55,7 +55,7 @@ def test_resume_continues_the_stored_config_and_refuses_a_change(tmp_path, capsy
     assert (tmp_path / "run" / CHECKPOINT).read_bytes() == before
     # Going on longer is allowed, and said aloud; fewer epochs than done is refused.
     assert main(["train", "--epochs", "3", *SMALL, "--out", out, "--resume"]) == 0
-    assert "Training on to 3 epochs (the run was started for 2)" in capsys.readouterr().out
+    assert "Training to 3 epochs (the run was started for 2)" in capsys.readouterr().out
     assert len(history_of(out)["history"]["loss"]) == 3
     assert main(["train", "--epochs", "1", *SMALL, "--out", out, "--resume"]) == 2
     assert "--epochs 1 is fewer than the 3 epochs" in capsys.readouterr().err

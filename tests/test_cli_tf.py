@@ -146,8 +146,8 @@ EVAL_OPTIONS = ["--total-series-length", "1500", "--truncated-backprop-length", 
 
 def eval_json(main, args, capsys) -> dict:
     capsys.readouterr()
-    assert main(["eval", *args, "--json"]) == 0
-    return json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert main(["eval", *args, "--json", "-"]) == 0
+    return json.loads(capsys.readouterr().out)  # the JSON alone on stdout
 
 
 @pytest.mark.parametrize("part", [1, 3])

@@ -8,7 +8,6 @@ program (``registry.REFERENCE``); ``differences`` lists the implementations beyo
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import jax
 import numpy as np
 
 from jax_echo.cells import Params, init_params, params_from_dict
-from jax_echo.io import atomic_write
 from jax_echo.plot import loss_curves, save_figure
 from jax_echo.registry import REFERENCE
 from jax_echo.tables import Column, markdown
@@ -183,7 +181,3 @@ def plot_losses(report: dict[str, Any], path: str | Path) -> None:
     """An overlay of every implementation's per-window losses."""
     curves = {name: r["losses"] for name, r in report["results"].items()}
     save_figure(loss_curves(curves, "per-window loss, same weights and data"), path)
-
-
-def write_json(report: dict[str, Any], path: str | Path) -> None:
-    atomic_write(path, lambda f: json.dump(report, f), mode="w")

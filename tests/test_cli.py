@@ -330,9 +330,12 @@ def test_refusals_name_the_command_lines_options_and_the_apis_arguments(tmp_path
     assert "pass --overwrite to replace it" in err and "overwrite=True" not in err
 
 
-def test_compare_in_float32_says_its_drift_is_expected(capsys):
+def test_compare_in_float32_says_its_drift_is_expected_and_json_dash_is_stdout_alone(capsys):
     pytest.importorskip("tensorflow")
-    assert (
-        main(["compare", "--impl", "jax-epoch", "tf-graph", "--epochs", "1", "--windows", "2"]) == 0
-    )
+    args = ["--impl", "jax-epoch", "tf-graph", "--epochs", "1", "--windows", "2"]
+    assert main(["compare", *args]) == 0
     assert "drift apart" in capsys.readouterr().out
+    assert main(["compare", *args, "--json", "-"]) == 0
+    printed = capsys.readouterr()
+    assert set(json.loads(printed.out)["results"]) == {"jax-epoch", "tf-graph"}
+    assert "| jax-epoch |" in printed.err and "drift apart" in printed.err

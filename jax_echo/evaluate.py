@@ -32,7 +32,7 @@ def evaluate_params(
     ``predict_epoch(x_BxL) -> (N, B, T)`` predicts with another implementation's copy of the
     weights (``tf-echo eval``: TensorFlow's), named ``implementation``; by default
     ``model.predict_epoch``. ``source`` ("params", "tf-checkpoint") and ``path`` say where the
-    weights came from. The result is what ``jax-echo eval --json`` prints.
+    weights came from. The result is what ``jax-echo eval --json FILE`` writes.
     """
     if series < 1:
         raise ValueError(f"evaluation needs at least one series, got series={series}")

@@ -4,7 +4,9 @@ The options are ``arguments``'; the run's records (timing, compilations, files) 
 training is ``train.fit``'s. A user's mistake (a bad value, a refused file) is one ``error:``
 line and exit code 2; anything else keeps its traceback. ``compare --atol X`` exits 1 when an
 implementation differs from the reference by more than ``X``; ``bench`` exits 1 when one of its
-worker processes crashed.
+worker processes crashed. Ctrl-C is one line and exit code 130, with the advice that applies to
+the command and what is on disk (``--resume`` only where a checkpoint is). ``--json FILE`` is the
+same in every command: ``-`` writes the JSON alone on stdout, the rest going to stderr.
 """
 
 from __future__ import annotations

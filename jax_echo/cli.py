@@ -55,7 +55,9 @@ SWEEP_FILES = ("sweep.json", "sweep.md", "sweep.png")  # scale.sweep's
 
 def cmd_train(args: argparse.Namespace) -> int:
     out = args.out = out_dir(args)
-    cfg = train_config(args)
+    # Across processes only process 0 sees the checkpoint, and decides for all (agreed_start):
+    # each process runs the command line's config, which the checkpoint's must equal.
+    cfg = config_from_args(args) if args.coordinator else train_config(args)
     with runlog.CompileLog() as compiles:
         stopwatch = runlog.Stopwatch(compiles)
         runlog.use_compile_cache(not args.no_compile_cache)

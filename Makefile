@@ -2,14 +2,14 @@
 #   make demo   set up .venv and run the tutorial training (defaults) into runs/partN-DATE
 #   make test   set up .venv with TensorFlow and run the test suite (make test-slow: every other
 #               implementation and model pair and the full 100-epoch runs; CI runs both)
-# The newest supported Python found (python3.13, 3.12, 3.11 on the PATH, or pyenv's versions),
-# so that pip brings the current JAX; PYTHON=python3.11 (any interpreter) chooses another. Each
+# The newest supported Python found that can make a virtual environment (python3.13, 3.12, 3.11
+# on the PATH, or pyenv's versions), so that pip brings the current JAX; PYTHON=python3.11 (any interpreter) chooses another. Each
 # Python gets its own environment, .venv-3.X, and .venv points to the one last used.
 SUPPORTED := 3.13 3.12 3.11
 ifeq ($(origin PYTHON), undefined)
 PYTHON := $(shell for v in $(SUPPORTED); do \
 	for p in python$$v $$(pyenv root 2>/dev/null)/versions/$$v*/bin/python$$v; do \
-		$$p -c '' 2>/dev/null && { echo $$p; exit 0; }; \
+		$$p -c 'import ensurepip, venv' 2>/dev/null && { echo $$p; exit 0; }; \
 	done; done; echo python3)
 endif
 PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')

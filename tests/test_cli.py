@@ -339,3 +339,27 @@ def test_compare_in_float32_says_its_drift_is_expected_and_json_dash_is_stdout_a
     printed = capsys.readouterr()
     assert set(json.loads(printed.out)["results"]) == {"jax-epoch", "tf-graph"}
     assert "| jax-epoch |" in printed.err and "drift apart" in printed.err
+
+
+# --- 9. The current stack ----------------------------------------------------------------------
+
+
+def test_make_picks_the_newest_supported_python_with_an_environment_each():
+    """``make`` takes the newest supported Python it finds (at least the one running this test,
+    a supported one) unless PYTHON= says, each in its own .venv-3.X."""
+    if subprocess.run(["make", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("no make")
+
+    def picked(*args):
+        done = subprocess.run(
+            ["make", "-s", "python", *args], capture_output=True, text=True, cwd=ROOT
+        )
+        assert done.returncode == 0, done.stderr
+        python, version, venv = done.stdout.split()
+        return python, tuple(map(int, version.split("."))), venv
+
+    here = sys.version_info[:2]
+    assert picked(f"PYTHON={sys.executable}")[1:] == (here, f".venv-{here[0]}.{here[1]}")
+    _, newest, venv = picked()
+    assert newest >= here and venv == f".venv-{newest[0]}.{newest[1]}"
+    assert newest in {(3, 11), (3, 12), (3, 13)}

@@ -1,16 +1,34 @@
-# Two commands for a fresh machine with Python 3.11 and pip:
-#   make demo   set up .venv and run the tutorial training (defaults) into runs/tutorial-DATE
+# Two commands for a fresh machine with Python 3.11 or newer and pip:
+#   make demo   set up .venv and run the tutorial training (defaults) into runs/partN-DATE
 #   make test   set up .venv with TensorFlow and run the test suite (make test-slow: every other
 #               implementation and model pair and the full 100-epoch runs; CI runs both)
-PYTHON ?= python3
-VENV := .venv
+# The newest supported Python found that can make a virtual environment (python3.13, 3.12, 3.11
+# on the PATH, or pyenv's versions), so that pip brings the current JAX; PYTHON=python3.11 (any interpreter) chooses another. Each
+# Python gets its own environment, .venv-3.X, and .venv points to the one last used.
+SUPPORTED := 3.13 3.12 3.11
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell for v in $(SUPPORTED); do \
+	for p in python$$v $$(pyenv root 2>/dev/null)/versions/$$v*/bin/python$$v; do \
+		$$p -c 'import ensurepip, venv' 2>/dev/null && { echo $$p; exit 0; }; \
+	done; done; echo python3)
+endif
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV := .venv-$(PYTHON_VERSION)
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench bench-gpu bench-docs bench-readme notebook lint clean
+.PHONY: demo test test-slow test-peers bench bench-gpu bench-docs bench-readme notebook lint clean python
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# .venv: the environment of the Python in use (a link; an older clone's real .venv is kept).
+.PHONY: link-venv
+link-venv: | $(BIN)/python
+	@if [ -L .venv ] || [ ! -e .venv ]; then ln -sfn $(VENV) .venv; fi
+
+python:
+	@echo $(PYTHON) $(PYTHON_VERSION) $(VENV)
 
 # One stamp per set of extras, redone when pyproject.toml changes.
 $(VENV)/.stamp-base: pyproject.toml | $(BIN)/python
@@ -21,15 +39,15 @@ $(VENV)/.stamp-all: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[tf,bench,dev]"
 	touch $@ $(VENV)/.stamp-base
 
-# jax-echo train writes each run into a new directory, runs/tutorial-DATE-TIME.
-demo: $(VENV)/.stamp-base
+# jax-echo train writes each run into a new directory, runs/partN-DATE-TIME.
+demo: $(VENV)/.stamp-base link-venv
 	$(BIN)/jax-echo train
 
 # The suite in parallel worker processes (pytest-xdist), one per core up to 4: 7 minutes instead
 # of 11 on the 2-core CPU. TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= auto --maxprocesses 4
 
-test: $(VENV)/.stamp-all
+test: $(VENV)/.stamp-all link-venv
 	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
 
 test-slow: $(VENV)/.stamp-all
@@ -44,6 +62,12 @@ $(VENV)/.stamp-peers: pyproject.toml $(VENV)/.stamp-all
 	$(BIN)/pip install --quiet torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e ".[tf,bench,dev,peers]"
 	touch $@
+
+# The PyTorch peer's parity tests (tests/test_peers_torch.py) with the peers extra: CI runs them
+# (make test stays light: it installs no PyTorch, and those tests skip).
+test-peers: $(VENV)/.stamp-peers
+	$(BIN)/python -m pytest tests/test_peers_torch.py tests/test_peers_flax.py \
+		tests/test_peers_keras.py -n $(TEST_WORKERS)
 
 # Every speed group in 3 processes (medians with their spread), from a committed tree, into
 # benchmarks/results/DEVICE-DATE/; the docs are not touched (make bench-docs DIR=... is).
@@ -75,4 +99,5 @@ lint: $(VENV)/.stamp-all
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .benchmarks
+	rm -rf .venv-3.* runs .pytest_cache .benchmarks
+	if [ -L .venv ]; then rm .venv; fi

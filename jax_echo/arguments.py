@@ -12,11 +12,22 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
 
 from jax_echo import runlog
 from jax_echo.cells import Params, params_from_dict
-from jax_echo.io import CheckpointError, load_params
+from jax_echo.io import (
+    CHECKPOINT,
+    HISTORY,
+    RUN_RECORD,
+    CheckpointError,
+    OptionError,
+    checkpoint_config,
+    checkpoint_progress,
+    load_params,
+    tf_checkpoint_path,
+)
 from jax_echo.registry import MissingExtraError
 from jax_echo.task import CELL_NAMES, PARTS, EchoConfig
 from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names
@@ -46,7 +57,7 @@ def add_config_args(
         "--part",
         type=int,
         choices=sorted(PARTS),
-        default=None if weights else 1,
+        default=None,  # 1, unless --params gives the model (and said apart from a given 1)
         help=f"start from part N of the series: {PARTS_HELP} (default 1"
         + ("; with --params, the file's model)" if weights else ")"),
     )
@@ -105,15 +116,35 @@ def add_weights_args(parser: argparse.ArgumentParser, *, required: bool) -> None
     )
 
 
+def add_json_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json FILE``, the same in every command: ``-`` is stdout, which then holds the JSON
+    alone (the command's other output goes to stderr)."""
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help=f"write {what} as JSON to FILE (-: to stdout, alone there)",
+    )
+
+
+def human_output(args: argparse.Namespace) -> TextIO:
+    """Where a command prints for people: stdout, or stderr when ``--json -`` takes stdout."""
+    return sys.stderr if getattr(args, "json", None) == "-" else sys.stdout
+
+
+# What training alone uses: evaluating saved weights takes none of them.
+TRAINING_ONLY = ("seed", "num_epochs", "learning_rate", "keep_prob")
+
+
 def add_eval_args(parser: argparse.ArgumentParser) -> None:
-    """``eval``'s options (``jax-echo``, ``tf-echo``): the weights, their model, the fresh data."""
+    """``eval``'s options (``jax-echo``, ``tf-echo``): the weights, their model, the fresh data.
+    The options of training alone are not taken (``TRAINING_ONLY``)."""
     add_weights_args(parser, required=True)
-    add_config_args(parser, weights=True, skip=("seed",))
+    add_config_args(parser, weights=True, skip=TRAINING_ONLY)
     parser.add_argument(
         "--seed", type=int, default=12345, help="seed of the fresh series (default 12345)"
     )
     parser.add_argument("--series", type=int, default=1, help="how many fresh series (default 1)")
-    parser.add_argument("--json", action="store_true", help="also print the result as JSON")
+    add_json_arg(parser, "the result")
 
 
 class Weights(NamedTuple):
@@ -135,7 +166,7 @@ def weights_from_args(args: argparse.Namespace) -> Weights:
     ``ValueError`` naming the file.
     """
     if args.params is not None:
-        params, saved = load_params(args.params)
+        params, saved = load_params(args.params)  # a run's directory, params or checkpoint
         cfg = dataclasses.replace(saved, **{**args.config_defaults, **_given(args)})
         try:
             if args.part is not None:
@@ -146,7 +177,8 @@ def weights_from_args(args: argparse.Namespace) -> Weights:
         return Weights(cfg, params, "params", args.params)
     cfg = config_from_args(args)
     if args.tf_checkpoint is not None:
-        params = params_from_tf_checkpoint(args.tf_checkpoint, cfg, part=args.part)
+        path = tf_checkpoint_path(args.tf_checkpoint)  # a run's directory: its model.ckpt
+        params = params_from_tf_checkpoint(path, cfg, part=args.part)
         return Weights(cfg, params, "tf-checkpoint", args.tf_checkpoint)
     return Weights(cfg, None, None, None)
 
@@ -156,12 +188,13 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help=f"output directory (default: a new {runlog.RUNS}/tutorial-DATE-TIME)",
+        help=f"output directory (default: a new {runlog.RUNS}/partN-DATE-TIME)",
     )
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted run whose checkpoint is in DIR (needs --out)",
+        help="continue the run whose checkpoint is in DIR (needs --out), with its configuration; "
+        "a larger --epochs trains it on",
     )
     parser.add_argument(
         "--overwrite",
@@ -172,13 +205,76 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def out_dir(args: argparse.Namespace) -> str:
-    """``--out``, or a new directory for this run; ``--resume`` must name the run."""
+def out_dir(args: argparse.Namespace, name: str | None = None) -> str:
+    """``--out``, or a new directory for this run, named ``name`` (default ``partN``, N the
+    part of the series); ``--resume`` must name the run."""
     if args.out is not None:
         return args.out
-    if args.resume:
+    if getattr(args, "resume", False):
         raise CheckpointError("--resume needs --out DIR: the directory of the run to continue")
-    return str(runlog.new_run_dir())
+    return str(runlog.new_run_dir(name or f"part{args.part or 1}"))
+
+
+def flag(field: str) -> str:
+    return "--epochs" if field == "num_epochs" else "--" + field.replace("_", "-")
+
+
+def train_config(args: argparse.Namespace) -> EchoConfig:
+    """The config a ``train`` command runs: ``config_from_args``'s, or with ``--resume`` the
+    stored run's. Resuming, an option that would change the run is refused, naming it; a larger
+    ``--epochs`` than the run's trains on, and says so."""
+    if not args.resume:
+        return config_from_args(args)
+    checkpoint = Path(args.out, CHECKPOINT)
+    if not checkpoint.exists():
+        raise CheckpointError(
+            f"cannot resume: no checkpoint at {checkpoint}"
+            + (
+                " (the run ended before its first one: start it again without --resume)"
+                if Path(args.out, HISTORY).exists()
+                else ""
+            )
+        )
+    saved, done = checkpoint_config(checkpoint)
+    given = _given(args)
+    if args.part is not None:
+        base = EchoConfig.for_part(args.part, **given)
+        given |= {k: v for k, v in base.to_dict().items() if k not in given and k != "num_epochs"}
+    for name, value in given.items():
+        if name != "num_epochs" and getattr(saved, name) != value:
+            option = "--part" if name not in _given(args) else flag(name)
+            shown = args.part if option == "--part" else value
+            raise CheckpointError(
+                f"--resume continues the run in {args.out} as it was configured: {option} "
+                f"{shown} would change its {name} ({getattr(saved, name)!r} -> {value!r}); "
+                "start a new run (another --out) to change it"
+            )
+    epochs = given.get("num_epochs", saved.num_epochs)
+    if epochs < done:
+        raise CheckpointError(
+            f"--epochs {epochs} is fewer than the {done} epochs the run in {args.out} has done"
+        )
+    if epochs != saved.num_epochs:
+        print(f"Training to {epochs} epochs (the run was started for {saved.num_epochs})")
+    return dataclasses.replace(saved, num_epochs=epochs)
+
+
+def train_interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted ``train`` can do next, from what is on disk."""
+    out = getattr(args, "out", None)
+    checkpoint = Path(out, CHECKPOINT) if out else None
+    if checkpoint is None or not checkpoint.exists():
+        return "no checkpoint was written yet, so there is nothing to resume: run it again"
+    try:
+        done, total = checkpoint_progress(checkpoint)
+    except CheckpointError as e:
+        return f"the checkpoint cannot be resumed ({e})"
+    if Path(out, RUN_RECORD).exists():
+        return f"the run in {out} had finished ({done} epochs)"
+    return (
+        f"rerun with --resume --out {out} to continue from the last checkpoint "
+        f"({done} of {total} epochs done)"
+    )
 
 
 # A user's mistake: one line and exit code 2. Anything else keeps its traceback.
@@ -187,18 +283,19 @@ USER_ERRORS = (CheckpointError, TrainingDivergedError, MissingExtraError, ValueE
 
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
     """Parses ``argv`` and runs the chosen command (``args.run``) for either command line: a
-    user's mistake is one ``error:`` line and exit code 2, an interrupt says how to resume."""
+    user's mistake is one ``error:`` line and exit code 2; an interrupt is one line with the
+    command's own advice (``args.interrupted``), exit code 130."""
     args = parser.parse_args(argv)
     try:
         return args.run(args)
     except USER_ERRORS as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        message = e.command_line() if isinstance(e, OptionError) else str(e)
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        where = f" --out {args.out}" if getattr(args, "out", None) else ""
+        advice = getattr(args, "interrupted", None)
         print(
-            f"{parser.prog}: interrupted; rerun with --resume{where} to continue from the last "
-            "checkpoint",
+            f"{parser.prog}: interrupted" + (f"; {advice(args)}" if advice else ""),
             file=sys.stderr,
         )
         return 130

@@ -431,7 +431,13 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) != 3 or argv[0] != "--worker":
         print("usage: python -m jax_echo.bench --worker SPEC OUT (jax-echo bench starts it)")
         return 2
-    return run_worker(json.loads(argv[1]), argv[2])
+    spec = json.loads(argv[1])
+    if any("tensorflow" in (row(name).library, row(name).backend) for name in spec["rows"]):
+        runlog.import_tensorflow_quietly()
+    try:
+        return run_worker(spec, argv[2])
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: jax-echo bench says it once
+        return 130
 
 
 if __name__ == "__main__":

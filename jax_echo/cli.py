@@ -4,31 +4,38 @@ The options are ``arguments``'; the run's records (timing, compilations, files) 
 training is ``train.fit``'s. A user's mistake (a bad value, a refused file) is one ``error:``
 line and exit code 2; anything else keeps its traceback. ``compare --atol X`` exits 1 when an
 implementation differs from the reference by more than ``X``; ``bench`` exits 1 when one of its
-worker processes crashed.
+worker processes crashed. Ctrl-C is one line and exit code 130, with the advice that applies to
+the command and what is on disk (``--resume`` only where a checkpoint is). ``--json FILE`` is the
+same in every command: ``-`` writes the JSON alone on stdout, the rest going to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import jax
 
-from jax_echo import bench, compare, parallel, runlog, sweep, train
+from jax_echo import bench, compare, evaluate, parallel, runlog, sweep, train
 from jax_echo.arguments import (
     add_config_args,
     add_eval_args,
+    add_json_arg,
     add_train_args,
     add_weights_args,
     config_from_args,
+    flag,
+    human_output,
     out_dir,
     run_command,
+    train_config,
+    train_interrupted,
     weights_from_args,
 )
-from jax_echo.io import run_lock
+from jax_echo.io import OutputDirError, run_lock
 from jax_echo.plot import preload
 from jax_echo.registry import IMPLEMENTATIONS, REFERENCE, TF_IMPLEMENTATIONS
 from jax_echo.trainers import import_tf_echo
@@ -36,11 +43,14 @@ from jax_echo.trainers import import_tf_echo
 # --- jax-echo --------------------------------------------------------------------------------
 
 RATES = (0.03, 0.1, 0.3, 1.0)  # sweep's default learning rates
+SWEEP_FILES = ("sweep.json", "sweep.md", "sweep.png")  # scale.sweep's
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
     out = args.out = out_dir(args)
+    # Across processes only process 0 sees the checkpoint, and decides for all (agreed_start):
+    # each process runs the command line's config, which the checkpoint's must equal.
+    cfg = config_from_args(args) if args.coordinator else train_config(args)
     with runlog.CompileLog() as compiles:
         stopwatch = runlog.Stopwatch(compiles)
         runlog.use_compile_cache(not args.no_compile_cache)
@@ -49,58 +59,74 @@ def cmd_train(args: argparse.Namespace) -> int:
         writer = jax.process_index() == 0  # across processes, one writes the files
         if writer:
             preload()  # Matplotlib's import overlaps compilation and training
-        options = {
-            "out_dir": out,
-            "resume": args.resume,
-            "overwrite": args.overwrite,
-            "quiet": args.quiet or not writer,
-            "progress": not args.no_progress and writer,
-            "timer": stopwatch.section,
-        }
-        with run_lock(out) if writer else contextlib.nullcontext():  # training and files
-            if args.data_parallel or args.coordinator:
-                mesh = parallel.data_parallel_mesh()
-                params, history = parallel.fit_data_parallel(cfg, mesh, **options)
-            else:
-                mesh = None
-                params, history = train.fit(cfg, **options)
-            if writer:
-                devices = 1 if mesh is None else mesh.size
-                train.write_jax_run(out, cfg, params, history, stopwatch, devices=devices)
+        mesh = parallel.data_parallel_mesh() if args.data_parallel or args.coordinator else None
+
+        def finish(params, history):  # while the run still holds the directory
+            devices = 1 if mesh is None else mesh.size
+            train.write_jax_run(out, cfg, params, history, stopwatch, devices=devices)
+
+        options = train.RunOptions(
+            out_dir=out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            quiet=args.quiet or not writer,
+            progress=not args.no_progress and writer,
+            timer=stopwatch.section,
+            finish=finish,
+        )
+        if mesh is not None:
+            parallel.fit_data_parallel(cfg, mesh, options)
+        else:
+            train.fit(cfg, options)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     cfg, params, source, path = weights_from_args(args)
-    result = train.evaluate_params(params, cfg, args.seed, args.series, source=source, path=path)
-    print(train.evaluation_line(result))
+    result = evaluate.evaluate_params(params, cfg, args.seed, args.series, source=source, path=path)
+    print(evaluate.evaluation_line(result), file=human_output(args))
     if args.json:
-        print(runlog.json_line(result))
+        runlog.write_json(result, args.json)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     for one, many in (("seed", "--seeds"), ("learning_rate", "--learning-rates")):
         if getattr(args, one) is not None:
-            flag = "--" + one.replace("_", "-")
-            raise ValueError(f"sweep trains one member per value of {many}: use it, not {flag}")
+            raise ValueError(
+                f"sweep trains one member per value of {many}: use it, not {flag(one)}"
+            )
     cfg = config_from_args(args)
-    sweep.sweep(cfg, args.seeds, args.learning_rates, args.out, progress=not args.no_progress)
+    out = args.out = out_dir(args, "sweep")
+    with run_lock(out):
+        done = [name for name in SWEEP_FILES if Path(out, name).exists()]
+        if done and not args.overwrite:
+            raise OutputDirError(
+                f"{out} holds a sweep's results ({', '.join(done)}): pass --overwrite to replace "
+                "them, or choose another --out"
+            )
+        for name in done:  # all of them before any is written: never half old, half new
+            Path(out, name).unlink()
+        sweep.sweep(cfg, args.seeds, args.learning_rates, out, progress=not args.no_progress)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     compare.check_tolerance(args.impl, args.atol)
     if any(name in TF_IMPLEMENTATIONS for name in args.impl):
+        runlog.import_tensorflow_quietly()
         import_tf_echo()  # fails early, naming the extra to install
     cfg, params, _, _ = weights_from_args(args)
     dtype = "float64" if args.float64 else "float32"
     report = compare.compare(
         cfg, args.impl, args.windows, dtype=dtype, part=args.part, params=params, atol=args.atol
     )
-    print(compare.format_table(report))
+    human = human_output(args)
+    print(compare.format_table(report), file=human)
+    if not args.float64:
+        print(FLOAT32_NOTE, file=human)
     if args.json:
-        compare.write_json(report, args.json)
+        runlog.write_json(report, args.json)
     if args.plot:
         compare.plot_losses(report, args.plot)
     differs = compare.differences(report)  # beyond --atol: exit code 1, not a user's mistake (2)
@@ -109,12 +135,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if differs else 0
 
 
+FLOAT32_NOTE = (
+    "In float32 the implementations round differently, and the trajectories drift apart as the "
+    "epochs go: loss differences of 0.1 or more after a few epochs are expected (--float64: "
+    "about 1e-10)."
+)
+
+
+def check_device(device: str | None) -> None:
+    """``--device gpu`` where JAX sees no GPU is the user's mistake, said in one line."""
+    if device == "gpu":
+        try:
+            jax.devices("gpu")
+        except RuntimeError:
+            raise ValueError(
+                f"--device gpu: JAX sees no GPU here (its backend is {jax.default_backend()}); "
+                "leave --device out, or use --device cpu"
+            ) from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    check_device(args.device)
     options = {"processes": args.processes, "rounds": args.rounds, "device": args.device}
     cfg, dtype = config_from_args(args, fit_series=True), "float64" if args.float64 else "float32"
-    report = bench.bench(cfg, args.impl, part=args.part, dtype=dtype, **options)
-    print(bench.table(report))
-    bench.write(report, args.json, args.markdown, args.plot)
+    report = bench.bench(cfg, args.impl, part=args.part or 1, dtype=dtype, **options)
+    print(bench.table(report), file=human_output(args))
+    if args.json:
+        runlog.write_json(report, args.json, indent=1)
+    bench.write(report, None, args.markdown, args.plot)
     return 1 if report["failures"] else 0
 
 
@@ -147,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not keep compiled programs in the user cache (default: "
         "$XDG_CACHE_HOME/jax-echo/xla, so a second run starts training without compiling)",
     )
-    train_.set_defaults(run=cmd_train)
+    train_.set_defaults(run=cmd_train, interrupted=train_interrupted)
 
     sweep = sub.add_parser(
         "sweep",
@@ -155,23 +203,29 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     add_config_args(sweep)
-    for flag, kind, values in (("seeds", int, (0, 1, 2, 3)), ("learning-rates", float, RATES)):
+    for name, kind, values in (("seeds", int, (0, 1, 2, 3)), ("learning-rates", float, RATES)):
         sweep.add_argument(
-            f"--{flag}",
+            f"--{name}",
             type=kind,
             nargs="+",
             default=list(values),
             metavar={int: "N", float: "X"}[kind],
-            help=f"the members' {flag.replace('-', ' ')} (default {' '.join(map(str, values))})",
+            help=f"the members' {name.replace('-', ' ')} (default {' '.join(map(str, values))})",
         )
     sweep.add_argument(
         "--out",
-        default="runs/sweep",
         metavar="DIR",
-        help="where sweep.json, sweep.md and sweep.png go (default runs/sweep)",
+        help=f"where sweep.json, sweep.md and sweep.png go (default: a new {runlog.RUNS}/"
+        "sweep-DATE-TIME)",
+    )
+    sweep.add_argument(
+        "--overwrite", action="store_true", help="replace the sweep's results in DIR"
     )
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sweep.set_defaults(run=cmd_sweep)
+    sweep.set_defaults(
+        run=cmd_sweep,
+        interrupted=lambda args: "sweep keeps no checkpoint and wrote no results: run it again",
+    )
 
     ev = sub.add_parser(
         "eval",
@@ -217,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"exit 1 when an implementation's loss or weights differ from {REFERENCE}'s by "
         "more than X (its name and by how much on stderr)",
     )
-    cmp.add_argument("--json", metavar="FILE", help="write the table and loss curves as JSON")
+    add_json_arg(cmp, "the table and loss curves")
     cmp.add_argument("--plot", metavar="FILE", help="write an overlay plot of the loss curves")
     cmp.set_defaults(run=cmd_compare)
 
@@ -227,9 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=bench.DESCRIPTION,
         allow_abbrev=False,
     )
-    add_config_args(bench_)
+    add_config_args(bench_, skip=("num_epochs",))  # --rounds: the timed epochs
     bench.add_args(bench_)
-    bench_.set_defaults(run=cmd_bench)
+    bench_.set_defaults(
+        run=cmd_bench, interrupted=lambda args: "its workers were stopped; no report written"
+    )
     return parser
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import numpy as np
 
 from jax_echo import timing
 from jax_echo.cells import Params, init_params, params_from_dict
-from jax_echo.io import atomic_write
 from jax_echo.plot import compare_figure, save_figure
 from jax_echo.registry import REFERENCE, row
 from jax_echo.tables import Column, markdown
@@ -183,7 +181,3 @@ def plot_losses(report: dict[str, Any], path: str | Path) -> None:
     reference = REFERENCE if REFERENCE in curves else next(iter(curves))
     title = f"per-window loss, same weights and data ({report['dtype']})"
     save_figure(compare_figure(curves, reference, title), path)
-
-
-def write_json(report: dict[str, Any], path: str | Path) -> None:
-    atomic_write(path, lambda f: json.dump(report, f), mode="w")

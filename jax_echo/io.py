@@ -37,17 +37,29 @@ HISTORY = "history.jsonl"  # beside the checkpoint: one line of JSON per epoch
 RUN_RECORD = "history.json"  # a finished run's record (``runlog.write_run``)
 PARAMS = "params.npz"  # a finished run's weights
 LOCK = ".lock"
+TF_CHECKPOINT = "model.ckpt"  # a TensorFlow run's TF1 checkpoint prefix, beside params.npz
 
 
 class CheckpointError(ValueError):
     """A checkpoint or params file that is corrupt or does not belong to this run."""
 
 
+class OptionError(CheckpointError):
+    """A refused run whose message names options: ``str()`` in the API's words
+    (``overwrite=True``), ``command_line()`` in the command line's (``--overwrite``).
+
+    ``template`` has a ``{name}`` field for each of ``options``."""
+
+    def __init__(self, template: str, *options: str) -> None:
+        self.template, self.options = template, options
+        super().__init__(template.format(**{name: f"{name}=True" for name in options}))
+
+    def command_line(self) -> str:
+        return self.template.format(**{n: "--" + n.replace("_", "-") for n in self.options})
+
+
 class OutputDirError(OSError):
     """An output directory that cannot be written, or that another run is using."""
-
-
-_held: dict[Path, int] = {}  # output directories this process has locked, with a depth
 
 
 @contextlib.contextmanager
@@ -55,40 +67,76 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
     """Holds ``out_dir`` for one run: checked writable, and locked against a second run.
 
     The lock is an ``flock`` on ``out_dir/.lock``, which the kernel releases when the process
-    ends however it ends, so a killed run never leaves it stuck. Nested uses in one process
-    share it. Raises ``OutputDirError`` before anything is written.
+    ends however it ends, so a killed run never leaves it stuck; a run that ends removes the
+    file. Taking it removes the temporary files (``atomic_write``'s) a killed run left. One
+    place takes it for a run (``train.run_epochs``, or a command for its files); taking it
+    again, in this process or another, raises ``OutputDirError``, as it does before anything is
+    written when the directory cannot be written.
     """
-    out = Path(out_dir).resolve()
-    if out in _held:
-        _held[out] += 1
-        try:
-            yield
-        finally:
-            _held[out] -= 1
-        return
+    out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputDirError(
+                    f"output directory {out_dir} is in use by another run (process {owner}); "
+                    "wait for it to finish or choose another directory"
+                ) from None
+            try:  # the file locked is still the one named .lock (a run ending removes it)
+                same = os.path.samestat(os.fstat(fd), os.stat(out / LOCK))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+    except OutputDirError:
+        raise
     except OSError as e:
         raise OutputDirError(f"output directory {out_dir} cannot be written: {e}") from e
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise OutputDirError(
-                f"output directory {out_dir} is in use by another run (process {owner}); "
-                "wait for it to finish or choose another directory"
-            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        _held[out] = 1
-        try:
-            yield
-        finally:
-            del _held[out]
+        for tmp in out.glob(".*.tmp"):  # atomic_write's, left by a run that was killed
+            tmp.unlink(missing_ok=True)
+        yield
     finally:
+        with contextlib.suppress(OSError):
+            (out / LOCK).unlink()  # while still locked: no other run holds this file
         os.close(fd)  # releases the lock
+
+
+def umask() -> int:
+    """The process's umask: from ``/proc`` where Linux has it, else read by setting it (which
+    another thread creating a file at that moment would see)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def tf_checkpoint_path(path: str | os.PathLike) -> str:
+    """A TF1 checkpoint prefix from what a user names: a run's directory reads as its
+    ``model.ckpt``; ``CheckpointError`` for a missing path or a directory without one."""
+    path = Path(path)
+    if path.is_dir():
+        if Path(path, TF_CHECKPOINT + ".index").exists():
+            return os.fspath(Path(path, TF_CHECKPOINT))
+        if not Path(path, "checkpoint").exists():  # TensorFlow's file naming the latest
+            raise CheckpointError(
+                f"{path} is a directory without a TF1 checkpoint ({TF_CHECKPOINT}.index, or a "
+                "'checkpoint' file naming one)"
+            )
+    elif not path.exists() and not Path(f"{path}.index").exists():
+        raise CheckpointError(f"{path} does not exist (nor {path}.index)")
+    return os.fspath(path)
 
 
 def atomic_write(
@@ -101,13 +149,15 @@ def atomic_write(
     """Writes through ``write(file)`` to a temporary file beside ``path``, then renames it over.
 
     The file is flushed to disk before the rename, so ``path`` holds either the old or the new
-    content, also after a power loss. ``sync_dir`` also flushes the directory after the rename,
+    content, also after a power loss. Its permissions are those the user's umask gives a new
+    file (0644 under the usual 022). ``sync_dir`` also flushes the directory after the rename,
     which makes the new content the one a power loss keeps.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -132,12 +182,24 @@ def _save_npz(path: str | os.PathLike, arrays: dict[str, Any], sync_dir: bool = 
     atomic_write(path, lambda f: np.savez(f, **arrays), sync_dir=sync_dir)
 
 
-def _load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def _load_npz(path: str | os.PathLike, what: str = "an .npz file") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file; ``CheckpointError`` naming what is wrong: a missing
+    file, a directory, a file of another kind, a corrupt archive."""
     try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+                raise CheckpointError(f"{path} is not {what}: not an .npz (zip) archive")
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, not {what}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path} is corrupt or not an .npz file: {e}") from e
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{path} is a corrupt .npz file: {e}") from e
 
 
 def _json(value: Any) -> np.ndarray:
@@ -162,12 +224,29 @@ def save_params(path: str | os.PathLike, params: Params, cfg: EchoConfig) -> Non
 
 
 def load_params(path: str | os.PathLike) -> tuple[Params, EchoConfig]:
-    """Loads ``save_params`` output; ``CheckpointError`` if it is corrupt or inconsistent."""
-    arrays = _load_npz(path)
+    """Loads ``save_params`` output; ``CheckpointError`` if it is missing, corrupt or
+    inconsistent. A run's directory reads as its ``params.npz``, and a checkpoint
+    (``save_checkpoint``) as the weights it holds."""
+    if Path(path).is_dir() and Path(path, PARAMS).exists():
+        path = Path(path, PARAMS)
+    elif Path(path).is_dir():
+        raise CheckpointError(
+            f"{path} is a directory without a {PARAMS} (a finished run's weights)"
+            + (
+                f"; its {CHECKPOINT} holds an unfinished run's"
+                if Path(path, CHECKPOINT).exists()
+                else ""
+            )
+        )
+    arrays = _load_npz(path, "a params file")
     try:
-        cfg = EchoConfig.from_dict(json.loads(str(arrays["config"])))
+        if "config" not in arrays and "meta" in arrays:  # a checkpoint
+            config = json.loads(str(arrays["meta"]))["config"]
+        else:
+            config = json.loads(str(arrays["config"]))
+        cfg = EchoConfig.from_dict(config)
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path} is not a valid params file: {e!r}") from e
+        raise CheckpointError(f"{path} is not a params file: it has no valid config ({e!r})") from e
     return _params(arrays, "params/", cfg, path), cfg
 
 
@@ -194,7 +273,7 @@ def start_history(path: str | os.PathLike, epochs: int) -> HistoryMark:
         if end < 0:
             raise CheckpointError(f"{path} has fewer than the {epochs} epochs to resume from")
         size = end + 1
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
     try:
         os.ftruncate(fd, size)
         os.fsync(fd)
@@ -294,15 +373,22 @@ def save_checkpoint(
     _save_npz(path, {**arrays, "meta": _json(meta)}, sync_dir=False)
 
 
+def checkpoint_config(path: str | os.PathLike) -> tuple[EchoConfig, int]:
+    """``(config of its run, epochs done)`` of a checkpoint; ``CheckpointError`` if it is not
+    a valid one."""
+    arrays = _load_npz(path, "a checkpoint")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        return EchoConfig.from_dict(meta["config"]), int(meta["history"]["epochs"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a valid checkpoint: {e!r}") from e
+
+
 def checkpoint_progress(path: str | os.PathLike) -> tuple[int, int]:
     """``(epochs done, num_epochs of its run)`` of a checkpoint; ``CheckpointError`` if it is not
     a valid one. A run whose checkpoint has every epoch done is finished."""
-    arrays = _load_npz(path)
-    try:
-        meta = json.loads(str(arrays["meta"]))
-        return int(meta["history"]["epochs"]), int(meta["config"]["num_epochs"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path} is not a valid checkpoint: {e!r}") from e
+    cfg, done = checkpoint_config(path)
+    return done, cfg.num_epochs
 
 
 def load_checkpoint(
@@ -321,7 +407,7 @@ def load_checkpoint(
     Raises:
       CheckpointError: naming what is corrupt, missing or different.
     """
-    arrays = _load_npz(path)
+    arrays = _load_npz(path, "a checkpoint")
     try:
         meta = json.loads(str(arrays["meta"]))
         saved = EchoConfig.from_dict(meta["config"])

@@ -24,7 +24,7 @@ from jax_echo.cells import Params, init_params
 from jax_echo.io import CheckpointError, host_array
 from jax_echo.optim import make_optimizer
 from jax_echo.task import EchoConfig, prediction_accuracies
-from jax_echo.train import EpochVerbs, Start, Timer, run_epochs, start_run, untimed
+from jax_echo.train import EpochVerbs, RunOptions, Start, run_epochs, run_options, start_run
 
 
 def data_parallel_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -148,16 +148,7 @@ def _broadcast_text(text: str) -> str:
 
 
 def fit_data_parallel(
-    cfg: EchoConfig,
-    mesh: Mesh,
-    *,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    quiet: bool = False,
-    progress: bool = True,
-    checkpoint_seconds: float = 1.0,
-    timer: Timer = untimed,
+    cfg: EchoConfig, mesh: Mesh, options: RunOptions | None = None, **changes: Any
 ) -> tuple[Params, dict[str, Any]]:
     """``train.fit`` with the batch sharded over ``mesh`` (``data_parallel_mesh()``; across
     processes after ``initialize_distributed``). ``batch_size`` must divide over its devices.
@@ -165,21 +156,13 @@ def fit_data_parallel(
     Across processes, process 0 decides where the run starts (``agreed_start``) and writes the
     files; the others need not see ``out_dir``.
     """
+    opts = run_options(options, **changes)
     verbs = data_parallel_verbs(cfg, mesh)
-    many = jax.process_count() > 1
-    start = agreed_start(cfg, verbs, out_dir, resume, overwrite) if many else None
-    return run_epochs(
-        cfg,
-        verbs,
-        out_dir=out_dir,
-        resume=resume,
-        overwrite=overwrite,
-        quiet=quiet,
-        progress=progress,
-        start=start,
-        checkpoint_seconds=checkpoint_seconds,
-        timer=timer,
-    )
+
+    def start() -> Start:
+        return agreed_start(cfg, verbs, opts.out_dir, opts.resume, opts.overwrite)
+
+    return run_epochs(cfg, verbs, opts, start=start if jax.process_count() > 1 else None)
 
 
 def initialize_distributed(coordinator: str, num_processes: int, process_id: int) -> None:

@@ -28,7 +28,15 @@ from jax_echo import model, policy
 from jax_echo.cells import Params, init_params
 from jax_echo.optim import make_optimizer, with_learning_rate
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
-from jax_echo.train import EpochVerbs, Start, Timer, new_history, run_epochs, untimed
+from jax_echo.train import (
+    EpochVerbs,
+    RunOptions,
+    Start,
+    Timer,
+    new_history,
+    run_epochs,
+    untimed,
+)
 
 
 def population_configs(
@@ -278,8 +286,7 @@ def fit_population(
     verbs = population_verbs(cfg, members)
     params = stack([init_params(m) for m in members])
     start = Start(params, verbs.init_opt_state(params), new_history())
-    params, history = run_epochs(
-        cfg, verbs, start=start, quiet=True, progress=progress, timer=timer
-    )
+    options = RunOptions(quiet=True, progress=progress, timer=timer)
+    params, history = run_epochs(cfg, verbs, options, start=start)
     history["members"] = [{"seed": m.seed, "learning_rate": m.learning_rate} for m in members]
     return params, history

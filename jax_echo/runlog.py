@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import importlib
 import json
 import os
 import platform
@@ -99,10 +100,11 @@ class CompileLog(contextlib.AbstractContextManager):
         if event == "/jax/compilation_cache/cache_hits":
             self.cache_hits += 1
 
-    def as_dict(self) -> dict[str, Any]:
-        return {  # a cache hit also reports a (short) backend compile: loading the program
+    def counts(self) -> dict[str, int]:
+        """Programs compiled, and loaded from the persistent cache (a cache hit also reports a
+        short backend compile: loading the program)."""
+        return {
             "compilations": self.compilations - self.cache_hits,
-            "compile_seconds": self.compile_seconds,
             "compile_cache_hits": self.cache_hits,
         }
 
@@ -182,11 +184,18 @@ def jax_info() -> dict[str, Any]:
     }
 
 
-def summary_line(history: dict[str, Any]) -> str:
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def summary_line(history: dict[str, Any], seconds: dict[str, float]) -> str:
+    """The end-of-run line: epochs, accuracy, and training and compile time apart
+    (``Stopwatch.seconds()``; no compile time where the run does not count it)."""
+    compiled = f", {seconds['compile']:.2f} s compiling" if "compile" in seconds else ""
     return (
-        f"Done: {len(history['loss'])} epochs, last epoch accuracy "
+        f"Done: {plural(len(history['loss']), 'epoch')}, last epoch accuracy "
         f"{history['accuracy'][-1]:.4%} ({history['accuracy_after_first'][-1]:.4%} after the "
-        f"first window), {sum(history['epoch_seconds']):.2f} s training"
+        f"first window); {seconds['training']:.2f} s training{compiled}"
     )
 
 
@@ -198,14 +207,17 @@ def write_run(
     run_info: dict[str, Any],
     predict_last_window: Callable[[Params, Any], Any],
     stopwatch: Stopwatch,
-) -> None:
+) -> dict[str, float]:
     """Writes ``params.npz``, ``echo.png`` (the tutorial's figure) and ``history.json`` to ``out``.
 
     ``predict_last_window(params, x_BxL)`` gives the predictions (B, T) of the last window of an
     epoch's series, state carried, without dropout; it is the only implementation-specific part.
-    ``history.json`` is written last, with ``stopwatch.seconds()``: its own write (one file of
-    the already encoded history, some milliseconds) and the process's exit are not in them. A
-    directory with ``history.json`` holds a finished run.
+    ``history.json`` is written last, with one set of timings, ``seconds``
+    (``stopwatch.seconds()``: where the wall time went, compilation apart from training), and
+    the compilations counted; its own write (one file of the already encoded history, some
+    milliseconds) and the process's exit are not in them. The history's ``epoch_seconds`` are
+    each epoch's wall time (the first epoch's includes compiling). A directory with
+    ``history.json`` holds a finished run. Returns ``seconds``.
     """
     out = Path(out)
     with stopwatch.section("files"):
@@ -230,9 +242,7 @@ def write_run(
     record = {
         "config": cfg.to_dict(),
         **run_info,
-        **(stopwatch.compile_log.as_dict() if stopwatch.compile_log else {}),
-        "wall_seconds": seconds["wall"],
-        "training_seconds": sum(history["epoch_seconds"]),
+        **(stopwatch.compile_log.counts() if stopwatch.compile_log else {}),
         "seconds": seconds,
     }
     # One key a line; the history on one line (encoding it with indents takes long).
@@ -240,10 +250,55 @@ def write_run(
     lines.append(f' "history": {history_json}')
     text = "{\n" + ",\n".join(lines) + "\n}\n"
     atomic_write(out / RUN_RECORD, lambda f: f.write(text), mode="w")
+    return seconds
 
 
 def json_line(record: dict[str, Any]) -> str:
     return json.dumps(record)
+
+
+def write_json(record: Any, dest: str | os.PathLike, indent: int | None = None) -> None:
+    """``record`` as JSON to the file ``dest`` (atomically), or to stdout where ``dest`` is
+    ``-`` (what every command's ``--json`` means)."""
+    text = json.dumps(record, indent=indent) + "\n"
+    if os.fspath(dest) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write(dest, lambda f: f.write(text), mode="w")
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Sends file descriptor 2 to ``/dev/null`` inside the block: what a C++ library prints
+    while it loads (TensorFlow's absl, oneDNN and CUDA lines) never reaches the user."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def import_tensorflow_quietly() -> Any:
+    """``import tensorflow``, without its start-up lines: a user's own ``TF_CPP_MIN_LOG_LEVEL``
+    is respected (``0`` shows everything); unset, it is set to ``2`` (errors only) and
+    TensorFlow's Python warnings (deprecations of its own internals) are silenced too. ``None``
+    where TensorFlow is not installed (the caller names the extra)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    loud = "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("", "0")
+    try:
+        with contextlib.nullcontext() if loud else quiet_stderr():
+            tf = importlib.import_module("tensorflow")
+            tf.config.list_physical_devices()  # finding no GPU (cuInit) says so too
+    except ImportError:
+        return None
+    if not loud:
+        tf.get_logger().setLevel("ERROR")
+    return tf
 
 
 def exit_program(entry: Callable[[], int]) -> NoReturn:

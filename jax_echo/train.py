@@ -14,6 +14,7 @@ epoch ("data", "training", "evaluation", "files").
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -27,22 +28,27 @@ from tqdm import tqdm
 
 from jax_echo import model, runlog
 from jax_echo.cells import Params, init_params, params_from_dict
+from jax_echo.evaluate import (  # noqa: F401  (their home until evaluate.py; still public here)
+    evaluate_params,
+    evaluate_params_file,
+    evaluation_line,
+)
 from jax_echo.io import (
     CHECKPOINT,
     HISTORY,
     RUN_RECORD,
     CheckpointError,
+    OptionError,
     append_history,
     checkpoint_progress,
     host_array,
     load_checkpoint,
-    load_params,
     run_lock,
     save_checkpoint,
     start_history,
 )
 from jax_echo.optim import make_optimizer
-from jax_echo.task import EchoConfig, epoch_data, eval_data, prediction_accuracies
+from jax_echo.task import EchoConfig, epoch_data
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -146,58 +152,75 @@ def print_losses(epoch: int, losses: Any, write: Callable[[str], None]) -> None:
         write(f"Step {i} Loss {float(losses[i]):.6f}")
 
 
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a training run goes, beside its configuration and starting weights: the options of
+    ``fit``, ``run_epochs``, ``scale.fit_data_parallel`` and ``tf_echo.fit``, defined once.
+
+    Attributes:
+      out_dir: if given, each epoch's line is appended to the history there (``history.jsonl``)
+        and a checkpoint is written (atomically, the history on disk before it) after the first
+        and the last epoch, and after any other that ends ``checkpoint_seconds`` or more after
+        the last checkpoint (0: after every epoch). The run holds the directory
+        (``io.run_lock``) from its start to the end of ``finish``.
+      resume: continue from the checkpoint in ``out_dir``; the result equals an uninterrupted
+        run.
+      overwrite: replace a finished run in ``out_dir`` (an unfinished one is never replaced).
+      quiet: do not print the tutorial's loss lines.
+      progress: show a progress bar over epochs where stderr is a terminal (never in a log).
+      checkpoint_seconds: see ``out_dir``; a crash loses at most the epochs of this many seconds
+        (and one more), which a resumed run trains again.
+      timer: ``timer(name)`` is entered around each part of each epoch ("data", "training",
+        "evaluation", "files"), to measure them.
+      finish: ``finish(params, history)`` writes the finished run's own files (a command's
+        ``params.npz``, figure and record) while ``out_dir`` is still held; called only by the
+        process that writes ``out_dir``.
+    """
+
+    out_dir: str | os.PathLike | None = None
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    progress: bool = True
+    checkpoint_seconds: float = 1.0
+    timer: Timer = untimed
+    finish: Callable[[Params, dict[str, Any]], None] | None = None
+
+
+def run_options(options: RunOptions | None = None, **changes: Any) -> RunOptions:
+    """``options`` (default ``RunOptions()``) with ``changes``, fields of ``RunOptions``."""
+    return dataclasses.replace(options or RunOptions(), **changes)
+
+
 def fit(
     cfg: EchoConfig,
+    options: RunOptions | None = None,
     *,
     params: Params | dict | None = None,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    quiet: bool = False,
-    progress: bool = True,
-    checkpoint_seconds: float = 1.0,
-    timer: Timer = untimed,
+    **changes: Any,
 ) -> tuple[Params, dict[str, Any]]:
     """Trains for ``cfg.num_epochs`` epochs, each on fresh data, as the tutorial does.
 
     Args:
       cfg: the configuration, any part of the series; ``cfg.seed`` seeds the initial weights,
         every epoch's data and its dropout masks.
+      options: how the run goes (``RunOptions``: output directory, resuming, printing); its
+        fields can also be given as keywords, ``fit(cfg, out_dir="runs/mine")``.
       params: initial weights, ``Params`` or a flat TF1-layout dict (default
         ``init_params(cfg)``).
-      out_dir: if given, each epoch's line is appended to the history there (``history.jsonl``)
-        and a checkpoint is written (atomically, the history on disk before it) after the first
-        and the last epoch, and after any other that ends ``checkpoint_seconds`` or more after
-        the last checkpoint (0: after every epoch).
-      resume: continue from the checkpoint in ``out_dir``; the result equals an uninterrupted run.
-      overwrite: replace a finished run in ``out_dir`` (an unfinished one is never replaced).
-      quiet: do not print the tutorial's loss lines.
-      progress: show a progress bar over epochs.
-      checkpoint_seconds: see ``out_dir``; a crash loses at most the epochs of this many seconds
-        (and one more), which a resumed run trains again.
-      timer: ``timer(name)`` is entered around each part of each epoch ("data", "training",
-        "evaluation", "files"), to measure them.
 
     Returns:
       ``(params, history)``: the final weights (NumPy) and ``history`` with, per epoch, the window
       losses, the accuracy overall and after the first window (the epoch's final params on its
       series, state carried, no dropout) and the seconds it took.
 
-    >>> params, history = fit(EchoConfig(num_epochs=2, total_series_length=5000), quiet=True,
-    ...                       progress=False)
+    >>> params, history = fit(EchoConfig(num_epochs=2, total_series_length=5000), quiet=True)
+    >>> len(history["loss"]), len(history["loss"][0])  # epochs, windows of 5 x 15 steps
+    (2, 66)
+    >>> sorted(history)
+    ['accuracy', 'accuracy_after_first', 'epoch_seconds', 'loss']
     """
-    return run_epochs(
-        cfg,
-        jax_verbs(cfg),
-        params=params,
-        out_dir=out_dir,
-        resume=resume,
-        overwrite=overwrite,
-        quiet=quiet,
-        progress=progress,
-        checkpoint_seconds=checkpoint_seconds,
-        timer=timer,
-    )
+    return run_epochs(cfg, jax_verbs(cfg), run_options(options, **changes), params=params)
 
 
 class Start(NamedTuple):
@@ -219,10 +242,11 @@ def start_run(
 ) -> Start:
     """The run's starting point: ``params`` (default ``init_params(cfg)``), or with ``resume``
     the checkpoint in ``out_dir``. Refuses to start over an unfinished run's checkpoint, and
-    over a finished run's unless ``overwrite``."""
+    over a finished run's unless ``overwrite``; a finished run resumed for more epochs is
+    unfinished again (its ``history.json`` is removed) until they are done."""
     checkpoint = Path(out_dir, CHECKPOINT) if out_dir is not None else None
     if resume and overwrite:
-        raise ValueError("pass either resume=True (--resume) or overwrite=True (--overwrite)")
+        raise OptionError("pass either {resume} or {overwrite}", "resume", "overwrite")
     if resume:
         if params is not None:
             raise ValueError(
@@ -231,18 +255,23 @@ def start_run(
         if checkpoint is None or not checkpoint.exists():
             raise CheckpointError(f"cannot resume: no checkpoint at {checkpoint}")
         like = verbs.init_opt_state(init_params(cfg))
-        return Start(*load_checkpoint(checkpoint, cfg, like, verbs.name))
+        start = Start(*load_checkpoint(checkpoint, cfg, like, verbs.name))
+        if len(start.history["loss"]) < cfg.num_epochs:
+            Path(out_dir, RUN_RECORD).unlink(missing_ok=True)
+        return start
     if checkpoint is not None and checkpoint.exists():
         done, total = checkpoint_progress(checkpoint)
         if done < total:
-            raise CheckpointError(
+            raise OptionError(
                 f"{out_dir} holds an unfinished run ({done} of {total} epochs): pass "
-                "resume=True (--resume) to continue it, or choose another output directory"
+                "{resume} to continue it, or choose another output directory",
+                "resume",
             )
         if not overwrite:
-            raise CheckpointError(
-                f"{out_dir} holds a finished run ({done} epochs): pass overwrite=True "
-                "(--overwrite) to replace it, or choose another output directory"
+            raise OptionError(
+                f"{out_dir} holds a finished run ({done} epochs): pass {{overwrite}} to "
+                "replace it, or choose another output directory",
+                "overwrite",
             )
         for name in (CHECKPOINT, RUN_RECORD):  # the rest is replaced as the new run goes
             Path(out_dir, name).unlink(missing_ok=True)
@@ -253,44 +282,50 @@ def start_run(
 def run_epochs(
     cfg: EchoConfig,
     verbs: EpochVerbs,
+    options: RunOptions | None = None,
     *,
     params: Params | dict | None = None,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    quiet: bool = False,
-    progress: bool = True,
-    start: Start | None = None,
-    checkpoint_seconds: float = 1.0,
-    timer: Timer = untimed,
+    start: Start | Callable[[], Start] | None = None,
 ) -> tuple[Params, dict[str, Any]]:
-    """``fit`` for any implementation, given its ``EpochVerbs`` (see ``fit``).
+    """``fit`` for any implementation, given its ``EpochVerbs`` (see ``fit``, ``RunOptions``).
 
-    ``start`` replaces ``start_run``'s decision (used where one process decides for several).
-    Process 0 alone holds ``out_dir`` (``io.run_lock``) and writes the history and checkpoints.
+    ``start`` replaces ``start_run``'s decision: a ``Start``, or a function that decides it
+    once the directory is held (used where one process decides for several). Process 0 alone
+    holds ``out_dir`` (``io.run_lock``, the one place a run takes it) and writes the history,
+    the checkpoints and ``options.finish``'s files.
     """
+    opts = options or RunOptions()
+    out_dir, timer = opts.out_dir, opts.timer
     writer = out_dir is not None and jax.process_index() == 0
     with run_lock(out_dir) if writer else contextlib.nullcontext():
         if start is None:
             start = start_run(
-                cfg, verbs, params=params, out_dir=out_dir, resume=resume, overwrite=overwrite
+                cfg,
+                verbs,
+                params=params,
+                out_dir=out_dir,
+                resume=opts.resume,
+                overwrite=opts.overwrite,
             )
+        elif callable(start):
+            start = start()
         params, opt_state, history = start
-        if resume and not quiet:
-            print(f"Resuming from {out_dir} after {len(history['loss'])} epochs")
         first = len(history["loss"])
+        if opts.resume and not opts.quiet:
+            print(f"Resuming from {out_dir} after {first} epochs")
         if writer:  # drops any epoch appended after the last checkpoint
             with timer("files"):
                 mark = start_history(Path(out_dir, HISTORY), first)
             saved_at = time.perf_counter()
-        write = tqdm.write if progress else print
+        bar = opts.progress and sys.stderr.isatty()  # logs get the tutorial's lines alone
+        write = tqdm.write if bar else print
         epochs = tqdm(
             range(first, cfg.num_epochs),
             initial=first,
             total=cfg.num_epochs,
             desc="epochs",
             unit="epoch",
-            disable=not progress,
+            disable=not bar,
             file=sys.stderr,
         )
         for epoch in epochs:
@@ -305,13 +340,13 @@ def run_epochs(
             with timer("evaluation"):
                 accs = host_array(verbs.window_accuracies(params, x, y))
             record = epoch_record(history, losses, accs, seconds)
-            if not quiet:
+            if not opts.quiet:
                 print_losses(epoch, losses, write)
             if writer:
                 with timer("files"):
                     due = (
                         epoch in (first, cfg.num_epochs - 1)
-                        or time.perf_counter() - saved_at >= checkpoint_seconds
+                        or time.perf_counter() - saved_at >= opts.checkpoint_seconds
                     )  # then the history is on disk before the checkpoint that covers it
                     mark = append_history(Path(out_dir, HISTORY), record, mark, sync=due)
                     if due:
@@ -319,71 +354,10 @@ def run_epochs(
                             Path(out_dir, CHECKPOINT), cfg, params, opt_state, mark, verbs.name
                         )
                         saved_at = time.perf_counter()
-    return jax.tree.map(host_array, params), history
-
-
-def evaluate_params(
-    params: Params | dict,
-    cfg: EchoConfig,
-    seed: int = 12345,
-    series: int = 1,
-    *,
-    source: str = "params",
-    path: str | os.PathLike | None = None,
-    predict_epoch: Callable[[Any], Any] | None = None,
-    implementation: str = "jax",
-) -> dict[str, Any]:
-    """The accuracy of ``params`` on ``series`` fresh series from ``seed`` (``task.eval_data``:
-    a stream no training epoch draws from), overall and after each series' first window.
-
-    ``predict_epoch(x_BxL) -> (N, B, T)`` predicts with another implementation's copy of the
-    weights (``tf-echo eval``: TensorFlow's), named ``implementation``; by default
-    ``model.predict_epoch``. ``source`` ("params", "tf-checkpoint") and ``path`` say where the
-    weights came from. The result is what ``jax-echo eval --json`` prints.
-    """
-    if series < 1:
-        raise ValueError(f"evaluation needs at least one series, got series={series}")
-    if predict_epoch is None:
-        params = params_from_dict(params, cfg)
-
-        def predict_epoch(x):
-            return model.predict_epoch(params, x, cfg)
-
-    accs = np.stack(
-        [
-            prediction_accuracies(np.asarray(predict_epoch(x)), y)
-            for x, y in (eval_data(cfg, seed, i) for i in range(series))
-        ]
-    )
-    return {
-        "params": None if path is None else os.fspath(path),
-        "source": source,
-        "implementation": implementation,
-        "cell": cfg.cell,
-        "num_layers": cfg.num_layers,
-        "series": series,
-        "seed": seed,
-        "accuracy": float(accs.mean()),
-        "accuracy_after_first": float(accs[:, 1:].mean()) if accs.shape[1] > 1 else float("nan"),
-    }
-
-
-def evaluate_params_file(
-    path: str | os.PathLike, seed: int = 12345, series: int = 1
-) -> dict[str, Any]:
-    """``evaluate_params`` of a params file (any cell), with its config."""
-    params, cfg = load_params(path)
-    return evaluate_params(params, cfg, seed, series, source="params", path=path)
-
-
-def evaluation_line(result: dict[str, Any]) -> str:
-    """``evaluate_params``' result in one line."""
-    return (
-        f"{result['params']} ({result['cell']}, {result['num_layers']} layer(s); "
-        f"{result['implementation']}): accuracy {result['accuracy']:.4%} over "
-        f"{result['series']} fresh series ({result['accuracy_after_first']:.4%} after each "
-        "series' first window)"
-    )
+        params = jax.tree.map(host_array, params)
+        if writer and opts.finish is not None:
+            opts.finish(params, history)
+    return params, history
 
 
 def write_jax_run(
@@ -401,6 +375,6 @@ def write_jax_run(
     def predict_last_window(params, x):
         return np.asarray(model.predict_epoch(params, x, cfg))[-1]
 
-    runlog.write_run(out, cfg, params, history, info, predict_last_window, stopwatch)
-    print(runlog.summary_line(history))
+    seconds = runlog.write_run(out, cfg, params, history, info, predict_last_window, stopwatch)
+    print(runlog.summary_line(history, seconds))
     print(f"Wrote {out}/params.npz, history.json, echo.png")

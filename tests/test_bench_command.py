@@ -13,7 +13,7 @@ from jax_echo import bench
 from jax_echo.arguments import config_from_args
 from jax_echo.cli import build_parser, main
 
-TINY = ["--total-series-length", "200", "--truncated-backprop-length", "4", "--epochs", "1"]
+TINY = ["--total-series-length", "200", "--truncated-backprop-length", "4"]
 ROW_KEYS = {
     "implementation",
     "library",

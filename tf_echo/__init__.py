@@ -7,7 +7,8 @@ RNN of part 1, ``static_rnn`` over TF1's cells for parts 2-4, ``dynamic_rnn`` fo
 everything in TensorFlow: ``jax_echo`` only supplies the task, the weight layout and the files.
 
 TensorFlow is loaded on first use of these names, so that ``tf-echo --help`` (and its error
-without the ``tf`` extra) does not wait for it.
+without the ``tf`` extra) does not wait for it, and without its start-up lines
+(``runlog.import_tensorflow_quietly``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'tf_echo' has no attribute {name!r}")
+    from jax_echo.runlog import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # without TensorFlow's start-up lines
     return getattr(importlib.import_module(_LAZY[name]), name)
 
 

@@ -18,15 +18,17 @@ from jax_echo import runlog
 from jax_echo.arguments import (
     add_eval_args,
     add_train_args,
-    config_from_args,
+    human_output,
     out_dir,
     run_command,
+    train_config,
+    train_interrupted,
     weights_from_args,
 )
-from jax_echo.io import run_lock
+from jax_echo.evaluate import evaluation_line
 from jax_echo.plot import preload
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
-from jax_echo.train import evaluation_line
+from jax_echo.train import RunOptions
 from jax_echo.trainers import import_tf_echo
 
 IMPL_CHOICES = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
@@ -35,36 +37,38 @@ IMPL_CHOICES = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
 def cmd_train(args: argparse.Namespace) -> int:
     stopwatch = runlog.Stopwatch()
     with stopwatch.section("imports"):
+        runlog.import_tensorflow_quietly()
         tf_echo = import_tf_echo()  # the tf extra, or one line naming it
-    cfg = config_from_args(args)
-    out = args.out = out_dir(args)
+    out = args.out = out_dir(args, f"tf-part{args.part or 1}")
+    cfg = train_config(args)
     preload()  # Matplotlib's import overlaps training
-    dynamic = args.part in DYNAMIC_RNN_PARTS
-    with run_lock(out):  # training and files
-        params, history = tf_echo.fit(
-            cfg,
-            args.impl,
-            out_dir=out,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            quiet=args.quiet,
-            progress=not args.no_progress,
-            dynamic=dynamic,
-            timer=stopwatch.section,
-        )
-        tf_echo.write_tf_run(out, cfg, params, history, args.impl, args.part, stopwatch)
+
+    def finish(params, history):  # while the run still holds the directory
+        tf_echo.write_tf_run(out, cfg, params, history, args.impl, args.part or 1, stopwatch)
+
+    options = RunOptions(
+        out_dir=out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+        progress=not args.no_progress,
+        timer=stopwatch.section,
+        finish=finish,
+    )
+    tf_echo.fit(cfg, args.impl, options, dynamic=args.part in DYNAMIC_RNN_PARTS)
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    runlog.import_tensorflow_quietly()
     tf_echo = import_tf_echo()  # the tf extra, or one line naming it
     cfg, params, source, path = weights_from_args(args)
     result = tf_echo.evaluate(
         params, cfg, args.impl, args.seed, args.series, source=source, path=path, part=args.part
     )
-    print(evaluation_line(result))
+    print(evaluation_line(result), file=human_output(args))
     if args.json:
-        print(runlog.json_line(result))
+        runlog.write_json(result, args.json)
     return 0
 
 
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="graph: the author's TF1 session.run loop (default; dynamic_rnn for --part 5 and "
         "6); function[-epoch][-xla]: TF2 tf.function per window or per epoch, optionally XLA",
     )
-    train.set_defaults(run=cmd_train)
+    train.set_defaults(run=cmd_train, interrupted=train_interrupted)
 
     ev = sub.add_parser(
         "eval",

@@ -1,7 +1,7 @@
 """The same models in modern TensorFlow: ``tf.Variable``s, ``GradientTape``, ``tf.function``.
 
 The fair peer of the JAX version: one compiled call per window (``train_step``) or per epoch
-(``train_epoch``, a ``tf.range`` loop over windows inside one ``tf.function``), each with or
+(``train_epoch``, a ``tf.while_loop`` over windows inside one ``tf.function``), each with or
 without XLA (``jit_compile=True``). The cells are written in TF ops with TF1's math
 (docs/tutorial.md), stacked per time step over layers; with ``keep_prob < 1`` each layer's output
 (the top one's too, never the carried state) is dropped while training, with stateless masks drawn
@@ -81,6 +81,18 @@ def _gru_step(params, h_BxS, x_BxI, dense):
 _STEPS = {"tutorial": _tanh_step, "basic_rnn": _tanh_step, "lstm": _lstm_step, "gru": _gru_step}
 
 
+def _loop(n, body, state, out):
+    """``for i in range(n): i, state, out = body(i, state, out)`` as one ``tf.while_loop``
+    (the loop AutoGraph would write); ``state`` keeps its nesting, tuples of tensors."""
+
+    def step(i, state, out):
+        i, new_state, out = body(i, state, out)
+        return i, tf.nest.pack_sequence_as(state, tf.nest.flatten(new_state)), out
+
+    start = (tf.constant(0), state, out)  # maximum_iterations: XLA's fixed TensorArray size
+    return tf.while_loop(lambda i, *_: i < n, step, start, maximum_iterations=n)
+
+
 class FunctionTrainer:
     """TF2 training from the given weights.
 
@@ -140,7 +152,11 @@ class FunctionTrainer:
         y_windows = tf.TensorSpec([None, B, T], tf.int32)
 
         def compiled(fn, *signature):
-            return tf.function(fn, jit_compile=jit_compile, input_signature=signature)
+            # autograph=False: the loops are tf.while_loop already (AutoGraph cannot convert
+            # Python loops on every Python TensorFlow runs on, e.g. 3.13 with TF 2.21).
+            return tf.function(
+                fn, jit_compile=jit_compile, input_signature=signature, autograph=False
+            )
 
         self._train_step = compiled(self._train_window, state_spec, x_spec, y_spec)
         self._train_epoch = compiled(self._train_all_windows, x_windows, y_windows)
@@ -182,11 +198,14 @@ class FunctionTrainer:
                 outs.append(out_BxS)
             outs_TBxS = tf.concat(outs, 0)
         else:  # a while loop over time
-            outs = tf.TensorArray(self.dtype, size=T)
             x_TxB = tf.transpose(x_BxT)
-            for t in tf.range(T):
+
+            def time_step(t, state, outs):
                 state, out_BxS = step(t, x_TxB[t], state)
-                outs = outs.write(t, out_BxS)
+                return t + 1, state, outs.write(t, out_BxS)
+
+            outs = tf.TensorArray(self.dtype, size=T)
+            _, state, outs = _loop(T, time_step, state, outs)
             outs_TBxS = tf.reshape(outs.stack(), [T * B, cfg.state_size])
         W2, b2 = self._variables["W2"], self._variables["b2"]
         logits_TBxC = self._dense(outs_TBxS, W2, b2)
@@ -220,20 +239,24 @@ class FunctionTrainer:
 
     def _train_all_windows(self, x_NxBxT, y_NxBxT):
         n = tf.shape(x_NxBxT)[0]
-        state = self._zero_state()
-        losses = tf.TensorArray(self.dtype, size=n)
-        for i in tf.range(n):
+
+        def window(i, state, losses):
             state, loss = self._train_window(state, x_NxBxT[i], y_NxBxT[i])
-            losses = losses.write(i, loss)
+            return i + 1, state, losses.write(i, loss)
+
+        losses = tf.TensorArray(self.dtype, size=n)
+        _, _, losses = _loop(n, window, self._zero_state(), losses)
         return losses.stack()
 
     def _predict_all_windows(self, x_NxBxT):
         n = tf.shape(x_NxBxT)[0]
-        state = self._zero_state()
-        preds = tf.TensorArray(tf.int32, size=n)
-        for i in tf.range(n):
+
+        def window(i, state, preds):
             logits_TxBxC, state = self._logits_and_state(state, x_NxBxT[i])
-            preds = preds.write(i, tf.transpose(tf.argmax(logits_TxBxC, -1, tf.int32)))
+            return i + 1, state, preds.write(i, tf.transpose(tf.argmax(logits_TxBxC, -1, tf.int32)))
+
+        preds = tf.TensorArray(tf.int32, size=n)
+        _, _, preds = _loop(n, window, self._zero_state(), preds)
         return preds.stack()
 
     # --- The verbs ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -12,16 +12,16 @@ import numpy as np
 
 from jax_echo import runlog
 from jax_echo.cells import Params, init_params, params_from_dict, params_to_dict
-from jax_echo.io import run_lock
+from jax_echo.evaluate import evaluate_params
+from jax_echo.io import TF_CHECKPOINT
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
 from jax_echo.task import EchoConfig, prediction_accuracies
 from jax_echo.tf_checkpoint import params_to_tf_checkpoint
-from jax_echo.train import EpochVerbs, Timer, evaluate_params, run_epochs, start_run, untimed
+from jax_echo.train import EpochVerbs, RunOptions, Start, run_epochs, run_options, start_run
 from tf_echo.function import FunctionTrainer
 from tf_echo.graph import GraphTrainer
 
 IMPLEMENTATIONS = tuple(tf_impl(name) for name in TF_IMPLEMENTATIONS)
-TF_CHECKPOINT = "model.ckpt"  # a run's TF1 checkpoint prefix, beside params.npz
 
 
 def make_trainer(
@@ -49,25 +49,22 @@ def make_trainer(
 def fit(
     cfg: EchoConfig,
     impl: str = "graph",
+    options: RunOptions | None = None,
     *,
     params: Params | dict | None = None,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    quiet: bool = False,
-    progress: bool = True,
     dynamic: bool = False,
-    checkpoint_seconds: float = 1.0,
-    timer: Timer = untimed,
+    **changes: Any,
 ) -> tuple[Params, dict[str, Any]]:
-    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints, history and
-    ``timer`` sections.
+    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints, history,
+    ``RunOptions`` and ``timer`` sections.
 
     The checkpoint's optimizer state is the trainer's Adagrad accumulators. TensorFlow draws
     its own dropout masks, so with ``keep_prob < 1`` a resumed run is not bit-identical to an
     uninterrupted one (it is at ``keep_prob = 1``). With ``out_dir``, the final weights are also
-    saved there as the author's TF1 checkpoint, ``model.ckpt`` (``save_tf_checkpoint``).
+    saved there as the author's TF1 checkpoint, ``model.ckpt`` (``save_tf_checkpoint``), before
+    ``options.finish``. ``dynamic``: the TF1 program runs its cells through ``dynamic_rnn``.
     """
+    opts = run_options(options, **changes)
     initial = init_params(cfg) if params is None else params_from_dict(params, cfg)
     trainer = make_trainer(impl, cfg, initial, dynamic=dynamic)
 
@@ -86,33 +83,28 @@ def fit(
         return prediction_accuracies(trainer.predict_epoch(x), y)
 
     verbs = EpochVerbs(trainer.name, init_opt_state, train_epoch, window_accuracies)
+
+    def start() -> Start:
+        begin = start_run(
+            cfg,
+            verbs,
+            params=None if opts.resume else initial,
+            out_dir=opts.out_dir,
+            resume=opts.resume,
+            overwrite=opts.overwrite,
+        )
+        # The trainer holds the run's state from here on, also where no epoch is left.
+        trainer.set_state(params_to_dict(begin.params), begin.opt_state)
+        return begin
+
+    def finish(params, history):
+        with opts.timer("files"):
+            save_tf_checkpoint(trainer, cfg, Path(opts.out_dir, TF_CHECKPOINT))
+        if opts.finish is not None:
+            opts.finish(params, history)
+
     try:
-        with run_lock(out_dir) if out_dir is not None else contextlib.nullcontext():
-            start = start_run(
-                cfg,
-                verbs,
-                params=None if resume else initial,
-                out_dir=out_dir,
-                resume=resume,
-                overwrite=overwrite,
-            )
-            # The trainer holds the run's state from here on, also where no epoch is left.
-            trainer.set_state(params_to_dict(start.params), start.opt_state)
-            params, history = run_epochs(
-                cfg,
-                verbs,
-                out_dir=out_dir,
-                resume=resume,
-                quiet=quiet,
-                progress=progress,
-                start=start,
-                checkpoint_seconds=checkpoint_seconds,
-                timer=timer,
-            )
-            if out_dir is not None:
-                with timer("files"):
-                    save_tf_checkpoint(trainer, cfg, Path(out_dir, TF_CHECKPOINT))
-        return params, history
+        return run_epochs(cfg, verbs, dataclasses.replace(opts, finish=finish), start=start)
     finally:
         trainer.close()
 
@@ -141,7 +133,7 @@ def evaluate(
     path: str | os.PathLike | None = None,
     part: int | None = None,
 ) -> dict[str, Any]:
-    """``jax_echo.train.evaluate_params`` computed by TensorFlow: the predictions of a trainer
+    """``jax_echo.evaluate.evaluate_params`` computed by TensorFlow: the predictions of a trainer
     of ``impl`` holding ``params`` (in their dtype), on the same fresh series, with the same
     result keys. The author's program (``graph``; ``dynamic_rnn`` for ``part`` 5-6) restores a
     TF1 checkpoint (``source="tf-checkpoint"`` at ``path``) with its own ``Saver``."""
@@ -193,6 +185,6 @@ def write_tf_run(
         finally:
             trainer.close()
 
-    runlog.write_run(out, cfg, params, history, info, predict_last_window, stopwatch)
-    print(runlog.summary_line(history))
+    seconds = runlog.write_run(out, cfg, params, history, info, predict_last_window, stopwatch)
+    print(runlog.summary_line(history, seconds))
     print(f"Wrote {out}/params.npz, {TF_CHECKPOINT}.index and .data-*, history.json, echo.png")

@@ -43,7 +43,7 @@ from jax_echo.trainers import import_tf_echo
 # --- jax-echo --------------------------------------------------------------------------------
 
 RATES = (0.03, 0.1, 0.3, 1.0)  # sweep's default learning rates
-SWEEP_FILES = ("sweep.json", "sweep.md", "sweep.png")  # scale.sweep's
+SWEEP_FILES = ("sweep.json", "sweep.md", "sweep.png")  # sweep.sweep writes them
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ class EpochVerbs(NamedTuple):
     dropout) and returns ``(params, opt_state, losses)``; ``window_accuracies(params, x, y)``
     evaluates the trained params, without dropout. ``name`` goes into checkpoints.
     ``epoch_data(epoch)`` gives an epoch's series (default ``task.epoch_data(cfg, epoch)``). A
-    population (``scale.population_verbs``) has losses (P, N) and accuracies (P, N); ``members``
+    population (``population.population_verbs``) has losses (P, N) and accuracies (P, N); ``members``
     then describes each member, for the error that names one.
     """
 
@@ -155,7 +155,7 @@ def print_losses(epoch: int, losses: Any, write: Callable[[str], None]) -> None:
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     """How a training run goes, beside its configuration and starting weights: the options of
-    ``fit``, ``run_epochs``, ``scale.fit_data_parallel`` and ``tf_echo.fit``, defined once.
+    ``fit``, ``run_epochs``, ``parallel.fit_data_parallel`` and ``tf_echo.fit``, defined once.
 
     Attributes:
       out_dir: if given, each epoch's line is appended to the history there (``history.jsonl``)

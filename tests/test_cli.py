@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_echo import EchoConfig, bench, cli, init_params, scale, train
+from jax_echo import EchoConfig, bench, cli, init_params, sweep, train
 from jax_echo.cli import main
 from jax_echo.io import (
     CHECKPOINT,
@@ -89,7 +89,7 @@ def test_a_sweep_dying_midway_leaves_no_mix_of_old_and_new(tmp_path, monkeypatch
     def dies(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scale, "fit_population", dies)
+    monkeypatch.setattr(sweep, "fit_population", dies)
     assert main([*SWEEP, "--no-progress", "--out", str(out), "--overwrite"]) == 130
     assert sorted(p.name for p in out.iterdir()) == []  # the old results went first, whole
 
@@ -134,7 +134,7 @@ def test_ctrl_c_in_sweep_gives_no_resume_advice(tmp_path, monkeypatch, capsys):
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scale, "fit_population", stopped)
+    monkeypatch.setattr(sweep, "fit_population", stopped)
     assert main([*SWEEP, "--no-progress", "--out", str(tmp_path / "s")]) == 130
     err = capsys.readouterr().err
     assert "sweep keeps no checkpoint" in err and "--resume" not in err

@@ -62,8 +62,8 @@ class EpochVerbs(NamedTuple):
     dropout) and returns ``(params, opt_state, losses)``; ``window_accuracies(params, x, y)``
     evaluates the trained params, without dropout. ``name`` goes into checkpoints.
     ``epoch_data(epoch)`` gives an epoch's series (default ``task.epoch_data(cfg, epoch)``). A
-    population (``population.population_verbs``) has losses (P, N) and accuracies (P, N); ``members``
-    then describes each member, for the error that names one.
+    population (``population.population_verbs``) has losses (P, N) and accuracies (P, N);
+    ``members`` then describes each member, for the error that names one.
     """
 
     name: str

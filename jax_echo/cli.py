@@ -82,6 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.tf_checkpoint:
+        runlog.import_tensorflow_quietly()  # TensorFlow reads the checkpoint
     cfg, params, source, path = weights_from_args(args)
     result = evaluate.evaluate_params(params, cfg, args.seed, args.series, source=source, path=path)
     print(evaluate.evaluation_line(result), file=human_output(args))
@@ -118,9 +120,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         import_tf_echo()  # fails early, naming the extra to install
     cfg, params, _, _ = weights_from_args(args)
     dtype = "float64" if args.float64 else "float32"
-    report = compare.compare(
-        cfg, args.impl, args.windows, dtype=dtype, part=args.part, params=params, atol=args.atol
-    )
+    with runlog.tensorflow_quiet():
+        report = compare.compare(
+            cfg, args.impl, args.windows, dtype=dtype, part=args.part, params=params, atol=args.atol
+        )
     human = human_output(args)
     print(compare.format_table(report), file=human)
     if not args.float64:

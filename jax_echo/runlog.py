@@ -283,6 +283,14 @@ def quiet_stderr() -> Iterator[None]:
         os.close(null)
 
 
+def tensorflow_quiet() -> contextlib.AbstractContextManager:
+    """Around work that runs TensorFlow's programs: its C++ warnings (oneDNN's graph pass says
+    "Not handling type DT_DOUBLE" once per op in float64) kept off the terminal, unless the user
+    set ``TF_CPP_MIN_LOG_LEVEL=0``. Python's own errors still reach the user once the block ends."""
+    loud = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("", "0")
+    return contextlib.nullcontext() if loud else quiet_stderr()
+
+
 def import_tensorflow_quietly() -> Any:
     """``import tensorflow``, without its start-up lines: a user's own ``TF_CPP_MIN_LOG_LEVEL``
     is respected (``0`` shows everything); unset, it is set to ``2`` (errors only) and

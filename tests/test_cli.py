@@ -204,6 +204,44 @@ def test_tensorflows_start_up_noise_is_silenced_unless_asked_for(tmp_path):
     assert loud.returncode == 0 and loud.stderr != ""
 
 
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_jax_echo_running_tensorflow_prints_only_its_own_lines(tmp_path, command):
+    # eval reading a TF checkpoint imports TensorFlow; compare in float64 runs TF's programs,
+    # whose oneDNN pass logs "Not handling type DT_DOUBLE" once per op (hundreds of lines).
+    pytest.importorskip("tensorflow")
+    from jax_echo import params_to_tf_checkpoint
+
+    cfg = EchoConfig(total_series_length=1500)
+    params_to_tf_checkpoint(init_params(cfg), cfg, tmp_path / "model.ckpt")
+    args = {
+        "eval": ["eval", "--tf-checkpoint", str(tmp_path / "model.ckpt")],
+        "compare": [
+            "compare",
+            "--float64",
+            "--epochs",
+            "1",
+            "--windows",
+            "4",
+            "--impl",
+            "tf-graph",
+            "jax-epoch",
+            "--total-series-length",
+            "1500",
+        ],
+    }[command]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "jax_echo", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    assert ("accuracy" if command == "eval" else "tf-graph") in done.stdout
+
+
 # --- 4. Errors name the real problem ------------------------------------------------------------
 
 

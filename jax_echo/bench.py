@@ -421,6 +421,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--float64", action="store_true", help="compute in float64")
     parser.add_argument("--device", choices=("cpu", "gpu"), help="(default: JAX's backend)")
+    parser.add_argument(
+        "--cores",
+        choices=("all", "one", "both"),
+        default="all",
+        help="CPU cores each row may use (default all: each library's own threading); one: "
+        "every library on one core (one intra-op thread, JAX pinned); both: side by side, with "
+        "JAX's data-parallel row as its all-cores form",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
     parser.add_argument("--plot", metavar="FILE", help="write a bar chart (PNG)")

@@ -160,6 +160,7 @@ def check_device(device: str | None) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     check_device(args.device)
     options = {"processes": args.processes, "rounds": args.rounds, "device": args.device}
+    options["cores"] = ("all", "one") if args.cores == "both" else (args.cores,)
     cfg, dtype = config_from_args(args, fit_series=True), "float64" if args.float64 else "float32"
     report = bench.bench(cfg, args.impl, part=args.part or 1, dtype=dtype, **options)
     print(bench.table(report), file=human_output(args))

@@ -93,6 +93,23 @@ def test_one_core_beside_all_cores():
     assert "| jax-epoch | jax | tuned | one |" in bench.table(report)
 
 
+@pytest.mark.parametrize(
+    "given, cores",
+    [([], ("all",)), (["--cores", "one"], ("one",)), (["--cores", "both"], ("all", "one"))],
+)
+def test_the_cores_option_reaches_bench(monkeypatch, given, cores):
+    seen = {}
+
+    def fake_bench(cfg, names, **options):
+        seen.update(options)
+        return {"failures": [], "results": []}
+
+    monkeypatch.setattr(bench, "bench", fake_bench)
+    monkeypatch.setattr(bench, "table", lambda report: "")
+    assert main(["bench", *TINY, "--impl", "jax-epoch", *given]) == 0
+    assert seen["cores"] == cores
+
+
 @pytest.fixture
 def no_flax(monkeypatch):
     find_spec = importlib.util.find_spec

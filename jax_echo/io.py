@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -101,8 +102,12 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        for tmp in out.glob(".*.tmp"):  # atomic_write's, left by a run that was killed
-            tmp.unlink(missing_ok=True)
+        # Left by a run that was killed: atomic_write's files, a TF checkpoint's directory.
+        for tmp in out.glob(".*.tmp"):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
         yield
     finally:
         with contextlib.suppress(OSError):

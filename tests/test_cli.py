@@ -321,6 +321,17 @@ def test_the_lock_is_taken_once_and_a_second_take_is_refused(tmp_path):
         pass
 
 
+def test_taking_the_lock_clears_a_killed_runs_temporary_files_and_directories(tmp_path):
+    # atomic_write leaves a file, a TF checkpoint being written a directory (tf_checkpoint).
+    (tmp_path / ".params.npz.abc123.tmp").write_bytes(b"half")
+    (tmp_path / ".model.ckpt.def456.tmp").mkdir()
+    (tmp_path / ".model.ckpt.def456.tmp" / "model.ckpt.index").write_bytes(b"half")
+    (tmp_path / "params.npz").write_bytes(b"kept")
+    with run_lock(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK, "params.npz"]
+    assert (tmp_path / "params.npz").read_bytes() == b"kept"
+
+
 # --- 6. One set of timings; 7. the smaller items -----------------------------------------------
 
 

@@ -101,8 +101,6 @@ def run_worker(spec: dict[str, Any], out: str) -> int:
     """``python -m jax_echo.bench --worker SPEC OUT``: the spec's rows, results to ``OUT``."""
     chosen = [row(name) for name in spec["rows"]]
     timing.limit_threads(spec.get("threads"), set().union(*(r.libraries for r in chosen)))
-    if importlib.util.find_spec("triton") is not None:  # before TensorFlow (see conftest.py)
-        importlib.import_module("triton")
 
     cfg = EchoConfig(**spec["config"])
     dtype = np.dtype(spec["dtype"])
@@ -440,6 +438,9 @@ def main(argv: Sequence[str]) -> int:
         print("usage: python -m jax_echo.bench --worker SPEC OUT (jax-echo bench starts it)")
         return 2
     spec = json.loads(argv[1])
+    # PyTorch's triton segfaults the process if it loads after TensorFlow (conftest.py): first.
+    if importlib.util.find_spec("triton") is not None:
+        importlib.import_module("triton")
     if any("tensorflow" in (row(name).library, row(name).backend) for name in spec["rows"]):
         runlog.import_tensorflow_quietly()
     try:

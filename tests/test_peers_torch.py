@@ -253,3 +253,23 @@ def test_compiled_window_row_matches_jax_echo_in_float64(name, x64):
     ref_loss = reference.loss(cfg, trained, x[:, :T], y[:, :T], carried)
     np.testing.assert_allclose(loss, ref_loss, rtol=0, atol=1e-10)
     trainer.close()
+
+
+def test_jax_echo_bench_runs_pytorch_beside_tensorflow_in_one_worker():
+    # A worker process loads TensorFlow and PyTorch; triton (PyTorch's compiler) segfaults the
+    # process if it loads after TensorFlow, so the worker imports it first (bench.main).
+    pytest.importorskip("tensorflow")
+    from jax_echo import bench
+
+    cfg = EchoConfig(
+        cell="lstm",
+        state_size=8,
+        batch_size=4,
+        truncated_backprop_length=5,
+        total_series_length=400,
+    )
+    report = bench.bench(cfg, ["tf-graph", "torch-eager"], processes=1, rounds=1)
+    assert report["failures"] == []
+    found = {r["implementation"]: r for r in report["results"]}
+    assert set(found) == {"tf-graph", "torch-eager"}
+    assert found["torch-eager"]["max_abs_loss_diff"] < 2e-6  # TF1's LSTM math, same weights

@@ -38,7 +38,7 @@ import numpy as np
 
 from jax_echo import policy, registry, runlog, timing, xla_flags
 from jax_echo.io import atomic_write
-from jax_echo.plot import bars, bench_figure, save_figure  # noqa: F401 (bench.bars: the report's)
+from jax_echo.plot import bench_figure, save_figure
 from jax_echo.registry import (
     BENCH_NAMES,
     DATA_PARALLEL,

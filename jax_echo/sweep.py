@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,23 +27,29 @@ def sweep(
     progress: bool = True,
 ) -> dict[str, Any]:
     """``jax-echo sweep``: ``fit_population``, then its table on stdout and ``sweep.json``,
-    ``sweep.md`` and ``sweep.png`` in ``out_dir``; returns the record written to the JSON."""
-    t0 = time.perf_counter()
-    _, history = fit_population(cfg, seeds, learning_rates, progress=progress)
-    rows = sweep_table(history, cfg.num_batches)
-    table = format_sweep(rows)
-    print(table)
-    out = Path(out_dir)
-    record = {
-        "config": cfg.to_dict(),
-        **runlog.jax_info(),
-        "wall_seconds": time.perf_counter() - t0,
-        "table": rows,
-        "history": history,
-    }
-    atomic_write(out / "sweep.json", lambda f: json.dump(record, f), mode="w")
-    atomic_write(out / "sweep.md", lambda f: f.write(table + "\n"), mode="w")
-    save_figure(sweep_figure(history), out / "sweep.png")
+    ``sweep.md`` and ``sweep.png`` in ``out_dir``; returns the record written to the JSON, whose
+    ``seconds`` are named as in a training run's ``history.json`` (``runlog.Stopwatch``)."""
+    with runlog.CompileLog() as compiles:
+        stopwatch = runlog.Stopwatch(compiles)
+        _, history = fit_population(
+            cfg, seeds, learning_rates, progress=progress, timer=stopwatch.section
+        )
+        rows = sweep_table(history, cfg.num_batches)
+        table = format_sweep(rows)
+        print(table)
+        out = Path(out_dir)
+        record = {"config": cfg.to_dict(), **runlog.jax_info(), **compiles.counts()}
+        with stopwatch.section("figure"):
+            save_figure(sweep_figure(history), out / "sweep.png")
+        with stopwatch.section("files"):
+            atomic_write(out / "sweep.md", lambda f: f.write(table + "\n"), mode="w")
+            record.update(seconds=stopwatch.seconds(), table=rows, history=history)
+            atomic_write(out / "sweep.json", lambda f: json.dump(record, f), mode="w")
+    seconds = record["seconds"]
+    print(
+        f"Done: {runlog.plural(len(rows), 'member')}, {seconds['training']:.2f} s training, "
+        f"{seconds['compile']:.2f} s compiling"
+    )
     print(f"Wrote {out}/sweep.json, sweep.md, sweep.png")
     return record
 

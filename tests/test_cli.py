@@ -23,6 +23,7 @@ from jax_echo.io import (
     run_lock,
     save_params,
 )
+from jax_echo.runlog import Stopwatch
 
 ROOT = Path(__file__).parent.parent
 SMALL = ["--total-series-length", "1500", "--no-progress", "--quiet"]  # 20 windows an epoch
@@ -346,6 +347,23 @@ def test_one_set_of_timings_and_the_end_line_says_training_and_compiling_apart(t
     assert line.startswith("Done: 1 epoch, ")
     assert f"{seconds['training']:.2f} s training, {seconds['compile']:.2f} s compiling" in line
 
+
+
+def test_a_sweep_records_its_seconds_as_a_training_run_does(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main([*SWEEP, "--seeds", "0", "1", "--no-progress", "--out", str(out)]) == 0
+    record = json.loads((out / "sweep.json").read_text())
+    assert "wall_seconds" not in record
+    seconds = record["seconds"]
+    assert set(Stopwatch.KEYS) | {"other", "wall"} == set(seconds)
+    assert seconds["training"] > 0 and seconds["compile"] > 0
+    assert abs(sum(v for k, v in seconds.items() if k != "wall") - seconds["wall"]) < 1e-6
+    assert record["compilations"] >= 1
+    line = capsys.readouterr().out.splitlines()[-2]
+    assert line == (
+        f"Done: 2 members, {seconds['training']:.2f} s training, "
+        f"{seconds['compile']:.2f} s compiling"
+    )
 
 def test_run_directories_are_named_by_part(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

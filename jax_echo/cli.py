@@ -48,14 +48,15 @@ SWEEP_FILES = ("sweep.json", "sweep.md", "sweep.png")  # sweep.sweep writes them
 
 def cmd_train(args: argparse.Namespace) -> int:
     out = args.out = out_dir(args)
-    # Across processes only process 0 sees the checkpoint, and decides for all (agreed_start):
-    # each process runs the command line's config, which the checkpoint's must equal.
-    cfg = config_from_args(args) if args.coordinator else train_config(args)
     with runlog.CompileLog() as compiles:
         stopwatch = runlog.Stopwatch(compiles)
         runlog.use_compile_cache(not args.no_compile_cache)
         if args.coordinator:
             parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+            # Only process 0 sees the directory: its config (the stored run's) goes to all.
+            cfg = parallel.agreed_config(lambda: train_config(args))
+        else:
+            cfg = train_config(args)
         writer = jax.process_index() == 0  # across processes, one writes the files
         if writer:
             preload()  # Matplotlib's import overlaps compilation and training

@@ -138,6 +138,21 @@ def agreed_start(
     return Start(jax.tree.map(np.asarray, params), opt_state, history)
 
 
+def agreed_config(resolve: Callable[[], EchoConfig]) -> EchoConfig:
+    """Process 0's ``resolve()`` on every process: with ``--resume`` only process 0 sees the
+    stored run whose config the command continues. Its error, if any, is raised everywhere."""
+    cfg, message = {}, ""
+    if jax.process_index() == 0:
+        try:
+            cfg = resolve().to_dict()
+        except (CheckpointError, ValueError, OSError) as e:
+            message = str(e)
+    message = _broadcast_text(message)
+    if message:
+        raise CheckpointError(message)
+    return EchoConfig.from_dict(json.loads(_broadcast_text(json.dumps(cfg))))
+
+
 def _broadcast_text(text: str) -> str:
     """Process 0's ``text``, on every process."""
     data = np.frombuffer(text.encode(), np.uint8)

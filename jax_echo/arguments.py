@@ -10,29 +10,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
+import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import Any, NoReturn, TextIO
 
-from jax_echo import runlog
-from jax_echo.cells import Params, params_from_dict
-from jax_echo.io import (
-    CHECKPOINT,
-    HISTORY,
-    RUN_RECORD,
-    CheckpointError,
-    OptionError,
-    checkpoint_config,
-    checkpoint_progress,
-    load_params,
-    tf_checkpoint_path,
-)
-from jax_echo.registry import MissingExtraError
+from jax_echo.registry import BENCH_NAMES
 from jax_echo.task import CELL_NAMES, PARTS, EchoConfig
-from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names
-from jax_echo.train import TrainingDivergedError
 
+RUNS = "runs"  # where runs go by default, one new directory each
+
+
+def new_run_dir(name: str = "tutorial") -> Path:
+    """A directory for a new run that does not exist yet: ``runs/NAME-DATE-TIME``."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(RUNS, f"{name}-{stamp}")
+    n = 2
+    while path.exists():
+        path, n = Path(RUNS, f"{name}-{stamp}-{n}"), n + 1
+    return path
+
+
+BENCH_DESCRIPTION = (
+    "Each of --processes fresh processes times every row on the same weights and data: the "
+    "first call apart (compile), one warm-up epoch, then --rounds timed epochs; the table shows "
+    "the median over processes (min-max), peak memory where measurable and the loss difference "
+    "from tf-graph (else jax-epoch) over the first epoch."
+)
 PARTS_HELP = (
     "1 tutorial RNN, 2 BasicRNNCell, 3 LSTM, 4 3-layer LSTM, 5 the same through dynamic_rnn, "
     "6 with dropout"
@@ -79,7 +85,7 @@ def add_config_args(
     parser.set_defaults(config_defaults=defaults, config_fields=[f.name for f in fields])
 
 
-def _given(args: argparse.Namespace) -> dict[str, Any]:
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields given on the command line."""
     return {
         name: getattr(args, name) for name in args.config_fields if getattr(args, name) is not None
@@ -91,7 +97,7 @@ def config_from_args(args: argparse.Namespace, *, fit_series: bool = False) -> E
     length is the part's rounded down to a multiple of the batch size (at least one window), so
     any ``--batch-size`` runs."""
     part = 1 if args.part is None else args.part
-    changes = {**args.config_defaults, **_given(args)}
+    changes = {**args.config_defaults, **given_options(args)}
     if fit_series and "total_series_length" not in changes:
         base = EchoConfig.for_part(part)
         B = changes.get("batch_size", base.batch_size)
@@ -147,48 +153,12 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
     add_json_arg(parser, "the result")
 
 
-class Weights(NamedTuple):
-    """What ``--params`` / ``--tf-checkpoint`` name, and the config the command runs."""
-
-    cfg: EchoConfig
-    params: Params | None  # None: neither was given (the command's own initial weights)
-    source: str | None  # "params" or "tf-checkpoint"
-    path: str | None
-
-
-def weights_from_args(args: argparse.Namespace) -> Weights:
-    """The config and the weights of ``add_weights_args``' options.
-
-    ``--params FILE``: the file's weights and config, with the config options given (and the
-    command's defaults) overriding it; a given ``--part`` must be a program of the file's model.
-    ``--tf-checkpoint PATH``: the checkpoint of ``--part``'s program (and the options'), read with
-    its TF1 names (``params_from_tf_checkpoint``, the ``tf`` extra). A mismatch is a
-    ``ValueError`` naming the file.
-    """
-    if args.params is not None:
-        params, saved = load_params(args.params)  # a run's directory, params or checkpoint
-        cfg = dataclasses.replace(saved, **{**args.config_defaults, **_given(args)})
-        try:
-            if args.part is not None:
-                tf1_variable_names(cfg, args.part)  # checks the part's model is the file's
-            params = params_from_dict(params, cfg)
-        except ValueError as e:
-            raise CheckpointError(f"{args.params} does not fit the options: {e}") from e
-        return Weights(cfg, params, "params", args.params)
-    cfg = config_from_args(args)
-    if args.tf_checkpoint is not None:
-        path = tf_checkpoint_path(args.tf_checkpoint)  # a run's directory: its model.ckpt
-        params = params_from_tf_checkpoint(path, cfg, part=args.part)
-        return Weights(cfg, params, "tf-checkpoint", args.tf_checkpoint)
-    return Weights(cfg, None, None, None)
-
-
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser)
     parser.add_argument(
         "--out",
         metavar="DIR",
-        help=f"output directory (default: a new {runlog.RUNS}/partN-DATE-TIME)",
+        help=f"output directory (default: a new {RUNS}/partN-DATE-TIME)",
     )
     parser.add_argument(
         "--resume",
@@ -205,97 +175,48 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def out_dir(args: argparse.Namespace, name: str | None = None) -> str:
-    """``--out``, or a new directory for this run, named ``name`` (default ``partN``, N the
-    part of the series); ``--resume`` must name the run."""
-    if args.out is not None:
-        return args.out
-    if getattr(args, "resume", False):
-        raise CheckpointError("--resume needs --out DIR: the directory of the run to continue")
-    return str(runlog.new_run_dir(name or f"part{args.part or 1}"))
-
-
 def flag(field: str) -> str:
     return "--epochs" if field == "num_epochs" else "--" + field.replace("_", "-")
 
 
-def train_config(args: argparse.Namespace) -> EchoConfig:
-    """The config a ``train`` command runs: ``config_from_args``'s, or with ``--resume`` the
-    stored run's. Resuming, an option that would change the run is refused, naming it; a larger
-    ``--epochs`` than the run's trains on, and says so."""
-    if not args.resume:
-        return config_from_args(args)
-    checkpoint = Path(args.out, CHECKPOINT)
-    if not checkpoint.exists():
-        raise CheckpointError(
-            f"cannot resume: no checkpoint at {checkpoint}"
-            + (
-                " (the run ended before its first one: start it again without --resume)"
-                if Path(args.out, HISTORY).exists()
-                else ""
-            )
-        )
-    saved, done = checkpoint_config(checkpoint)
-    given = _given(args)
-    if args.part is not None:
-        base = EchoConfig.for_part(args.part, **given)
-        given |= {k: v for k, v in base.to_dict().items() if k not in given and k != "num_epochs"}
-    for name, value in given.items():
-        if name != "num_epochs" and getattr(saved, name) != value:
-            option = "--part" if name not in _given(args) else flag(name)
-            shown = args.part if option == "--part" else value
-            raise CheckpointError(
-                f"--resume continues the run in {args.out} as it was configured: {option} "
-                f"{shown} would change its {name} ({getattr(saved, name)!r} -> {value!r}); "
-                "start a new run (another --out) to change it"
-            )
-    epochs = given.get("num_epochs", saved.num_epochs)
-    if epochs < done:
-        raise CheckpointError(
-            f"--epochs {epochs} is fewer than the {done} epochs the run in {args.out} has done"
-        )
-    if epochs != saved.num_epochs:
-        print(f"Training to {epochs} epochs (the run was started for {saved.num_epochs})")
-    return dataclasses.replace(saved, num_epochs=epochs)
-
-
-def train_interrupted(args: argparse.Namespace) -> str:
-    """What an interrupted ``train`` can do next, from what is on disk."""
-    out = getattr(args, "out", None)
-    checkpoint = Path(out, CHECKPOINT) if out else None
-    if checkpoint is None or not checkpoint.exists():
-        return "no checkpoint was written yet, so there is nothing to resume: run it again"
-    try:
-        done, total = checkpoint_progress(checkpoint)
-    except CheckpointError as e:
-        return f"the checkpoint cannot be resumed ({e})"
-    if Path(out, RUN_RECORD).exists():
-        return f"the run in {out} had finished ({done} epochs)"
-    return (
-        f"rerun with --resume --out {out} to continue from the last checkpoint "
-        f"({done} of {total} epochs done)"
+def add_bench_args(parser: argparse.ArgumentParser) -> None:
+    """``jax-echo bench``'s own options (the configuration's are ``arguments``')."""
+    parser.add_argument(
+        "--impl",
+        nargs="+",
+        default=["all"],
+        choices=["all", *BENCH_NAMES],
+        metavar="NAME",
+        help="rows to time (default all: every one whose library is installed): "
+        + ", ".join(BENCH_NAMES),
     )
+    parser.add_argument("--processes", type=int, default=3, metavar="N", help="(default 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, metavar="N", help="timed epochs per process (default 5)"
+    )
+    parser.add_argument("--float64", action="store_true", help="compute in float64")
+    parser.add_argument("--device", choices=("cpu", "gpu"), help="(default: JAX's backend)")
+    parser.add_argument(
+        "--cores",
+        choices=("all", "one", "both"),
+        default="all",
+        help="CPU cores each row may use (default all: each library's own threading); one: "
+        "every library on one core (one intra-op thread, JAX pinned); both: side by side, with "
+        "JAX's data-parallel row as its all-cores form",
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
+    parser.add_argument("--plot", metavar="FILE", help="write a bar chart (PNG)")
 
 
-# A user's mistake: one line and exit code 2. Anything else keeps its traceback.
-USER_ERRORS = (CheckpointError, TrainingDivergedError, MissingExtraError, ValueError, OSError)
+def exit_program(entry: Callable[[], int]) -> NoReturn:
+    """A program (``jax-echo``, ``tf-echo``): ``entry()`` on the command line, then exit.
 
-
-def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parses ``argv`` and runs the chosen command (``args.run``) for either command line: a
-    user's mistake is one ``error:`` line and exit code 2; an interrupt is one line with the
-    command's own advice (``args.interrupted``), exit code 130."""
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except USER_ERRORS as e:
-        message = e.command_line() if isinstance(e, OptionError) else str(e)
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        advice = getattr(args, "interrupted", None)
-        print(
-            f"{parser.prog}: interrupted" + (f"; {advice(args)}" if advice else ""),
-            file=sys.stderr,
-        )
-        return 130
+    Before exiting, ``gc.freeze()`` moves every object to the permanent generation, so that the
+    interpreter's last collection does not walk JAX's and Matplotlib's object graphs, a measurable
+    part of the exit (docs/performance.md). Every file is closed by then (each is written and
+    renamed in full).
+    """
+    code = entry()
+    gc.freeze()
+    sys.exit(code)

@@ -18,7 +18,6 @@ reference's (each draws its own units). The rows are ``registry.ROWS``'; each is
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import importlib.metadata
@@ -54,12 +53,6 @@ from jax_echo.task import EchoConfig
 
 __all__ = ["ALL_NAMES", "bench", "row", "rows", "table", "write"]
 
-DESCRIPTION = (
-    "Each of --processes fresh processes times every row on the same weights and data: the "
-    "first call apart (compile), one warm-up epoch, then --rounds timed epochs; the table shows "
-    "the median over processes (min-max), peak memory where measurable and the loss difference "
-    "from tf-graph (else jax-epoch) over the first epoch."
-)
 VERSIONS = ("jax", "jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras")
 ALL_NAMES = BENCH_NAMES
 CORES = ("all", "one")  # every core (each library's default threads), or one core for all
@@ -400,36 +393,6 @@ def write(report: dict[str, Any], json_path=None, markdown_path=None, plot_path=
         atomic_write(markdown_path, lambda f: f.write(text), "w")
     if plot_path:
         save_figure(bench_figure(report), plot_path)
-
-
-def add_args(parser: argparse.ArgumentParser) -> None:
-    """``jax-echo bench``'s own options (the configuration's are ``arguments``')."""
-    parser.add_argument(
-        "--impl",
-        nargs="+",
-        default=["all"],
-        choices=["all", *ALL_NAMES],
-        metavar="NAME",
-        help="rows to time (default all: every one whose library is installed): "
-        + ", ".join(ALL_NAMES),
-    )
-    parser.add_argument("--processes", type=int, default=3, metavar="N", help="(default 3)")
-    parser.add_argument(
-        "--rounds", type=int, default=5, metavar="N", help="timed epochs per process (default 5)"
-    )
-    parser.add_argument("--float64", action="store_true", help="compute in float64")
-    parser.add_argument("--device", choices=("cpu", "gpu"), help="(default: JAX's backend)")
-    parser.add_argument(
-        "--cores",
-        choices=("all", "one", "both"),
-        default="all",
-        help="CPU cores each row may use (default all: each library's own threading); one: "
-        "every library on one core (one intra-op thread, JAX pinned); both: side by side, with "
-        "JAX's data-parallel row as its all-cores form",
-    )
-    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
-    parser.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
-    parser.add_argument("--plot", metavar="FILE", help="write a bar chart (PNG)")
 
 
 def main(argv: Sequence[str]) -> int:

@@ -13,8 +13,6 @@ Both command lines (``jax-echo train``, ``tf-echo train``) and their tests use t
 from __future__ import annotations
 
 import contextlib
-import datetime
-import gc
 import importlib
 import json
 import os
@@ -23,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import jax
 
@@ -33,18 +31,6 @@ from jax_echo.plot import echo_figure, save_figure
 from jax_echo.task import EchoConfig, epoch_data
 
 _IMPORTED = time.perf_counter()
-
-RUNS = "runs"  # where runs go by default, one new directory each
-
-
-def new_run_dir(name: str = "tutorial") -> Path:
-    """A directory for a new run that does not exist yet: ``runs/NAME-DATE-TIME``."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(RUNS, f"{name}-{stamp}")
-    n = 2
-    while path.exists():
-        path, n = Path(RUNS, f"{name}-{stamp}-{n}"), n + 1
-    return path
 
 
 def process_seconds() -> float:
@@ -307,16 +293,3 @@ def import_tensorflow_quietly() -> Any:
     if not loud:
         tf.get_logger().setLevel("ERROR")
     return tf
-
-
-def exit_program(entry: Callable[[], int]) -> NoReturn:
-    """A program (``jax-echo``, ``tf-echo``): ``entry()`` on the command line, then exit.
-
-    Before exiting, ``gc.freeze()`` moves every object to the permanent generation, so that the
-    interpreter's last collection does not walk JAX's and Matplotlib's object graphs, a measurable
-    part of the exit (docs/performance.md). Every file is closed by then (each is written and
-    renamed in full).
-    """
-    code = entry()
-    gc.freeze()
-    sys.exit(code)

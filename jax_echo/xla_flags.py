@@ -25,6 +25,7 @@ This module imports neither framework, so that either can read them.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import MutableMapping
 
 SMALL_LOOP_BYTES = 1_000_000_000  # every loop of this project's programs counts as small
@@ -46,10 +47,7 @@ ROLLED_WITH_SMALL_LOOPS = ("lstm", "gru")
 
 def _backend_started() -> bool:
     """Whether a JAX backend already runs (then XLA has read its flags for this process)."""
-    try:
-        from jax._src import xla_bridge
-    except ImportError:
-        return False
+    xla_bridge = sys.modules.get("jax._src.xla_bridge")  # None: JAX is not even imported yet
     started = getattr(xla_bridge, "backends_are_initialized", None)
     return bool(started()) if started is not None else False
 

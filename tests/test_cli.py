@@ -348,7 +348,6 @@ def test_one_set_of_timings_and_the_end_line_says_training_and_compiling_apart(t
     assert f"{seconds['training']:.2f} s training, {seconds['compile']:.2f} s compiling" in line
 
 
-
 def test_a_sweep_records_its_seconds_as_a_training_run_does(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main([*SWEEP, "--seeds", "0", "1", "--no-progress", "--out", str(out)]) == 0
@@ -364,6 +363,7 @@ def test_a_sweep_records_its_seconds_as_a_training_run_does(tmp_path, capsys):
         f"Done: 2 members, {seconds['training']:.2f} s training, "
         f"{seconds['compile']:.2f} s compiling"
     )
+
 
 def test_run_directories_are_named_by_part(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -406,6 +406,33 @@ def test_compare_in_float32_says_its_drift_is_expected_and_json_dash_is_stdout_a
     printed = capsys.readouterr()
     assert set(json.loads(printed.out)["results"]) == {"jax-epoch", "tf-graph"}
     assert "| jax-epoch |" in printed.err and "drift apart" in printed.err
+
+
+NO_JAX = """
+import sys
+from jax_echo import cli
+try:
+    cli.main(sys.argv[1:])
+except SystemExit:
+    pass
+assert "jax" not in sys.modules, "JAX was imported"
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "--epochs", "x"]])
+def test_help_and_a_mistyped_option_answer_without_importing_jax(argv):
+    done = subprocess.run([sys.executable, "-c", NO_JAX, *argv], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "usage: jax-echo" in done.stdout + done.stderr
+
+
+def test_the_packages_names_load_with_their_module():
+    import jax_echo
+
+    assert jax_echo.fit is train.fit and "fit" in dir(jax_echo)
+    assert all(getattr(jax_echo, name) is not None for name in jax_echo.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'fitt'"):
+        jax_echo.fitt  # noqa: B018
 
 
 # --- 9. The current stack ----------------------------------------------------------------------

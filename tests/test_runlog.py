@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from jax_echo import runlog
+from jax_echo import arguments, runlog
 
 
 def test_compile_log_counts_inside_its_block_only():
@@ -30,9 +30,9 @@ def test_the_stopwatch_sections_sum_to_the_wall_time():
 
 def test_each_new_run_directory_is_new(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = runlog.new_run_dir()
+    first = arguments.new_run_dir()
     first.mkdir(parents=True)
-    second = runlog.new_run_dir()
+    second = arguments.new_run_dir()
     assert second != first and not second.exists()
     assert first.parent == second.parent == tmp_path.joinpath("runs").relative_to(tmp_path)
 

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from jax_echo import runlog
-from jax_echo.arguments import (
-    add_eval_args,
-    add_train_args,
-    human_output,
+from jax_echo.arguments import add_eval_args, add_train_args, exit_program, human_output
+from jax_echo.commands import (
     out_dir,
     run_command,
     train_config,
@@ -110,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(build_parser(), argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(parser.prog, args, args.run, getattr(args, "interrupted", None))
 
 
 def run() -> NoReturn:
-    runlog.exit_program(main)
+    exit_program(main)

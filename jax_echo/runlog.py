@@ -239,10 +239,6 @@ def write_run(
     return seconds
 
 
-def json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record)
-
-
 def write_json(record: Any, dest: str | os.PathLike, indent: int | None = None) -> None:
     """``record`` as JSON to the file ``dest`` (atomically), or to stdout where ``dest`` is
     ``-`` (what every command's ``--json`` means)."""

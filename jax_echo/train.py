@@ -28,11 +28,6 @@ from tqdm import tqdm
 
 from jax_echo import model, runlog
 from jax_echo.cells import Params, init_params, params_from_dict
-from jax_echo.evaluate import (  # noqa: F401  (their home until evaluate.py; still public here)
-    evaluate_params,
-    evaluate_params_file,
-    evaluation_line,
-)
 from jax_echo.io import (
     CHECKPOINT,
     HISTORY,

@@ -33,16 +33,7 @@ import numpy as np
 from jax_echo import policy, registry, runlog, timing, xla_flags
 from jax_echo.io import atomic_write
 from jax_echo.plot import bench_figure, save_figure
-from jax_echo.registry import (
-    BENCH_NAMES,
-    DATA_PARALLEL,
-    FALLBACK_REFERENCE,
-    REFERENCE,
-    MissingExtraError,
-    Row,
-    comparable,
-    row,
-)
+from jax_echo.registry import Row, row
 from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig
 
@@ -55,7 +46,7 @@ DESCRIPTION = (
     "from tf-graph (else jax-epoch) over the first epoch."
 )
 VERSIONS = ("jax", "jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras")
-ALL_NAMES = BENCH_NAMES
+ALL_NAMES = registry.BENCH_NAMES
 CORES = ("all", "one")  # every core (each library's default threads), or one core for all
 say = functools.partial(print, file=sys.stderr, flush=True)
 
@@ -73,7 +64,7 @@ def rows(names: Sequence[str], warn: Callable[[str], None] = warn_line) -> list[
         chosen = [row(n) for n in dict.fromkeys(names)]
         for r in chosen:
             if (reason := r.missing()) is not None:
-                raise MissingExtraError(f"{r.name}: {reason}")
+                raise registry.MissingExtraError(f"{r.name}: {reason}")
         return chosen
     found, left_out = [], {}
     for r in map(row, ALL_NAMES):
@@ -211,7 +202,9 @@ def bench(
     for name, reason in left_out.items():
         warn(f"left out {name}: {reason}")
     first_cores = [name for name, core in per_row if core == cores[0]]
-    reference = next((n for n in (REFERENCE, FALLBACK_REFERENCE) if n in first_cores), None)
+    reference = next(
+        (n for n in (registry.REFERENCE, registry.FALLBACK_REFERENCE) if n in first_cores), None
+    )
     results = []
     for (name, core), runs in per_row.items():
         r, first, us = row(name), runs[0], [p["us_per_window"] for p in runs]
@@ -268,13 +261,13 @@ def _groups(
         groups[xla_flags.SUFFIX] = (unlooped, {**xla_flags.without(), "KERAS_BACKEND": "jax"})
     out = {(label, core): group for core in cores for label, group in groups.items()}
     if device == "cpu" and set(cores) == set(CORES) and "jax-epoch" in groups.get("jax", ([],))[0]:
-        out["data-parallel", "all"] = ([DATA_PARALLEL], timing.cpu_devices())
+        out["data-parallel", "all"] = ([registry.DATA_PARALLEL], timing.cpu_devices())
     return out
 
 
 def _diff(r: Row, reference: str | None, run: dict, ref_run: dict | None, cfg) -> float | None:
     """The largest first-epoch loss difference from the reference's run, where ``comparable``."""
-    if ref_run is None or not comparable(r, row(reference), cfg.cell, cfg.keep_prob):
+    if ref_run is None or not registry.comparable(r, row(reference), cfg.cell, cfg.keep_prob):
         return None
     a = np.asarray(run["first_epoch_losses"])
     return float(np.max(np.abs(a - np.asarray(ref_run["first_epoch_losses"]))))

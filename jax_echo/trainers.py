@@ -15,22 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jax_echo import model, optim, parallel
-from jax_echo.cells import (
-    Params,
-    initial_state,
-    params_from_dict,
-    params_to_dict,
-    state_from_layers,
-)
-from jax_echo.registry import (
-    DATA_PARALLEL,
-    DYNAMIC_RNN_PARTS,
-    MissingExtraError,
-    ReferenceTrainer,
-    Trainer,
-    row,
-)
+from jax_echo import cells, model, optim, parallel, registry
+from jax_echo.cells import Params, initial_state, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
 
 
@@ -63,7 +49,7 @@ class JaxTrainer:
         if mesh is not None:
             if remat or not per_epoch:
                 raise ValueError("a mesh splits train_epoch's batch: per_epoch, without remat")
-            self.name = DATA_PARALLEL
+            self.name = registry.DATA_PARALLEL
             self._epoch = parallel.data_parallel_epoch(cfg, mesh)
             self._rows = NamedSharding(mesh, PartitionSpec("batch"))
             copies = NamedSharding(mesh, PartitionSpec())
@@ -116,7 +102,7 @@ class JaxTrainer:
 
     def _state_in(self, state):
         """Another implementation's state (per-layer tuples) as the cell's pytree, in our dtype."""
-        state = state_from_layers(self.cfg, state)
+        state = cells.state_from_layers(self.cfg, state)
         return jax.tree.map(lambda s: jnp.asarray(s, self.dtype), state)
 
     def memory_analysis(self, x, y) -> dict[str, int]:
@@ -179,7 +165,7 @@ def make_trainer(
     *,
     part: int | None = None,
     device: str | None = None,
-) -> Trainer:
+) -> registry.Trainer:
     """A trainer for any row of ``registry.ROWS`` (``IMPLEMENTATIONS`` are ``ReferenceTrainer``s);
     TensorFlow's need the ``tf`` extra, the peers' the ``peers`` extra.
 
@@ -196,7 +182,7 @@ def make_trainer(
     >>> make_trainer("jax-step", cfg, init_params(cfg)).name
     'jax-step'
     """
-    r = row(name)
+    r = registry.row(name)
     module, attribute = r.build.split(":")
     factory = getattr(importlib.import_module(module), attribute)
     options = dict(r.options) | ({"part": part} if r.by_part else {})
@@ -228,9 +214,9 @@ def tf_trainer(
     *,
     impl: str,
     part: int | None = None,
-) -> ReferenceTrainer:
+) -> registry.ReferenceTrainer:
     """A TensorFlow row's trainer (``tf_echo``'s ``impl``); ``tf-graph``'s graph on ``device``."""
-    dynamic = part in DYNAMIC_RNN_PARTS
+    dynamic = part in registry.DYNAMIC_RNN_PARTS
     place = None if device is None else f"/{device.upper()}:0"
     return import_tf_echo().make_trainer(impl, cfg, params, dtype, place, dynamic=dynamic)
 
@@ -241,7 +227,7 @@ def import_tf_echo():
         importlib.import_module("tensorflow")
         return importlib.import_module("tf_echo")
     except ImportError as e:
-        raise MissingExtraError(
+        raise registry.MissingExtraError(
             f"TensorFlow is not installed ({e}); install the extra: pip install 'jax-echo[tf]'"
         ) from e
 

@@ -1,12 +1,9 @@
 """``jax-echo bench``: every implementation and peer library timed on one configuration.
 
 Each of ``processes`` rounds runs the rows in fresh processes (``python -m jax_echo.bench --worker
-SPEC OUT``; Keras on TensorFlow in one of its own), each row built from the same initial weights
-and timed by ``timing.measure``: its first call apart (``compile_seconds``), one warm-up epoch,
-then ``rounds`` epochs. A process's number is its median round, per window; a row's is the median
-over processes, with their min-max. ``max_abs_loss_diff`` is the largest first-epoch loss
-difference from the reference row's (``tf-graph`` if it runs, else ``jax-epoch``); ``None`` where
-``registry.comparable`` says the two need not agree.
+SPEC OUT``; Keras on TensorFlow in one of its own), every row from the same initial weights and
+timed by ``timing.measure``. A row's number is the median over processes of each one's median
+round, per window, with their min-max.
 """
 
 from __future__ import annotations
@@ -52,7 +49,6 @@ say = functools.partial(print, file=sys.stderr, flush=True)
 
 
 def warn_line(line: str) -> None:
-    """One line on stderr: what the bench leaves out, and why."""
     say(f"jax-echo bench: {line}")
 
 

@@ -147,17 +147,13 @@ def format_table(report: dict[str, Any]) -> str:
         Column(f"max loss diff vs {REFERENCE}", "{:.2e}"),  # empty without the reference
         Column(f"max weight diff vs {REFERENCE}", "{:.2e}"),
     ]
+    keys = ("us_per_window", "first_epoch_seconds", "accuracy_after_first")
+    keys += ("max_loss_diff_vs_tf1", "max_abs_param_diff")
+    rows = [(name, *(r[k] for k in keys)) for name, r in report["results"].items()]
     atol = report.get("atol")
     if atol is not None:
         columns.append(Column(f"within --atol {atol:g}", right=False))
-    rows = []
-    for name, r in report["results"].items():
-        loss, weights = r["max_loss_diff_vs_tf1"], r["max_abs_param_diff"]
-        row = [name, r["us_per_window"], r["first_epoch_seconds"], r["accuracy_after_first"]]
-        row += [loss, weights]
-        if atol is not None:
-            row.append("yes" if loss <= atol and weights <= atol else "NO")
-        rows.append(tuple(row))
+        rows = [(*row, "yes" if row[-2] <= atol and row[-1] <= atol else "NO") for row in rows]
     return markdown(columns, rows)
 
 

@@ -201,14 +201,8 @@ def bars(
     ax.set_title(textwrap.fill(title, max(40, int(width * 12))), fontsize=9)
     handles = [Patch(color=c, label=lib) for lib, c in colour.items()]
     ncols = 2 if len(handles) > 2 else 1
-    ax.legend(
-        handles=[*handles, line],
-        loc="upper left",
-        ncols=ncols,
-        fontsize=7,
-        title=f"bar labels: {unit_name}",
-        title_fontsize=7,
-    )
+    legend = {"title": f"bar labels: {unit_name}", "title_fontsize": 7, "fontsize": 7}
+    ax.legend(handles=[*handles, line], loc="upper left", ncols=ncols, **legend)
 
 
 def sweep_figure(history: dict[str, Any]) -> Figure:

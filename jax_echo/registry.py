@@ -32,7 +32,6 @@ DYNAMIC_RNN_PARTS = (5, 6)
 EVERY_CELL = ("tutorial", "basic_rnn", "lstm", "gru")
 # PyTorch's and Flax's GRUs apply the reset gate after the matmul: every other cell is TF1's.
 ALL_BUT_GRU = ("tutorial", "basic_rnn", "lstm")
-PEERS_EXTRA = "pip install 'jax-echo[peers]'"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,16 +61,12 @@ class Row:
         """The libraries a process running this row loads (Keras: and its backend's)."""
         return {self.library, self.backend or self.library}
 
-    @property
-    def extra(self) -> str:
-        """The install command of the extra this row's library comes with."""
-        return "pip install 'jax-echo[tf]'" if self.library == "tensorflow" else PEERS_EXTRA
-
     def missing(self) -> str | None:
-        """Why this row's library cannot be imported here, or ``None``."""
+        """Why this row's library cannot be imported here (the extra to install), or ``None``."""
         needed = "tensorflow" if self.backend == "tensorflow" else self.library
         if importlib.util.find_spec(needed) is None:
-            return f"{needed} is not installed ({self.extra})"
+            extra = "tf" if self.library == "tensorflow" else "peers"
+            return f"{needed} is not installed (pip install 'jax-echo[{extra}]')"
         return None
 
     def available(self) -> str | None:
@@ -154,11 +149,9 @@ ROWS: tuple[Row, ...] = (
     ),
 )
 BY_NAME: Mapping[str, Row] = {r.name: r for r in ROWS}
-JAX_IMPLEMENTATIONS = tuple(
-    r.name for r in ROWS if r.role == "implementation" and r.library == "jax"
-)
+IMPLEMENTATIONS = tuple(r.name for r in ROWS if r.role == "implementation")  # compare, parity
+JAX_IMPLEMENTATIONS = tuple(n for n in IMPLEMENTATIONS if BY_NAME[n].library == "jax")
 TF_IMPLEMENTATIONS = tuple(r.name for r in ROWS if r.library == "tensorflow")
-IMPLEMENTATIONS = JAX_IMPLEMENTATIONS + TF_IMPLEMENTATIONS  # what compare and parity run
 PEER_ROWS = tuple(r for r in ROWS if r.role == "peer")
 BENCH_NAMES = (*IMPLEMENTATIONS, *(r.name for r in PEER_ROWS))  # jax-echo bench's rows
 DATA_PARALLEL = "jax-epoch-data-parallel"

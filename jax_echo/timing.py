@@ -184,8 +184,7 @@ def measure(
 
 def cpu_devices(environ=os.environ) -> dict[str, str]:
     """``environ`` for a child process whose JAX has a CPU device per core (``XLA_FLAGS`` kept)."""
-    cores = policy.cpu_cores()
-    flag = f"--xla_force_host_platform_device_count={max(2, cores)}"
+    flag = f"--xla_force_host_platform_device_count={max(2, policy.cpu_cores())}"
     return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 
 

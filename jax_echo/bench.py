@@ -130,7 +130,7 @@ def machine() -> dict[str, Any]:
 def commit() -> dict[str, Any]:
     """The checkout's commit and whether tracked files changed (``None`` outside a checkout)."""
 
-    def git(*args: str) -> str:
+    def git(*args: str) -> bytes:
         here = Path(__file__).parent
         return subprocess.run(["git", *args], cwd=here, capture_output=True, check=True).stdout
 

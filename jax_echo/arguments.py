@@ -180,15 +180,12 @@ def flag(field: str) -> str:
 
 
 def add_bench_args(parser: argparse.ArgumentParser) -> None:
-    """``jax-echo bench``'s own options (the configuration's are ``arguments``')."""
+    """``jax-echo bench``'s own options (the configuration's are ``add_config_args``')."""
+    every = ", ".join(BENCH_NAMES)
+    impl_help = f"rows to time (default all: every one whose library is installed): {every}"
+    names = ["all", *BENCH_NAMES]
     parser.add_argument(
-        "--impl",
-        nargs="+",
-        default=["all"],
-        choices=["all", *BENCH_NAMES],
-        metavar="NAME",
-        help="rows to time (default all: every one whose library is installed): "
-        + ", ".join(BENCH_NAMES),
+        "--impl", nargs="+", default=["all"], choices=names, metavar="NAME", help=impl_help
     )
     parser.add_argument("--processes", type=int, default=3, metavar="N", help="(default 3)")
     parser.add_argument(
@@ -196,14 +193,12 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--float64", action="store_true", help="compute in float64")
     parser.add_argument("--device", choices=("cpu", "gpu"), help="(default: JAX's backend)")
-    parser.add_argument(
-        "--cores",
-        choices=("all", "one", "both"),
-        default="all",
-        help="CPU cores each row may use (default all: each library's own threading); one: "
-        "every library on one core (one intra-op thread, JAX pinned); both: side by side, with "
-        "JAX's data-parallel row as its all-cores form",
+    cores_help = (
+        "CPU cores each row may use (default all: each library's own threading); one: every "
+        "library on one core (one intra-op thread, JAX pinned); both: side by side, with JAX's "
+        "data-parallel row as its all-cores form"
     )
+    parser.add_argument("--cores", choices=("all", "one", "both"), default="all", help=cores_help)
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
     parser.add_argument("--plot", metavar="FILE", help="write a bar chart (PNG)")

@@ -1,9 +1,8 @@
 """``jax-echo compare``: every implementation trained from the same weights on the same data.
 
-The rows are ``registry.ROWS``', timed by ``timing.session`` (the loop ``jax-echo bench`` and the
-benchmarks time through too); this module runs them side by side and reports the
-time per window, the accuracy, and the largest loss and weight differences from the author's TF1
-program (``registry.REFERENCE``); ``differences`` lists the implementations beyond a tolerance.
+Each row is timed by ``timing.session``; the report has the time per window, the accuracy, and
+the largest loss and weight differences from the author's TF1 program (``registry.REFERENCE``);
+``differences`` lists the implementations beyond a tolerance.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from jax_echo.registry import REFERENCE, row
 from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
 
-EPOCHS = 3  # timed epochs per implementation, unless the command line says otherwise
 
 
 def compare(
@@ -38,25 +36,48 @@ def compare(
 ) -> dict[str, Any]:
     """Trains every implementation from the same weights on the same data.
 
-    Each implementation first trains one untimed epoch (tracing and compilation, reported as
-    ``first_epoch_seconds``) and is then set back to the initial weights; it then trains
-    ``cfg.num_epochs`` timed epochs (with ``windows``, each epoch's series is just long enough for
-    that many windows). Returned per implementation: the mean seconds per window, the final
-    accuracy on the windows after the first, the largest per-window loss difference from the
-    TF1 reference (``max_loss_diff_vs_tf1``) and the largest difference of any trained weight
-    from the reference's (``max_abs_param_diff``); both ``None`` without the reference.
-    ``dtype=np.float64`` runs everything in float64 (JAX with ``jax_enable_x64``), where the
-    trajectories agree to about 1e-10.
+    Each implementation first trains one untimed epoch (``first_epoch_seconds``: tracing and
+    compilation), is set back to the initial weights, then trains ``cfg.num_epochs`` timed epochs.
 
     Args:
+      names: the rows to run (``registry.IMPLEMENTATIONS``).
+      windows: each epoch's series just long enough for that many windows (default: ``cfg``'s).
+      dtype: ``np.float64`` runs everything in float64, where the trajectories agree to ~1e-10.
+      part: for TensorFlow, parts 5 and 6 run the author's ``dynamic_rnn`` program.
       params: the initial weights (``Params`` or a flat TF1-layout dict, cast to ``dtype``);
         default ``init_params(cfg)``.
       atol: a tolerance recorded in the report, for ``differences`` and ``format_table``; it
         needs the reference among ``names`` (``check_tolerance``).
+
+    Returns:
+      ``{"config", "dtype", "part", "atol", "results"}``; per implementation ``us_per_window``
+      (the mean), ``first_epoch_seconds``, ``accuracy_after_first`` (the last epoch's windows
+      after the first), ``losses``, ``params`` and, where the reference ran, the largest loss
+      and weight differences from it, ``max_loss_diff_vs_tf1`` and ``max_abs_param_diff``.
     """
     check_tolerance(names, atol)
-    with jax.enable_x64(np.dtype(dtype) == np.float64):
-        report = _compare(cfg, names, windows, np.dtype(dtype), part, params)
+    dtype = np.dtype(dtype)
+    if windows is not None:
+        length = windows * cfg.truncated_backprop_length * cfg.batch_size
+        cfg = dataclasses.replace(cfg, total_series_length=length)
+    data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
+    results: dict[str, Any] = {}
+    with jax.enable_x64(dtype == np.float64):
+        params = init_params(cfg, dtype=dtype) if params is None else params
+        params = jax.tree.map(lambda a: np.asarray(a, dtype), params_from_dict(params, cfg))
+        for name in names:
+            with timing.session(row(name), cfg, params, dtype, part=part) as s:
+                results[name] = _train_timed(s, data)
+    reference = results.get(REFERENCE)
+    for result in results.values():
+        result["max_loss_diff_vs_tf1"] = result["max_abs_param_diff"] = None
+        if reference is not None:
+            result["max_loss_diff_vs_tf1"] = _max_abs_diff(result["losses"], reference["losses"])
+            result["max_abs_param_diff"] = max(
+                _max_abs_diff(value, reference["params"][name])
+                for name, value in result["params"].items()
+            )
+    report = {"config": cfg.to_dict(), "dtype": str(dtype), "part": part, "results": results}
     return {**report, "atol": atol}
 
 
@@ -71,31 +92,6 @@ def check_tolerance(names: list[str], atol: float | None = None) -> None:
         raise ValueError(
             f"--atol holds every implementation to the reference {REFERENCE}: add it to --impl"
         )
-
-
-def _compare(cfg, names, windows, dtype, part, params) -> dict[str, Any]:
-    if params is None:
-        params = init_params(cfg, dtype=dtype)
-    params = jax.tree.map(lambda a: np.asarray(a, dtype), params_from_dict(params, cfg))
-    if windows is not None:
-        T = cfg.truncated_backprop_length
-        length = windows * T * cfg.batch_size
-        cfg = dataclasses.replace(cfg, total_series_length=length)
-    data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
-    results: dict[str, Any] = {}
-    for name in names:
-        with timing.session(row(name), cfg, params, dtype, part=part) as s:
-            results[name] = _train_timed(s, data)
-    reference = results.get(REFERENCE)
-    for result in results.values():
-        result["max_loss_diff_vs_tf1"] = result["max_abs_param_diff"] = None
-        if reference is not None:
-            result["max_loss_diff_vs_tf1"] = _max_abs_diff(result["losses"], reference["losses"])
-            result["max_abs_param_diff"] = max(
-                _max_abs_diff(value, reference["params"][name])
-                for name, value in result["params"].items()
-            )
-    return {"config": cfg.to_dict(), "dtype": str(dtype), "part": part, "results": results}
 
 
 def _max_abs_diff(a: Any, b: Any) -> float:
@@ -114,32 +110,22 @@ def differences(report: dict[str, Any]) -> list[str]:
         return []
     lines = []
     for name, r in report["results"].items():
-        beyond = {
-            what: d
-            for what, d in (
-                ("loss", r["max_loss_diff_vs_tf1"]),
-                ("weights", r["max_abs_param_diff"]),
-            )
-            if not d <= atol  # NaN too
-        }
-        if beyond:
-            by = ", ".join(f"{what} by {d:.3e}" for what, d in beyond.items())
+        diffs = {"loss": r["max_loss_diff_vs_tf1"], "weights": r["max_abs_param_diff"]}
+        # not d <= atol: a NaN is beyond too
+        by = ", ".join(f"{what} by {d:.3e}" for what, d in diffs.items() if not d <= atol)
+        if by:
             lines.append(f"{name} differs from {REFERENCE} beyond --atol {atol:g}: {by}")
     return lines
 
 
 def _train_timed(s: timing.Session, data: list) -> dict[str, Any]:
-    """One untimed epoch (compilation; ``first_epoch_seconds`` counts the trainer's construction
-    too), back to the initial weights, then every epoch of ``data`` timed."""
+    """One untimed epoch (compilation), back to the first weights, then ``data``'s epochs timed."""
     start = s.trainer.get_state()
     s.epoch(*data[0], epoch=0)  # trace and compile, untimed
     first_epoch_seconds = s.built_seconds + s.first_call_seconds
     s.trainer.set_state(*start)
-    losses, seconds = [], []
-    for epoch, (x, y) in enumerate(data):
-        out, took = timing.seconds(functools.partial(s.epoch, x, y, epoch))
-        losses.append(out)
-        seconds.append(took)
+    timed = [timing.seconds(functools.partial(s.epoch, x, y, e)) for e, (x, y) in enumerate(data)]
+    losses, seconds = zip(*timed, strict=True)
     accs = prediction_accuracies(s.trainer.predict_epoch(data[-1][0]), data[-1][1])
     return {
         "us_per_window": 1e6 * float(np.mean(seconds)) / s.cfg.num_batches,
@@ -160,17 +146,13 @@ def format_table(report: dict[str, Any]) -> str:
         Column(f"max loss diff vs {REFERENCE}", "{:.2e}"),  # empty without the reference
         Column(f"max weight diff vs {REFERENCE}", "{:.2e}"),
     ]
+    keys = ("us_per_window", "first_epoch_seconds", "accuracy_after_first")
+    keys += ("max_loss_diff_vs_tf1", "max_abs_param_diff")
+    rows = [(name, *(r[k] for k in keys)) for name, r in report["results"].items()]
     atol = report.get("atol")
     if atol is not None:
         columns.append(Column(f"within --atol {atol:g}", right=False))
-    rows = []
-    for name, r in report["results"].items():
-        loss, weights = r["max_loss_diff_vs_tf1"], r["max_abs_param_diff"]
-        row = [name, r["us_per_window"], r["first_epoch_seconds"], r["accuracy_after_first"]]
-        row += [loss, weights]
-        if atol is not None:
-            row.append("yes" if loss <= atol and weights <= atol else "NO")
-        rows.append(tuple(row))
+        rows = [(*row, "yes" if row[-2] <= atol and row[-1] <= atol else "NO") for row in rows]
     return markdown(columns, rows)
 
 

@@ -1,17 +1,12 @@
 """Every implementation and peer library as one row record, and the one interface they share.
 
 ``ROWS`` is the one table of what can be trained and timed: JAX's programs, TensorFlow's
-(``tf_echo``) and every peer library's (``jax_echo.peers``), each a ``Row`` saying its library,
-how it is written (``form``), whether its timed call trains a window or an epoch, which cells
-have TF1's math, how to build it, where it is placed and how its peak memory is read.
-``compare``, ``jax-echo bench`` and the benchmark suite read it; no framework is imported here.
-Which row is a library's fastest is decided from measurements (``fastest``), never here.
-
-Every row builds a ``Trainer``; JAX and TensorFlow also follow ``ReferenceTrainer``, which
-exposes each step for parity. Weights cross between implementations as flat dicts in TF1's
-layout (``cells.params_to_dict``); a recurrent state crosses as a tuple with one entry per
-layer: an array (B, S), or a pair ``(c, h)`` for the LSTM (``cells.state_from_layers`` makes it
-JAX's ``LSTMState(c, h)``).
+(``tf_echo``) and every peer library's (``jax_echo.peers``). ``compare``, ``jax-echo bench`` and
+the benchmark suite read it; no framework is imported here. Which row is a library's fastest is
+decided from measurements (``fastest``), never here. Every row builds a ``Trainer``; JAX and
+TensorFlow also follow ``ReferenceTrainer``, which exposes each step for parity. Weights cross
+between implementations as flat dicts in TF1's layout (``cells.params_to_dict``); a recurrent
+state as a tuple with one entry per layer: (B, S), or ``(c, h)`` for the LSTM.
 
 >>> [(r.library, r.form, r.per_epoch) for r in map(row, ["jax-step", "flax-nnx-scan"])]
 [('jax', 'idiomatic', False), ('flax', 'tuned', True)]
@@ -34,6 +29,7 @@ REFERENCE = "tf-graph"  # the tutorial's own program (static_rnn; dynamic_rnn fo
 FALLBACK_REFERENCE = "jax-epoch"  # the reference where TensorFlow is not installed
 # Parts whose TF1 program runs its cells through dynamic_rnn rather than static_rnn.
 DYNAMIC_RNN_PARTS = (5, 6)
+EVERY_CELL = ("tutorial", "basic_rnn", "lstm", "gru")
 # PyTorch's and Flax's GRUs apply the reset gate after the matmul: every other cell is TF1's.
 ALL_BUT_GRU = ("tutorial", "basic_rnn", "lstm")
 
@@ -55,7 +51,6 @@ class Row:
     backend: str | None = None  # Keras' backend: the process it runs in
     by_part: bool = False  # its program depends on the part (TF1's dynamic_rnn for 5 and 6)
     unlooped: bool = False  # TensorFlow's XLA: also timed without XLA:CPU's small-loop option
-    note: str = ""  # how the row is written
 
     def exact(self, cell: str) -> bool:
         """Whether this row's ``cell`` has TF1's math (same weights, parity-tested)."""
@@ -66,21 +61,16 @@ class Row:
         """The libraries a process running this row loads (Keras: and its backend's)."""
         return {self.library, self.backend or self.library}
 
-    @property
-    def extra(self) -> str:
-        """The install command of the extra this row's library comes with."""
-        return "pip install 'jax-echo[tf]'" if self.library == "tensorflow" else PEERS_EXTRA
-
     def missing(self) -> str | None:
-        """Why this row's library cannot be imported here, or ``None``."""
+        """Why this row's library cannot be imported here (the extra to install), or ``None``."""
         needed = "tensorflow" if self.backend == "tensorflow" else self.library
         if importlib.util.find_spec(needed) is None:
-            return f"{needed} is not installed ({self.extra})"
+            extra = "tf" if self.library == "tensorflow" else "peers"
+            return f"{needed} is not installed (pip install 'jax-echo[{extra}]')"
         return None
 
     def available(self) -> str | None:
-        """``None`` when the row can run in this process, else the reason it cannot (its
-        library missing, or Keras already on another backend)."""
+        """Why the row cannot run in this process (``missing``, or Keras on another backend)."""
         reason = self.missing()
         if reason is None and self.backend is not None and keras_backend() != self.backend:
             return (
@@ -90,60 +80,40 @@ class Row:
         return reason
 
 
-PEERS_EXTRA = "pip install 'jax-echo[peers]'"
-
-
 def keras_backend() -> str:
-    """The backend Keras uses in this process (it reads ``KERAS_BACKEND`` once, on import;
-    ``jax_echo.peers`` sets JAX unless the caller chose)."""
+    """The backend Keras uses in this process (read from ``KERAS_BACKEND`` once, on import)."""
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
     return os.environ.get("KERAS_BACKEND", "jax")
 
 
 def _jax(name: str, form: str, per_epoch: bool, role: str, **options: Any) -> Row:
-    return Row(
-        name,
-        "jax",
-        form,
-        per_epoch,
-        "jax_echo.trainers:jax_trainer",
-        tuple({"per_epoch": per_epoch, **options}.items()),
-        role=role,
-        placement="jax",
-        memory="xla" if per_epoch else "none",
-    )
+    build = "jax_echo.trainers:jax_trainer"
+    options = tuple({"per_epoch": per_epoch, **options}.items())
+    kind = {"role": role, "placement": "jax", "memory": "xla" if per_epoch else "none"}
+    return Row(name, "jax", form, per_epoch, build, options, **kind)
 
 
 def _tf(impl: str, form: str, per_epoch: bool) -> Row:
+    build = "jax_echo.trainers:tf_trainer"
+    kind = {"role": "implementation", "placement": "tensorflow", "by_part": True}
+    xla = impl.endswith("-xla")
     return Row(
-        f"tf-{impl}",
-        "tensorflow",
-        form,
-        per_epoch,
-        "jax_echo.trainers:tf_trainer",
-        (("impl", impl),),
-        role="implementation",
-        placement="tensorflow",
-        by_part=True,
-        unlooped=impl.endswith("-xla"),
+        f"tf-{impl}", "tensorflow", form, per_epoch, build, (("impl", impl),), **kind, unlooped=xla
     )
 
 
-def _peer(name, library, module, factory, per_epoch, exact, form="idiomatic", **fields) -> Row:
+def _peer(
+    name: str, factory: str, per_epoch: bool, exact=ALL_BUT_GRU, form="idiomatic", backend=None
+) -> Row:
+    library = name.split("-")[0]
+    build = f"jax_echo.peers.{library}_peer:{factory}"
+    memory = "torch-cuda" if library == "torch" else "none"
     return Row(
-        name,
-        library,
-        form,
-        per_epoch,
-        f"jax_echo.peers.{module}:{factory}",
-        exact_cells=exact,
-        memory="torch-cuda" if library == "torch" else "none",
-        **fields,
+        name, library, form, per_epoch, build, exact_cells=exact, memory=memory, backend=backend
     )
 
 
-EVERY_CELL = ("tutorial", "basic_rnn", "lstm", "gru")
 ROWS: tuple[Row, ...] = (
     _jax("jax-step", "idiomatic", False, "implementation"),
     _jax("jax-epoch", "tuned", True, "implementation"),
@@ -155,85 +125,33 @@ ROWS: tuple[Row, ...] = (
     _tf("function-xla", "tuned", False),
     _tf("function-epoch", "tuned", True),
     _tf("function-epoch-xla", "tuned", True),
-    _peer(
-        "torch-eager",
-        "torch",
-        "torch_peer",
-        "EagerTrainer",
-        False,
-        ALL_BUT_GRU,
-        note="nn.RNN / nn.LSTM / nn.GRU, optim.Adagrad, one step per window",
-    ),
-    _peer(
-        "torch-compile",
-        "torch",
-        "torch_peer",
-        "CompiledTrainer",
-        False,
-        ALL_BUT_GRU,
-        note="the same step under torch.compile (the nn.LSTM call stays eager)",
-    ),
-    _peer(
-        "torch-compile-window",
-        "torch",
-        "torch_peer",
-        "WindowCompiledTrainer",
-        False,
-        EVERY_CELL,
-        form="tuned",
-        note="the window as a function: torch.func.grad_and_value + Adagrad in one "
-        "torch.compile(fullgraph=True) graph, C++ wrapper; CUDA graphs on a GPU",
-    ),
-    _peer(
-        "flax-nnx-jit",
-        "flax",
-        "flax_peer",
-        "NnxJitTrainer",
-        False,
-        ALL_BUT_GRU,
-        note="nnx.RNN of nnx cells, nnx.Optimizer(optax.adagrad), nnx.jit step per window",
-    ),
-    _peer(
-        "flax-nnx-scan",
-        "flax",
-        "flax_peer",
-        "NnxScanTrainer",
-        True,
-        ALL_BUT_GRU,
-        form="tuned",
-        note="the same model split into (graphdef, state), one jit scanning an epoch",
-    ),
+    # nn.RNN / nn.LSTM / nn.GRU, optim.Adagrad, one step per window
+    _peer("torch-eager", "EagerTrainer", False),
+    # the same step under torch.compile (the nn.LSTM call stays eager)
+    _peer("torch-compile", "CompiledTrainer", False),
+    # the window as a function: torch.func.grad_and_value + Adagrad in one
+    # torch.compile(fullgraph=True) graph, C++ wrapper; CUDA graphs on a GPU
+    _peer("torch-compile-window", "WindowCompiledTrainer", False, EVERY_CELL, "tuned"),
+    # nnx.RNN of nnx cells, nnx.Optimizer(optax.adagrad), nnx.jit step per window
+    _peer("flax-nnx-jit", "NnxJitTrainer", False),
+    # the same model split into (graphdef, state), one jit scanning an epoch
+    _peer("flax-nnx-scan", "NnxScanTrainer", True, form="tuned"),
+    # Keras' stateful layers on each backend: train_on_batch per window, fit over an epoch, and
+    # fit with steps_per_execution = the epoch's windows
     *(
-        _peer(
-            f"keras-{backend}-{written}",
-            "keras",
-            "keras_peer",
-            factory,
-            per_epoch,
-            EVERY_CELL,
-            form="tuned" if written == "fit-steps" else "idiomatic",
-            backend=backend,
-            note=note,
-        )
+        _peer(f"keras-{backend}-{written}", factory, per_epoch, EVERY_CELL, form, backend)
         for backend in ("jax", "tensorflow")
-        for written, factory, per_epoch, note in (
-            ("batch", "TrainOnBatchTrainer", False, "stateful layers, train_on_batch per window"),
-            ("fit", "FitTrainer", True, "stateful layers, fit over an epoch"),
-            (
-                "fit-steps",
-                "FitStepsTrainer",
-                True,
-                "stateful layers, fit with steps_per_execution = the epoch's windows",
-            ),
+        for written, factory, per_epoch, form in (
+            ("batch", "TrainOnBatchTrainer", False, "idiomatic"),
+            ("fit", "FitTrainer", True, "idiomatic"),
+            ("fit-steps", "FitStepsTrainer", True, "tuned"),
         )
     ),
 )
 BY_NAME: Mapping[str, Row] = {r.name: r for r in ROWS}
-JAX_IMPLEMENTATIONS = tuple(
-    r.name for r in ROWS if r.role == "implementation" and r.library == "jax"
-)
+IMPLEMENTATIONS = tuple(r.name for r in ROWS if r.role == "implementation")  # compare, parity
+JAX_IMPLEMENTATIONS = tuple(n for n in IMPLEMENTATIONS if BY_NAME[n].library == "jax")
 TF_IMPLEMENTATIONS = tuple(r.name for r in ROWS if r.library == "tensorflow")
-IMPLEMENTATIONS = JAX_IMPLEMENTATIONS + TF_IMPLEMENTATIONS  # what compare and parity run
 PEER_ROWS = tuple(r for r in ROWS if r.role == "peer")
 BENCH_NAMES = (*IMPLEMENTATIONS, *(r.name for r in PEER_ROWS))  # jax-echo bench's rows
 DATA_PARALLEL = "jax-epoch-data-parallel"
@@ -252,9 +170,8 @@ def row(name: str) -> Row:
 
 
 def reference_for(r: Row, cell: str, keep_prob: float, tensorflow: bool) -> Row | None:
-    """The row ``r``'s first-epoch losses are checked against: ``tf-graph`` (where
-    ``tensorflow`` runs), else ``jax-epoch``, else ``jax-step``; the first that is not ``r``
-    and is ``comparable`` with it. ``None``: none is (a peer's own GRU)."""
+    """The first of ``tf-graph`` (where ``tensorflow`` runs), ``jax-epoch``, ``jax-step`` that is
+    not ``r`` and is ``comparable`` with it; ``None``: none is (a peer's own GRU)."""
     for name in (REFERENCE, FALLBACK_REFERENCE, "jax-step"):
         ref = BY_NAME[name]
         usable = name != r.name and (tensorflow or ref.library != "tensorflow")
@@ -270,8 +187,7 @@ def comparable(r: Row, reference: Row, cell: str, keep_prob: float) -> bool:
 
 
 def fastest(times: Mapping[str, float]) -> dict[str, str]:
-    """Each library's fastest measured row: ``{library: name}`` from ``{name: time}``, whatever
-    its form.
+    """Each library's fastest measured row, whatever its form: ``{library: name}``.
 
     >>> fastest({"jax-step": 150.0, "jax-epoch": 4.0, "tf-graph": 16.3, "tf-function-xla": 22.8})
     {'jax': 'jax-epoch', 'tensorflow': 'tf-graph'}
@@ -289,13 +205,12 @@ class MissingExtraError(RuntimeError):
 class Trainer(Protocol):
     """One implementation or peer library, trained from given weights: the one interface that
     every test and benchmark row runs. Arrays in are NumPy-like; results may be the library's
-    own (``jax.Array``, ``torch.Tensor``): wait for them with ``compare.block``.
+    own (``jax.Array``, ``torch.Tensor``): wait for them with ``trainers.block``.
 
     The trainer carries the recurrent state, as the tutorial's loop does: zeros when it is built,
     then fed from each window to the next; ``train_epoch`` starts from zeros. Dropout is drawn
-    from the ``epoch`` (and ``window``) passed in, never from a count kept inside, so window
-    ``i`` of epoch ``e`` drops the same units whether it is trained alone or in its epoch (JAX;
-    TensorFlow draws from its own stream).
+    from the ``epoch`` and ``window`` passed in, so window ``i`` of epoch ``e`` drops the same
+    units alone or in its epoch (JAX; TensorFlow draws from its own stream).
     """
 
     name: str
@@ -318,8 +233,7 @@ class Trainer(Protocol):
 
 
 class ReferenceTrainer(Trainer, Protocol):
-    """A ``Trainer`` whose every intermediate can be checked against TF1's: ``jax_echo``'s and
-    ``tf_echo``'s. A state crosses as a tuple with one entry per layer: (B, S), or ``(c, h)``."""
+    """A ``Trainer`` whose every intermediate can be checked against TF1's (JAX's, TF's)."""
 
     def train_step(self, state: Any, x_BxT: Any, y_BxT: Any) -> tuple[Any, Any]:
         """One window from the given ``state`` (the author's ``session.run``); ``(state, loss)``."""

@@ -1,13 +1,10 @@
 """The one timing loop: a row of ``registry.ROWS`` built, placed, warmed up and timed.
 
-``jax-echo compare``, ``jax-echo bench`` and the benchmark suite (``benchmarks/test_bench.py``)
-all time through a ``Session``: the trainer is built on its device (``placed``; construction
-timed apart: TF1 builds its graph there, the others trace and compile on their first call), its
-first epoch trains from the initial weights (the losses checked against the reference row's, the
-first call's seconds kept), and every timed call ends in ``jax.block_until_ready`` or a host read
-of its result (``trainers.block``). A row's timed call trains one epoch (``Row.per_epoch``) or
-one window, the recurrent state carried from the one before, as the tutorial's loop does.
-``peak`` reads a row's peak memory the one way its record says (``Row.memory``).
+``jax-echo compare``, ``jax-echo bench`` and the benchmark suite all time through a ``Session``:
+the trainer is built on its device (``placed``; construction timed apart), its first call timed
+apart too (tracing, compilation), and every timed call ends in a host read of its result
+(``trainers.block``). A row's timed call trains one epoch (``Row.per_epoch``) or one window, the
+state carried from the one before, as the tutorial's loop does.
 
 >>> from jax_echo.registry import row
 >>> from jax_echo.task import EchoConfig
@@ -31,7 +28,7 @@ import numpy as np
 
 from jax_echo import policy
 from jax_echo.cells import init_params
-from jax_echo.registry import Row, Trainer
+from jax_echo.registry import DATA_PARALLEL, Row, Trainer
 from jax_echo.task import EchoConfig, epoch_data, split_windows
 from jax_echo.trainers import block, make_trainer
 
@@ -41,7 +38,7 @@ ONE_CORE = 1  # ``threads``: every library on one core (else: all cores, the lib
 @contextlib.contextmanager
 def placed(r: Row, device: str | None) -> Iterator[None]:
     """Runs the block where row ``r`` computes on ``device`` ("cpu", "gpu"; ``None``: the
-    libraries' defaults). A peer places its own arrays (``make_trainer``'s ``device``)."""
+    libraries' defaults); a peer places its own arrays."""
     if device is None or r.placement == "own":
         yield
     elif r.placement == "jax":
@@ -54,25 +51,11 @@ def placed(r: Row, device: str | None) -> Iterator[None]:
             yield
 
 
-def reset_peak(r: Row, device: str | None) -> None:
-    """Starts the peak that ``peak`` reads, where it is process-wide (PyTorch's CUDA)."""
-    if r.memory == "torch-cuda" and device == "gpu":
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
-
-
 def peak(r: Row, trainer: Any, device: str | None, x, y) -> tuple[int | None, str]:
-    """Row ``r``'s peak memory in bytes, and what the number is (``None``: not measured).
-
-    JAX's epoch rows: XLA's arguments + outputs + temporaries of the compiled epoch
-    (``JaxTrainer.memory_analysis``; one device's with a mesh); PyTorch on a GPU:
-    ``torch.cuda.max_memory_allocated`` since ``reset_peak``; elsewhere nothing: a process-wide
-    peak would mix the rows.
-    """
+    """Row ``r``'s peak memory in bytes (``None``: not measured), and what the number is."""
     if r.memory == "xla":
         what = "XLA args+outputs+temps"
-        if r.name == "jax-epoch-data-parallel":
+        if r.name == DATA_PARALLEL:
             what += f", one of {len(jax.devices(device))} devices"
         return trainer.memory_analysis(x, y)["peak"], what
     if r.memory == "torch-cuda" and device == "gpu":
@@ -119,12 +102,9 @@ class Session:
         return out
 
     def first_epoch(self) -> np.ndarray:
-        """Epoch 0 from the weights the trainer was built with, as the row trains it (its timed
-        calls, the first timed as ``first_call_seconds``): the losses (N,)."""
-        if self.row.per_epoch:
-            return self._first(lambda: block(self.trainer.train_epoch(self.x, self.y)))
+        """Epoch 0 from the initial weights through the row's timed calls: the losses (N,)."""
         losses = [self._first(self.call)]
-        losses += [self.call() for _ in range(1, self.cfg.num_batches)]
+        losses += [self.call() for _ in range(1, self.cfg.num_batches // self.windows_per_call)]
         return np.asarray(losses).ravel()
 
     def epoch(self, x, y, epoch: int = 0) -> np.ndarray:
@@ -132,8 +112,7 @@ class Session:
         return self._first(lambda: block(self.trainer.train_epoch(x, y, epoch=epoch)))
 
     def call(self) -> np.ndarray:
-        """The row's timed call: epoch 0 for a per-epoch row, else the next window of epoch 0
-        (the state carried from the window before, wrapping round), waited for."""
+        """The row's timed call, waited for: epoch 0, or epoch 0's next window (wrapping round)."""
         if self.row.per_epoch:
             return block(self.trainer.train_epoch(self.x, self.y))
         xs, ys = self._windows()
@@ -148,7 +127,6 @@ class Session:
         return self.call()
 
     def peak(self) -> tuple[int | None, str]:
-        """The row's peak memory and what it is (``peak``)."""
         return peak(self.row, self.trainer, self.device, self.x, self.y)
 
 
@@ -165,7 +143,10 @@ def session(
     construction timed; closed when the block ends, however it ends."""
     x, y = epoch_data(cfg, 0)
     x = x.astype(dtype)
-    reset_peak(r, device)
+    if r.memory == "torch-cuda" and device == "gpu":  # the peak ``peak`` reads is process-wide
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
     with placed(r, device):
         params = init_params(cfg, dtype=dtype) if params is None else params
         trainer, built = seconds(
@@ -180,9 +161,8 @@ def session(
 def measure(
     r: Row, cfg: EchoConfig, dtype, device: str | None, part: int | None, rounds: int
 ) -> dict[str, Any]:
-    """``jax-echo bench``'s measurement of one row in this process: the first call (building
-    the trainer and its first training call), the first epoch's losses, one untimed warm-up
-    epoch, then ``rounds`` timed epochs (their median, per window) and the peak memory."""
+    """``jax-echo bench``'s measurement of one row: the first call and epoch, one untimed
+    warm-up epoch, then ``rounds`` timed epochs (their median, per window) and the peak memory."""
     with session(r, cfg, dtype=dtype, device=device, part=part) as s:
         first_losses = s.first_epoch()
         s.round()  # warm-up, untimed
@@ -203,18 +183,15 @@ def measure(
 
 
 def cpu_devices(environ=os.environ) -> dict[str, str]:
-    """``environ``'s variables for a child process whose JAX has one CPU device per core (the
-    data-parallel row's; ``XLA_FLAGS``, with the small-loop option, kept)."""
-    cores = policy.cpu_cores()
-    flag = f"--xla_force_host_platform_device_count={max(2, cores)}"
+    """``environ`` for a child process whose JAX has a CPU device per core (``XLA_FLAGS`` kept)."""
+    flag = f"--xla_force_host_platform_device_count={max(2, policy.cpu_cores())}"
     return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 
 
 def limit_threads(threads: int | None, libraries: set[str]) -> None:
-    """Limits this process to ``threads`` cores (``ONE_CORE``; ``None``: all cores, each
-    library's default) before ``libraries`` start their thread pools: the process pinned to its
-    first allowed core (JAX's XLA:CPU has no thread option; every library's threads share the
-    core), and PyTorch's and TensorFlow's intra-op threads set to one."""
+    """Limits this process to ``threads`` cores (``ONE_CORE``; ``None``: all) before ``libraries``
+    start their thread pools: pinned to one core (XLA:CPU has no thread option), PyTorch's and
+    TensorFlow's intra-op threads one."""
     if threads is None:
         return
     if threads != ONE_CORE:

@@ -1,9 +1,8 @@
 """Every row of ``registry.ROWS`` behind the one trainer protocol (``registry.Trainer``).
 
-``JaxTrainer`` holds the pure ``jax_echo`` functions' pytrees between calls; the TensorFlow
-trainers come from ``tf_echo`` (the ``tf`` extra), the peers' from ``jax_echo.peers``. Tests,
-``jax-echo compare`` and the benchmarks build any row with ``make_trainer`` and wait for results
-with ``block``.
+``JaxTrainer`` holds the pure ``jax_echo`` functions' pytrees between calls; TensorFlow's trainers
+come from ``tf_echo``, the peers' from ``jax_echo.peers``. ``make_trainer`` builds any row,
+``block`` waits for its results.
 """
 
 from __future__ import annotations
@@ -16,22 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jax_echo import model, optim, parallel
-from jax_echo.cells import (
-    Params,
-    initial_state,
-    params_from_dict,
-    params_to_dict,
-    state_from_layers,
-)
-from jax_echo.registry import (
-    DATA_PARALLEL,
-    DYNAMIC_RNN_PARTS,
-    MissingExtraError,
-    ReferenceTrainer,
-    Trainer,
-    row,
-)
+from jax_echo import cells, model, optim, parallel, registry
+from jax_echo.cells import Params, initial_state, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
 
 
@@ -39,11 +24,10 @@ class JaxTrainer:
     """The pure ``jax_echo`` functions as a ``registry.ReferenceTrainer``.
 
     ``per_epoch``: ``train_epoch`` is the compiled ``model.train_epoch``; otherwise a Python loop
-    over the jitted ``model.train_step`` (the shape of the tutorial's ``session.run`` loop). Both
-    draw window ``i`` of epoch ``e``'s dropout from ``model.window_key(cfg, e, i)``, so the two
-    agree with dropout too. ``remat``: rematerialise time steps in ``train_epoch``'s backward
-    pass. ``mesh``: ``train_epoch`` splits the batch over its devices instead
-    (``parallel.data_parallel_epoch``; the benchmarks' ``jax-epoch-data-parallel`` row).
+    over the jitted ``model.train_step`` (the tutorial's ``session.run`` loop); both draw window
+    ``i`` of epoch ``e``'s dropout from ``model.window_key(cfg, e, i)``. ``remat``: rematerialise
+    time steps in the backward pass. ``mesh``: ``train_epoch`` splits the batch over its devices
+    (``parallel.data_parallel_epoch``).
     """
 
     def __init__(
@@ -65,7 +49,7 @@ class JaxTrainer:
         if mesh is not None:
             if remat or not per_epoch:
                 raise ValueError("a mesh splits train_epoch's batch: per_epoch, without remat")
-            self.name = DATA_PARALLEL
+            self.name = registry.DATA_PARALLEL
             self._epoch = parallel.data_parallel_epoch(cfg, mesh)
             self._rows = NamedSharding(mesh, PartitionSpec("batch"))
             copies = NamedSharding(mesh, PartitionSpec())
@@ -85,14 +69,9 @@ class JaxTrainer:
         return state, loss
 
     def train_window(self, x_BxT, y_BxT, *, epoch: int = 0, window: int = 0) -> jax.Array:
+        key = self._key(epoch, window)
         self._params, self._opt_state, self._state, loss = model.train_step(
-            self._params,
-            self._opt_state,
-            self._state,
-            x_BxT,
-            y_BxT,
-            self.cfg,
-            key=self._key(epoch, window),
+            self._params, self._opt_state, self._state, x_BxT, y_BxT, self.cfg, key=key
         )
         return loss
 
@@ -106,14 +85,9 @@ class JaxTrainer:
             )
             return losses
         if self.per_epoch:
+            key = self._epoch_key(epoch)
             self._params, self._opt_state, losses = model.train_epoch(
-                self._params,
-                self._opt_state,
-                x,
-                y,
-                self.cfg,
-                key=self._epoch_key(epoch),
-                remat=self.remat,
+                self._params, self._opt_state, x, y, self.cfg, key=key, remat=self.remat
             )
             return losses
         # Windows are sliced in NumPy: iterating over a jax.Array dispatches one op a slice.
@@ -127,19 +101,14 @@ class JaxTrainer:
         return jnp.stack(losses)
 
     def _state_in(self, state):
-        """A state from another implementation (TF1's per-layer tuples) as the cell's pytree, in
-        this trainer's dtype."""
-        state = state_from_layers(self.cfg, state)
+        """Another implementation's state (per-layer tuples) as the cell's pytree, in our dtype."""
+        state = cells.state_from_layers(self.cfg, state)
         return jax.tree.map(lambda s: jnp.asarray(s, self.dtype), state)
 
     def memory_analysis(self, x, y) -> dict[str, int]:
-        """XLA's buffers for one compiled ``train_epoch`` call, in bytes.
-
-        ``arguments`` (params, optimizer state, the epoch's series), ``outputs``, ``aliased``
-        (outputs written into donated arguments), ``temporaries`` (activations saved for the
-        backward pass, the data rearranged into windows, workspace) and ``peak``: what the call
-        holds at once at most, ``arguments + outputs - aliased + temporaries``. With a mesh,
-        one device's.
+        """XLA's buffers for one compiled ``train_epoch`` call, in bytes (with a mesh, one
+        device's): ``arguments``, ``outputs``, ``aliased`` (outputs written into donated
+        arguments), ``temporaries`` and ``peak``, ``arguments + outputs - aliased + temporaries``.
         """
         x, key = np.asarray(x, self.dtype), self._epoch_key(0)
         if self._mesh is None:
@@ -196,16 +165,24 @@ def make_trainer(
     *,
     part: int | None = None,
     device: str | None = None,
-) -> Trainer:
+) -> registry.Trainer:
     """A trainer for any row of ``registry.ROWS`` (``IMPLEMENTATIONS`` are ``ReferenceTrainer``s);
     TensorFlow's need the ``tf`` extra, the peers' the ``peers`` extra.
 
-    ``part``: for ``tf-graph``, parts 5 and 6 run the author's ``dynamic_rnn`` program.
-    ``device`` ("cpu", "gpu") places ``tf-graph``'s graph, a peer's arrays and the data-parallel
-    row's mesh; JAX's and TensorFlow's other rows run where the caller's ``jax.default_device``
-    or ``tf.device`` scope puts them (``timing.placed``).
+    Args:
+      name: the row's name, e.g. ``"jax-epoch"``, ``"tf-graph"``, ``"torch-eager"``.
+      params: the initial weights, ``Params`` or a flat TF1-layout dict.
+      part: for TensorFlow, parts 5 and 6 run the author's ``dynamic_rnn`` program.
+      device: "cpu" or "gpu" for ``tf-graph``'s graph, a peer's arrays and the data-parallel
+        row's mesh; other rows run where the caller's ``jax.default_device`` or ``tf.device``
+        puts them (``timing.placed``).
+
+    >>> from jax_echo.cells import init_params
+    >>> cfg = EchoConfig(truncated_backprop_length=5, total_series_length=100)
+    >>> make_trainer("jax-step", cfg, init_params(cfg)).name
+    'jax-step'
     """
-    r = row(name)
+    r = registry.row(name)
     module, attribute = r.build.split(":")
     factory = getattr(importlib.import_module(module), attribute)
     options = dict(r.options) | ({"part": part} if r.by_part else {})
@@ -224,8 +201,7 @@ def jax_trainer(
     remat: bool = False,
     data_parallel: bool = False,
 ) -> JaxTrainer:
-    """A JAX row's trainer; ``data_parallel``: the batch split over every JAX device of
-    ``device``'s platform (default: the default backend's)."""
+    """A JAX row's trainer; ``data_parallel``: the batch split over ``device``'s JAX devices."""
     mesh = parallel.data_parallel_mesh(jax.devices(device)) if data_parallel else None
     return JaxTrainer(cfg, params, dtype, per_epoch=per_epoch, remat=remat, mesh=mesh)
 
@@ -238,10 +214,9 @@ def tf_trainer(
     *,
     impl: str,
     part: int | None = None,
-) -> ReferenceTrainer:
-    """A TensorFlow row's trainer (``tf_echo``'s ``impl``); ``tf-graph``'s graph on ``device``
-    (default: where TensorFlow puts it)."""
-    dynamic = part in DYNAMIC_RNN_PARTS
+) -> registry.ReferenceTrainer:
+    """A TensorFlow row's trainer (``tf_echo``'s ``impl``); ``tf-graph``'s graph on ``device``."""
+    dynamic = part in registry.DYNAMIC_RNN_PARTS
     place = None if device is None else f"/{device.upper()}:0"
     return import_tf_echo().make_trainer(impl, cfg, params, dtype, place, dynamic=dynamic)
 
@@ -252,7 +227,7 @@ def import_tf_echo():
         importlib.import_module("tensorflow")
         return importlib.import_module("tf_echo")
     except ImportError as e:
-        raise MissingExtraError(
+        raise registry.MissingExtraError(
             f"TensorFlow is not installed ({e}); install the extra: pip install 'jax-echo[tf]'"
         ) from e
 

@@ -23,7 +23,6 @@ from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
 
 
-
 def compare(
     cfg: EchoConfig,
     names: list[str],

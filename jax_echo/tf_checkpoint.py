@@ -1,12 +1,10 @@
 """TF1 checkpoints of the author's programs: their variable names, read and written.
 
-``tf.compat.v1.train.Saver`` stores each variable under its graph name, and the author's programs
-(``tf_echo.graph``) leave those names to TF1: an unnamed ``tf.Variable`` is ``Variable``,
-``Variable_1``, ... in creation order, and a cell's weights live in the scopes of ``static_rnn`` or
-``dynamic_rnn`` (both ``rnn``), of a ``MultiRNNCell`` (``multi_rnn_cell/cell_{k}``) and of the cell
-(``basic_rnn_cell``, ``basic_lstm_cell``, ``lstm_cell``, ``gru_cell``). Part 1 creates ``W``, ``b``,
-``W2``, ``b2`` in that order; parts 2-6 create ``W2`` and ``b2`` before the cell. So, by flat name
-(``cells.params_to_dict``):
+``tf.compat.v1.train.Saver`` stores each variable under its graph name, which the author's
+programs (``tf_echo.graph``) leave to TF1: unnamed ``tf.Variable``s are ``Variable``,
+``Variable_1``, ... in creation order (part 1: ``W``, ``b``, ``W2``, ``b2``; parts 2-6 create
+``W2`` and ``b2`` before the cell), a cell's weights live in the scopes ``rnn`` (``static_rnn`` or
+``dynamic_rnn``), ``multi_rnn_cell/cell_{k}`` and the cell's own. So, by flat name:
 
     part 1       W Variable, b Variable_1, W2 Variable_2, b2 Variable_3
     parts 2-6    W2 Variable, b2 Variable_1, and

@@ -306,7 +306,7 @@ def check_state(state: Any, zeros: Any) -> None:
 
 def state_from_layers(cfg: EchoConfig, layers: Any) -> tuple[Any, ...]:
     """A state as TF1 gives it (per layer an array (B, S), or an ``LSTMStateTuple`` pair
-    ``(c, h)``) as ``initial_state``'s pytree; ``ValueError`` for another number of layers."""
+    ``(c, h)``) as ``initial_state``'s pytree; ``ValueError`` for layers that are not ``cfg``'s."""
     layers = tuple(layers)
     lstm = cfg.cell == "lstm"
     if len(layers) != cfg.num_layers or any(

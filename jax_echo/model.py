@@ -34,7 +34,7 @@ from jax_echo.cells import CELLS, Params, check_state, stack_step, zero_state
 from jax_echo.policy import Program
 from jax_echo.task import DROPOUT_STREAM, EchoConfig, prediction_accuracies, split_windows
 
-# It reads its rate from the optimizer state: one program serves every rate (0.3 is never read).
+# TF1's Adagrad reads its rate from the optimizer state: one program serves every rate.
 _TF1_ADAGRAD = optim.tf1_adagrad(0.3)
 
 

@@ -5,19 +5,17 @@ files, parity tests and benchmarks rely on (in the spirit of stax's ``(init_fun,
 
 - ``layout(I, S)``: the cell's params NamedTuple with ``(shape, initialiser)`` leaves, for input
   width I and state size S; ``Cell.init(rng, I, S, dtype)`` draws NumPy arrays from it;
-- ``initial_state(shape, dtype)``: one layer's zero state, a pytree (``h``, or
-  ``LSTMState(c, h)``) of zeros of ``shape`` (B, S); ``zero_state`` stacks it over the layers,
-  the one zero state every caller uses;
+- ``initial_state(shape, dtype)``: one layer's zero state (``h``, or ``LSTMState(c, h)``) of
+  ``shape`` (B, S); ``zero_state`` stacks it over the layers, the one zero state of every caller;
 - ``step(params, state, x, product=affine) -> (state, out)``: one time step of one model, pure
   JAX: elementwise math, and its products ``concat(inputs) @ w + b`` written as
-  ``product(inputs, w, b, parts)`` (the result in ``parts`` blocks of columns, as TF1 splits its
-  gates). The math is ``affine``'s; how XLA should compute it at a given size, and on which axis
-  the features lie (a population may carry its members on the last one), is the speed policy's
-  choice (``policy``), so the cells know nothing of sizes, populations or compilers.
+  ``product(inputs, w, b, parts)`` (in ``parts`` column blocks, as TF1 splits its gates). How XLA
+  computes a product, and on which axis the features lie, is the speed policy's choice
+  (``policy``): the cells know nothing of sizes, populations or compilers.
 
 A new cell is one layout and one step function, and a row in ``CELLS``. ``stack_step`` runs
-``num_layers`` cells per time step (layer k's output is layer k+1's input; layer 0's input is the
-1-wide series) with part 6's output dropout. ``Params(cells, W2, b2)`` adds the output layer.
+``num_layers`` cells per time step (layer 0's input is the 1-wide series, layer k+1's layer k's
+output) with part 6's output dropout. ``Params(cells, W2, b2)`` adds the output layer.
 
 Weights leave and enter the package as a flat dict in TF1's layout (``params_to_dict`` /
 ``params_from_dict``): part 1 ``W``, ``b``, ``W2``, ``b2``; otherwise ``cell_{k}/kernel``,
@@ -25,8 +23,7 @@ Weights leave and enter the package as a flat dict in TF1's layout (``params_to_
 kernel rows are the input first, then the state.
 
 Shape legend: B batch, I a cell's input width, S state, C classes. A step's arrays are (B, I) and
-(B, S) for one model; the policy may add a trailing member axis P (members in lanes), so the
-steps name them without shapes.
+(B, S) for one model; the policy may add a trailing member axis P, so the steps give no shapes.
 """
 
 from __future__ import annotations
@@ -111,25 +108,18 @@ def flat_names(cell_params: Any, layer: int) -> list[str]:
 
 
 def flat_dict(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Every leaf of ``tree`` under one flat name: the names of every file the project writes.
-
-    A layer's cell params get TF1's names (``flat_names``: ``cell_1/kernel``, part 1's ``W``),
-    wherever they sit in ``tree`` (``Params.cells``, or an optimizer state's copy of the params);
-    other leaves are named by their key path, keys joined by ``/`` (``W2``,
-    ``inner_state/0/sum_of_squares/cell_0/kernel``, ``hyperparams/learning_rate``).
-    """
+    """Every leaf of ``tree`` under one flat name, as every file the project writes names it:
+    a layer's cell params wherever they sit get TF1's names (``flat_names``), other leaves their
+    key path joined by ``/`` (``W2``, ``inner_state/0/sum_of_squares/cell_0/kernel``)."""
     flat = {}
-    nodes, _ = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda node: isinstance(node, CELL_PARAMS)
-    )
+    nodes, _ = jax.tree.flatten_with_path(tree, is_leaf=lambda node: isinstance(node, CELL_PARAMS))
     for path, node in nodes:
-        keys = [_key_name(k) for k in path]
+        keys = [prefix.rstrip("/"), *(_key_name(k) for k in path)]
         if isinstance(node, CELL_PARAMS):  # ... cells / k: the layer's TF1 names
-            base = "/".join([prefix.rstrip("/"), *keys[:-2]]).strip("/")
             for name, leaf in zip(flat_names(node, int(keys[-1])), node, strict=True):
-                flat[f"{base}/{name}" if base else name] = leaf
+                flat["/".join([*keys[:-2], name]).strip("/")] = leaf
         else:
-            flat["/".join([prefix.rstrip("/"), *keys]).strip("/")] = node
+            flat["/".join(keys).strip("/")] = node
     return flat
 
 
@@ -245,11 +235,8 @@ def input_width(layer: int, S: int) -> int:
 
 
 def dropout_masks(key: jax.Array, T: int, L: int, B: int, S: int, keep_prob: float, dtype):
-    """The dropout masks of one window, (T, L, B, S): 1/p where kept (probability p), else 0.
-
-    The mask of step t and layer k comes from ``fold_in(fold_in(key, t), k)``; all are drawn at
-    once, before the window's scan, so the recurrence itself stays free of random-number code.
-    """
+    """The dropout masks of one window, (T, L, B, S): 1/p where kept (probability p), else 0;
+    all drawn before the window's scan, so the recurrence stays free of random-number code."""
 
     def mask(t, layer):
         step_layer_key = jax.random.fold_in(jax.random.fold_in(key, t), layer)
@@ -268,13 +255,9 @@ def stack_step(
     masks: jax.Array | None = None,
     product: Callable = affine,
 ) -> tuple[tuple[Any, ...], jax.Array]:
-    """One time step through every layer (TF1's ``MultiRNNCell``).
-
-    With ``masks`` (``dropout_masks``, one per layer) each layer's output, not its carried state,
-    is multiplied by its mask (``DropoutWrapper(output_keep_prob=p)``); the top layer's output
-    too. ``product`` goes to every cell's step. Returns the new per-layer states and the top
-    layer's output.
-    """
+    """One time step through every layer (TF1's ``MultiRNNCell``): the new per-layer states and
+    the top layer's output. With ``masks`` (one per layer) each layer's output, not its carried
+    state, is multiplied by its mask (``DropoutWrapper(output_keep_prob=p)``)."""
     new_states = []
     out = x
     for layer, (params, state) in enumerate(zip(cells_params, states, strict=True)):
@@ -288,23 +271,21 @@ def stack_step(
 def zero_state(
     cell: str, num_layers: int, B: int, S: int, dtype: Any, members: tuple[int, ...] = ()
 ) -> tuple[Any, ...]:
-    """The model's zero state, the one definition: a tuple with one ``h`` or ``LSTMState(c, h)``
-    per layer, each of zeros (B, S), and (B, S, P) for ``members`` (P,) in lanes."""
+    """The model's zero state: one ``h`` or ``LSTMState(c, h)`` of zeros (B, S) per layer, or
+    (B, S, P) for ``members`` (P,) in lanes."""
     zeros = CELLS[cell].initial_state
     return tuple(zeros((B, S, *members), dtype) for _ in range(num_layers))
 
 
 def initial_state(cfg: EchoConfig, batch_size: int | None = None, dtype: Any = jnp.float32):
-    """The zero state of ``cfg``'s model (``zero_state``), for ``batch_size`` rows (default
-    ``cfg.batch_size``)."""
+    """``zero_state`` of ``cfg``'s model, for ``batch_size`` rows (default ``cfg.batch_size``)."""
     B = cfg.batch_size if batch_size is None else batch_size
     return zero_state(cfg.cell, cfg.num_layers, B, cfg.state_size, dtype)
 
 
 def check_state(state: Any, zeros: Any) -> None:
-    """Refuses a state that is not the cell's own pytree (``initial_state``'s structure and the
-    shapes of ``zeros``): a plain ``(h, c)`` tuple in place of ``LSTMState(c, h)`` is not
-    re-nested, so it cannot be read in the wrong order (``state_from_layers`` converts TF1's)."""
+    """Refuses a state without ``zeros``' structure and shapes: a plain ``(h, c)`` is never read
+    as ``LSTMState(c, h)`` in the wrong order (``state_from_layers`` converts TF1's)."""
     if not isinstance(state, tuple) or len(state) != len(zeros):
         raise ValueError(
             f"state must be a tuple of {len(zeros)} per-layer state(s) (cells.initial_state), "
@@ -324,11 +305,8 @@ def check_state(state: Any, zeros: Any) -> None:
 
 
 def state_from_layers(cfg: EchoConfig, layers: Any) -> tuple[Any, ...]:
-    """A state as TF1 gives it (one entry per layer: an array (B, S), or a pair ``(c, h)``, in
-    TF1's ``LSTMStateTuple`` order) as the cell's own pytree, ``initial_state``'s structure.
-
-    Raises ``ValueError`` when the layers or pairs are not ``cfg``'s (the model checks shapes).
-    """
+    """A state as TF1 gives it (per layer an array (B, S), or an ``LSTMStateTuple`` pair
+    ``(c, h)``) as ``initial_state``'s pytree; ``ValueError`` for layers that are not ``cfg``'s."""
     layers = tuple(layers)
     lstm = cfg.cell == "lstm"
     if len(layers) != cfg.num_layers or any(
@@ -336,9 +314,7 @@ def state_from_layers(cfg: EchoConfig, layers: Any) -> tuple[Any, ...]:
     ):
         what = "(c, h) pairs" if lstm else "arrays (B, S)"
         raise ValueError(f"the state must be {cfg.num_layers} per-layer {what}")
-    if lstm:
-        return tuple(LSTMState(c, h) for c, h in layers)
-    return layers
+    return tuple(LSTMState(c, h) for c, h in layers) if lstm else layers
 
 
 # --- The model's parameters -------------------------------------------------------------------
@@ -357,14 +333,12 @@ def init_params(
 ) -> Params:
     """TF1's initialisation for ``cfg.cell``, layer by layer, then ``W2`` uniform in [0, 1).
 
-    Kernels glorot-uniform, biases zeros (the GRU's gates 1.0); part 1 keeps the tutorial's
-    ``W`` uniform in [0, 1). Draws come from ``rng`` (a ``numpy.random.Generator`` or an int
-    seed; by default the stream seeded by ``cfg.seed``) in this order: layer 0's arrays, ...,
-    then ``W2``; so part 1's weights are the tutorial's ``W``, then ``W2``.
+    Kernels glorot-uniform, biases zeros (the GRU's gates 1.0), part 1's ``W`` uniform in [0, 1),
+    drawn in that order (layer 0's arrays, ..., then ``W2``: part 1's are the tutorial's draws).
 
     Args:
       cfg: the configuration (cell, num_layers, state_size, num_classes).
-      rng: the random source.
+      rng: a ``numpy.random.Generator`` or an int seed (default: the stream of ``cfg.seed``).
       dtype: the parameters' dtype (float64 for the high-precision parity checks).
 
     >>> params = init_params(EchoConfig.for_part(4))
@@ -380,25 +354,31 @@ def init_params(
     return Params(cells, rng.random((S, C)).astype(dtype), np.zeros((1, C), dtype))
 
 
+def layer_shapes(cfg: EchoConfig) -> list[Any]:
+    """Each layer's params NamedTuple of shapes, for ``cfg``'s model."""
+    cell, S = CELLS[cfg.cell], cfg.state_size
+    return [cell.shapes(input_width(k, S), S) for k in range(cfg.num_layers)]
+
+
+def param_shapes(cfg: EchoConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of each weight of ``cfg``'s model by its flat TF1 name, in flat order."""
+    flat = {}
+    for layer, shapes in enumerate(layer_shapes(cfg)):
+        flat |= dict(zip(flat_names(shapes, layer), map(tuple, shapes), strict=True))
+    return flat | {"W2": (cfg.state_size, cfg.num_classes), "b2": (1, cfg.num_classes)}
+
+
 def params_to_dict(params: Params) -> dict[str, np.ndarray]:
     """Params as a flat dict of NumPy arrays in TF1's layout (see the module docstring)."""
     return {name: np.asarray(leaf) for name, leaf in flat_dict(params).items()}
 
 
 def params_from_dict(d: Any, cfg: EchoConfig) -> Params:
-    """``Params`` for ``cfg`` from a flat TF1-layout mapping (or an ``np.load`` result).
-
-    ``Params`` pass through, checked. Raises ``ValueError`` naming a missing key or a shape that
-    is not ``cfg``'s.
-    """
+    """``Params`` for ``cfg`` from a flat TF1-layout mapping (or an ``np.load`` result); ``Params``
+    pass through, checked. ``ValueError`` names a missing key or a shape that is not ``cfg``'s."""
     if isinstance(d, Params):
         d = params_to_dict(d)
-    cell, S, C = CELLS[cfg.cell], cfg.state_size, cfg.num_classes
-    layout = [cell.shapes(input_width(k, S), S) for k in range(cfg.num_layers)]
-    expected = {}
-    for layer, shapes in enumerate(layout):
-        expected |= dict(zip(flat_names(shapes, layer), shapes, strict=True))
-    expected |= {"W2": (S, C), "b2": (1, C)}
+    expected = param_shapes(cfg)
     missing = [name for name in expected if name not in d]
     unexpected = [name for name in d if name not in expected]
     if missing or unexpected:
@@ -409,13 +389,14 @@ def params_from_dict(d: Any, cfg: EchoConfig) -> Params:
         )
     for name, shape in expected.items():
         got = np.shape(d[name])
-        if got != tuple(shape):
+        if got != shape:
             raise ValueError(
-                f"params[{name!r}] has shape {got}, expected {tuple(shape)} (cell={cfg.cell!r}, "
-                f"num_layers={cfg.num_layers}, state_size={S}, num_classes={C})"
+                f"params[{name!r}] has shape {got}, expected {shape} (cell={cfg.cell!r}, "
+                f"num_layers={cfg.num_layers}, state_size={cfg.state_size}, "
+                f"num_classes={cfg.num_classes})"
             )
     cells = tuple(
         type(shapes)(*(np.asarray(d[name]) for name in flat_names(shapes, layer)))
-        for layer, shapes in enumerate(layout)
+        for layer, shapes in enumerate(layer_shapes(cfg))
     )
     return Params(cells, np.asarray(d["W2"]), np.asarray(d["b2"]))

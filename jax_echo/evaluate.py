@@ -3,6 +3,7 @@ numbers (``evaluate_params``, ``evaluate_params_file``) and their one-line form.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -37,17 +38,11 @@ def evaluate_params(
     if series < 1:
         raise ValueError(f"evaluation needs at least one series, got series={series}")
     if predict_epoch is None:
-        params = params_from_dict(params, cfg)
-
-        def predict_epoch(x):
-            return model.predict_epoch(params, x, cfg)
-
-    accs = np.stack(
-        [
-            prediction_accuracies(np.asarray(predict_epoch(x)), y)
-            for x, y in (eval_data(cfg, seed, i) for i in range(series))
-        ]
-    )
+        predict_epoch = functools.partial(
+            model.predict_epoch, params_from_dict(params, cfg), cfg=cfg
+        )
+    data = (eval_data(cfg, seed, i) for i in range(series))
+    accs = np.stack([prediction_accuracies(np.asarray(predict_epoch(x)), y) for x, y in data])
     return {
         "params": None if path is None else os.fspath(path),
         "source": source,

@@ -34,15 +34,12 @@ from jax_echo.cells import CELLS, Params, check_state, stack_step, zero_state
 from jax_echo.policy import Program
 from jax_echo.task import DROPOUT_STREAM, EchoConfig, prediction_accuracies, split_windows
 
-# The update of TF1's Adagrad reads the learning rate from the optimizer state, so one
-# transformation (and one compiled program) serves every rate; 0.3 here is never read.
+# TF1's Adagrad reads its rate from the optimizer state: one program serves every rate.
 _TF1_ADAGRAD = optim.tf1_adagrad(0.3)
 
 
 class _Spec(NamedTuple):
-    """What the compiled functions read from the config and the caller: hashable, a static
-    argument beside the ``Program``. Fields that only change values (seed, learning rate, series
-    length) are not in it, so they never cause a recompilation."""
+    """What the compiled functions read from the config; value-only fields never recompile."""
 
     cell: str
     keep_prob: float
@@ -52,9 +49,8 @@ class _Spec(NamedTuple):
 
 
 def _spec(cfg: EchoConfig, remat: bool = False, optimizer=None) -> _Spec:
-    return _Spec(
-        cfg.cell, cfg.keep_prob, cfg.truncated_backprop_length, remat, optimizer or _TF1_ADAGRAD
-    )
+    window = cfg.truncated_backprop_length
+    return _Spec(cfg.cell, cfg.keep_prob, window, remat, optimizer or _TF1_ADAGRAD)
 
 
 def epoch_key(cfg: EchoConfig, epoch: int) -> jax.Array:
@@ -81,8 +77,8 @@ def dropout_key(seed: Any, epoch: Any) -> jax.Array:
 # --- One window -------------------------------------------------------------------------------
 
 
-def _outputs(params: Params, x, state, spec: _Spec, program: Program, key) -> tuple[Any, Any]:
-    """Runs the stacked cells over the window: top-layer outputs (T, B, S) and the last state."""
+def _logits(params: Params, x, state, spec: _Spec, program: Program, key=None) -> tuple[Any, Any]:
+    """The stacked cells over the window, then the output layer: logits (T, B, C), last state."""
     dtype = params.W2.dtype
     inputs = jnp.moveaxis(x, 1, 0)[:, :, None].astype(dtype)  # (T, B, 1)
     T, B = inputs.shape[:2]
@@ -100,27 +96,20 @@ def _outputs(params: Params, x, state, spec: _Spec, program: Program, key) -> tu
     if spec.remat:  # keep only each step's carry for the backward pass; recompute the rest
         step = jax.checkpoint(step)
     state, outputs = lax.scan(step, state, (inputs, masks), unroll=program.unroll(T, L))
-    return outputs, state
+    return program.product()([outputs], params.W2, params.b2), state  # outputs: (T, B, S)
 
 
 def _zero_state(spec: _Spec, params: Params, B: int) -> tuple[Any, ...]:
-    """``cells.zero_state`` shaped from the params: one member's under ``vmap``, every member's
-    (a trailing axis) with lanes."""
+    """``cells.zero_state`` shaped from the params (with lanes, a trailing member axis)."""
     S, members = params.W2.shape[0], params.W2.shape[2:]
     return zero_state(spec.cell, len(params.cells), B, S, params.W2.dtype, members)
-
-
-def _logits(params, x, state, spec, program, key=None):
-    outputs, state = _outputs(params, x, state, spec, program, key)
-    return program.product()([outputs], params.W2, params.b2), state  # (T, B, C)
 
 
 def _loss(params, x, y, state, spec, program, key=None):
     logits, state = _logits(params, x, state, spec, program, key)
     log_p = jax.nn.log_softmax(logits, axis=2)  # (T, B, C)
-    # The label's log-probability as a sum against its one-hot row, not a gather: a gather's
-    # gradient is a scatter, and XLA:CPU runs a loop that holds a scatter kernel by kernel even
-    # with the small-loop option. The same numbers (one nonzero term per sum).
+    # The label's log-probability as a sum against its one-hot row (same numbers), not a gather,
+    # whose gradient, a scatter, XLA:CPU runs kernel by kernel in a loop even with small loops.
     one_hot = jax.nn.one_hot(jnp.moveaxis(y, 1, 0), logits.shape[2], axis=2, dtype=log_p.dtype)
     nll = -jnp.sum(log_p * one_hot, axis=2)  # (T, B)
     return jnp.mean(nll, axis=(0, 1)), state  # one loss per member with lanes
@@ -129,7 +118,7 @@ def _loss(params, x, y, state, spec, program, key=None):
 def forward(
     params: Params, x_BxT: jax.Array, state: Any, cfg: EchoConfig, *, key: jax.Array | None = None
 ) -> tuple[jax.Array, Any]:
-    """Runs one window from ``state``.
+    """Runs one window from ``state``: ``(logits_BxTxC, state after the last step)``.
 
     Args:
       params: the weights (``init_params(cfg)``).
@@ -137,9 +126,6 @@ def forward(
       state: the state carried in from the previous window (``cells.initial_state(cfg)``).
       cfg: the configuration (its cell and keep_prob).
       key: a dropout key; ``None`` (the default) drops nothing.
-
-    Returns:
-      ``(logits_BxTxC, state)``: per-step logits and the state after the last step.
     """
     logits_TxBxC, state = _logits(params, x_BxT, state, _spec(cfg), policy.program(cfg), key)
     return jnp.swapaxes(logits_TxBxC, 0, 1), state
@@ -155,19 +141,14 @@ def loss_fn(
     key: jax.Array | None = None,
     remat: bool = False,
 ) -> tuple[jax.Array, Any]:
-    """The tutorial's loss (mean sparse softmax cross-entropy over B*T steps) and the last state.
-
-    ``remat=True`` rematerialises each time step in the backward pass (``jax.checkpoint``):
-    less memory for long windows, some more compute.
-    """
+    """The tutorial's loss (mean sparse softmax cross-entropy over B*T steps), the last state;
+    ``remat=True`` recomputes each step in the backward pass (``jax.checkpoint``): less memory."""
     return _loss(params, x_BxT, y_BxT, state, _spec(cfg, remat), policy.program(cfg), key)
 
 
 def predict(params: Params, x_BxT: jax.Array, state: Any, cfg: EchoConfig) -> tuple[jax.Array, Any]:
-    """Predicted symbols (B, T) and the last state, without dropout.
-
-    The most probable class; for two classes this is the tutorial's ``1 if p[0] < 0.5 else 0``.
-    """
+    """Predicted symbols (B, T), the most probable class (for two, the tutorial's ``1 if p[0] <
+    0.5 else 0``), and the last state; without dropout."""
     logits_BxTxC, state = forward(params, x_BxT, state, cfg)
     return jnp.argmax(logits_BxTxC, axis=-1).astype(jnp.int32), state
 
@@ -196,18 +177,14 @@ def _train_window(params, opt_state, state, x, y, key, spec: _Spec, program: Pro
     return optax.apply_updates(params, updates), opt_state, state, loss
 
 
-def _check_series(x: Any, y: Any, ndim: int = 2) -> None:
-    """Raises ``ValueError`` for mismatched shapes; called while tracing, so free at run time."""
+def _check_series(x: Any, y: Any, ndim: int = 2) -> None:  # while tracing: free at run time
     if jnp.ndim(x) != ndim or jnp.shape(y) != jnp.shape(x):
-        raise ValueError(
-            f"x and y must be (batch, time) arrays of one shape, "
-            f"got x {jnp.shape(x)} and y {jnp.shape(y)}"
-        )
+        shapes = f"x {jnp.shape(x)} and y {jnp.shape(y)}"
+        raise ValueError(f"x and y must be (batch, time) arrays of one shape, got {shapes}")
 
 
 def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> Any:
-    """Refuses training that would silently differ from ``cfg``: no key for dropout, or another
-    learning rate (``optim.checked_rate``, whose host copy of the rate the returned state keeps)."""
+    """Refuses dropout without a key and another learning rate; the rate's host copy, if any."""
     if cfg.keep_prob < 1 and key is None:
         raise ValueError(
             f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs a key "
@@ -218,7 +195,6 @@ def _check_training(cfg: EchoConfig, opt_state: Any, key: Any) -> Any:
 
 @functools.cache
 def _compiled(make: Callable, spec: _Spec, program: Program, donate: tuple[int, ...]) -> Callable:
-    """``make(spec, program)`` jitted, once per static value (``donate``: its donated args)."""
     return jax.jit(make(spec, program), donate_argnums=donate)
 
 
@@ -244,23 +220,20 @@ def train_step(
     """One training window: forward, gradient and optimizer update in one compiled call.
 
     Args:
-      params: the weights.
-      opt_state: from ``make_optimizer(cfg).init(params)`` (or ``optimizer.init``).
+      params, opt_state: the weights and their optimizer state (``make_optimizer(cfg).init``).
       state: the state carried in from the previous window (zeros at the start of an epoch).
-      x_BxT: the window's inputs. y_BxT: its int targets.
+      x_BxT, y_BxT: the window's inputs and int targets.
       cfg: the configuration (cell, keep_prob; the learning rate must be ``opt_state``'s).
       key: the window's dropout key; required when ``cfg.keep_prob < 1``.
       optimizer: any optax transformation (default TF1's Adagrad); create it once.
 
     Returns:
-      ``(params, opt_state, state, loss)``; ``state`` is the state to carry into the next window
-      (a value: no gradient flows across the window edge). ``params``, ``opt_state`` and
-      ``state`` are donated, so their input buffers must not be used afterwards.
+      ``(params, opt_state, state, loss)``, ``state`` to carry into the next window (a value: no
+      gradient crosses the window edge). ``params``, ``opt_state`` and ``state`` are donated.
     """
     rate = _check_training(cfg, opt_state, key)
-    step = _compiled(
-        _step_function, _spec(cfg, optimizer=optimizer), policy.program(cfg), (0, 1, 2)
-    )
+    spec = _spec(cfg, optimizer=optimizer)
+    step = _compiled(_step_function, spec, policy.program(cfg), (0, 1, 2))
     params, opt_state, state, loss = step(params, opt_state, state, x_BxT, y_BxT, key)
     return params, optim.with_learning_rate(opt_state, rate), state, loss
 
@@ -273,14 +246,10 @@ def make_train_epoch(
     program: Program | None = None,
     members: int = 1,
 ) -> Callable:
-    """One epoch as a plain function ``(params, opt_state, x_BxL, y_BxL, key) -> (params,
-    opt_state, losses_N)``, not yet compiled: ``jit`` it, or ``vmap`` it over a population.
-
-    Reads ``cfg.cell``, ``cfg.keep_prob`` and ``cfg.truncated_backprop_length``; the learning
-    rate comes from ``opt_state``. ``key`` may be ``None`` when nothing is dropped. ``program``:
-    how XLA computes it (default ``policy.program(cfg, members=members)``, where ``members`` is
-    how many models one ``vmap`` of it runs side by side; same numbers either way).
-    """
+    """``train_epoch`` as a plain function ``(params, opt_state, x_BxL, y_BxL, key) -> (params,
+    opt_state, losses_N)``, to ``jit``, or to ``vmap`` over a population. ``program``: how XLA
+    computes it (default ``policy.program(cfg, members=members)``, for ``members`` models side by
+    side under one ``vmap``); the numbers are the same either way."""
     program = program or policy.program(cfg, members=members)
     return _epoch_function(_spec(cfg, remat, optimizer), program)
 
@@ -320,20 +289,15 @@ def train_epoch(
 ) -> tuple[Params, Any, jax.Array]:
     """One epoch as one compiled call: a ``lax.scan`` of the training window over the windows.
 
-    The state starts at zeros and is carried from window to window, as in the tutorial. Equal to
-    a Python loop over ``train_step`` up to float rounding. Config fields that only change values
-    (seed, learning rate) never cause a recompilation.
+    The state starts at zeros and is carried from window to window, as in the tutorial: a Python
+    loop over ``train_step``, up to float rounding. Seed and learning rate never recompile.
 
     Args:
-      params, opt_state: as for ``train_step`` (both donated).
+      params, opt_state, cfg, optimizer: as for ``train_step`` (params, opt_state donated).
       x, y: one epoch's series, shape (batch_size, total_series_length // batch_size).
-      cfg: the configuration (cell, keep_prob, window length; the learning rate must be the one
-        ``opt_state`` holds).
-      key: the epoch's dropout key (``epoch_key(cfg, epoch)``), split into one key per window;
+      key: the epoch's dropout key (``epoch_key(cfg, epoch)``), split into one per window;
         required when ``cfg.keep_prob < 1``.
-      optimizer: any optax transformation (default TF1's Adagrad); create it once.
-      remat: rematerialise time steps in the backward pass (``jax.checkpoint``), trading compute
-        for memory on long windows; same numbers.
+      remat: as for ``loss_fn``; the same numbers.
 
     Returns:
       ``(params, opt_state, losses)``, ``losses`` of shape (num_batches,): one per window.
@@ -355,8 +319,8 @@ def train_epoch(
 def make_predict_epoch(
     cfg: EchoConfig, *, program: Program | None = None, members: int = 1
 ) -> Callable:
-    """``(params, x_BxL) -> predictions (N, B, T)`` as a plain function, state carried from
-    zeros, without dropout. ``program`` and ``members`` as for ``make_train_epoch``."""
+    """``predict_epoch`` as a plain function ``(params, x_BxL) -> (N, B, T)``; ``program`` and
+    ``members`` as for ``make_train_epoch``."""
     return _predict_function(_spec(cfg), program or policy.program(cfg, members=members))
 
 
@@ -379,9 +343,6 @@ def predict_epoch(params: Params, x: jax.Array, cfg: EchoConfig) -> jax.Array:
 
 
 def window_accuracies(params: Params, x: jax.Array, y: jax.Array, cfg: EchoConfig) -> jax.Array:
-    """Per-window accuracy (N,) of fixed params over a series, state carried from window to window.
-
-    Window 0 is the one the tutorial explains cannot be fully predicted. Compared on the host:
-    no extra compiled programs.
-    """
+    """Per-window accuracy (N,) of fixed params over a series, state carried from window to window
+    (window 0 is the one the tutorial explains cannot be fully predicted); compared on the host."""
     return prediction_accuracies(np.asarray(predict_epoch(params, x, cfg)), np.asarray(y))

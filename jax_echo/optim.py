@@ -55,11 +55,9 @@ def learning_rate(opt_state: Any) -> Any:
 
 
 def checked_rate(opt_state: Any, expected: float) -> np.ndarray | None:
-    """The learning rate ``opt_state`` holds, as a host array, after checking that it is
-    ``expected`` (``ValueError`` otherwise); ``None`` for a state without one (or a traced or
-    per-member one). The state a training call returns keeps this host copy
-    (``with_learning_rate``), so that only a state from ``init`` is ever read from the device and
-    a loop over windows never waits for one."""
+    """The learning rate ``opt_state`` holds, as a host array, checked to be ``expected``; ``None``
+    for none (or a traced or per-member one). Training calls return states with this host copy,
+    so only a state from ``init`` is ever read from the device: a loop never waits for one."""
     rate = learning_rate(opt_state)
     if rate is None or isinstance(rate, jax.core.Tracer) or np.ndim(rate):
         return None
@@ -74,8 +72,7 @@ def checked_rate(opt_state: Any, expected: float) -> np.ndarray | None:
 
 
 def with_learning_rate(opt_state: Any, rate: Any) -> Any:
-    """The state with another learning rate (an array of rates for a population); ``None``
-    leaves it as it is."""
+    """The state with another learning rate (an array for a population; ``None``: unchanged)."""
     if rate is None:
         return opt_state
     hyperparams = getattr(opt_state, "hyperparams", None)

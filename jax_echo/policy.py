@@ -1,20 +1,11 @@
 """The speed policy: how the model's programs are computed, decided from shapes in this one place.
 
-The cells are the math (``cells.affine``); this module decides how XLA computes it, for every
-cell, depth and population, and every choice gives the same numbers to float rounding:
-
-- how a product is written: a fused multiply and sum while it is small, a dot beyond
-  (``cell_product``); for members carried on the last axis, a multiply and sum across it
-  (``lane_product``);
-- whether a window's time steps are unrolled or a loop (``Program.unroll``);
-- for a population: members in lanes or a ``vmap`` (``population_lanes``), how many members a
-  chunk (``population_chunk``), how many threads (``population_threads``) and which compiler
-  options (``population_compiler_options``).
-
-The model takes what a program needs as one static value, a ``Program`` (``program(cfg)``): its
-products, its unrolling and where its members and rows lie. Each constant below keeps a one-line
-reason; the measurements behind it, and the commands that repeat them, are in
-``docs/performance.md``.
+The cells are the math (``cells.affine``); this module decides how XLA computes it, and every
+choice gives the same numbers to float rounding: how a product is written (``cell_product``,
+``lane_product``), whether a window is unrolled (``Program.unroll``), and for a population
+members in lanes or a ``vmap``, the chunk, the threads and the compiler options. The model takes
+it as one static value, a ``Program`` (``program(cfg)``). The measurements behind each constant,
+and the commands that repeat them, are in ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -31,15 +22,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from jax_echo import xla_flags
-from jax_echo.cells import CELLS, dropout_masks, input_width
+from jax_echo.cells import dropout_masks, layer_shapes
 from jax_echo.task import EchoConfig
 
 # Windows of at most this many cell steps (time steps x layers) of a cell that is not rolled are
 # unrolled completely: one straight-line block that XLA fuses across steps.
 FULL_UNROLL_STEPS = 16
-# A population trains with its members in lanes while one member's products of a time step (all
-# layers, B x K x M each) stay within this many elements; beyond, XLA:CPU runs the loop kernel by
-# kernel.
+# Members train in lanes while one member's products of a step (all layers, B x K x M each) stay
+# within this many elements; beyond, XLA:CPU runs the loop kernel by kernel.
 LANE_ELEMENTS = 4800
 LANE_CHUNK = 32  # members in lanes a chunk at most, where the options below are refused
 VMAP_CHUNK = 16  # members one vmap runs side by side at most
@@ -53,10 +43,9 @@ TANH_CELLS = ("tutorial", "basic_rnn")
 
 
 def cell_product(members: int) -> Callable:
-    """``cells.affine``'s product as XLA computes it fastest when ``members`` models run it side by
-    side under ``vmap`` (the shapes it sees are one member's): a fused multiply and sum while the
-    whole population's product is within ``xla_flags.FUSED_PRODUCT_LIMIT``, a dot (a batched
-    ``dot_general`` under ``vmap``) beyond."""
+    """``cells.affine`` for ``members`` models side by side under ``vmap`` (it sees one member's
+    shapes): a multiply and sum while all their products are within ``FUSED_PRODUCT_LIMIT``,
+    which XLA fuses, a dot beyond."""
 
     def product(inputs, w: jax.Array, b: jax.Array, parts: int = 1):
         a = jnp.concatenate(inputs, axis=-1)
@@ -72,9 +61,8 @@ def cell_product(members: int) -> Callable:
 
 
 def lane_product(inputs, w: jax.Array, b: jax.Array, parts: int = 1):
-    """``cells.affine`` for P members carried on the last axis of every array (``lanes``):
-    inputs (..., K_i, P), ``w`` (K, M, P), ``b`` (M, P) or (1, M, P); a multiply and a sum, so
-    every operation runs across the members in the CPU's vector lanes."""
+    """``cells.affine`` for P members on the last axis (inputs (..., K_i, P), ``w`` (K, M, P)): a
+    multiply and a sum, every operation across the members in the CPU's vector lanes."""
     a = jnp.concatenate(inputs, axis=-2)
     lead = (1,) * (a.ndim - 2)
     z = jnp.sum(a[..., :, None, :] * w.reshape(lead + w.shape), axis=-3)
@@ -84,8 +72,7 @@ def lane_product(inputs, w: jax.Array, b: jax.Array, parts: int = 1):
 
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """How one compiled program computes the model: the one static value that the model's
-    functions take from the policy (``program``). Hashable, so it keys their compiled caches."""
+    """How one compiled program computes the model; hashable, it keys the compiled caches."""
 
     members: int = 1  # models one vmap runs side by side: their products' sizes add up
     lanes: bool = False  # the members on the last axis of every array, not under vmap
@@ -93,7 +80,6 @@ class Program:
     batch_axis: str | None = None  # inside shard_map: the mesh axis the batch rows are split over
 
     def product(self) -> Callable:
-        """The cells' product (``lane_product``, or ``cell_product`` for this many members)."""
         return lane_product if self.lanes else cell_product(self.members)
 
     def unroll(self, T: int, layers: int) -> int:
@@ -106,9 +92,8 @@ class Program:
         return jax.vmap(split, out_axes=1)(key) if self.lanes else split(key)
 
     def dropout_masks(self, key, T: int, L: int, B: int, S: int, keep_prob: float, dtype):
-        """``cells.dropout_masks`` (T, L, B, S) of this program's rows: with lanes one key per
-        member and its own masks, (T, L, B, S, P); over a mesh, this device's rows of the whole
-        batch's masks, so that the numbers are one device's."""
+        """``cells.dropout_masks`` (T, L, B, S) of this program's rows: with lanes, each member's
+        (T, L, B, S, P); over a mesh, this device's rows of the whole batch's masks."""
 
         def draw(key):
             if self.batch_axis is None:
@@ -120,7 +105,7 @@ class Program:
         return jnp.moveaxis(jax.vmap(draw)(key), 0, -1) if self.lanes else draw(key)
 
     def per_device(self, tree: Any) -> Any:
-        """Inside ``shard_map``, ``tree`` as each device's own copy (it varies over the mesh)."""
+        """Inside ``shard_map``, ``tree`` as each device's own copy."""
         return tree if self.batch_axis is None else lax.pcast(tree, self.batch_axis, to="varying")
 
     def device_mean(self, tree: Any) -> Any:
@@ -129,21 +114,20 @@ class Program:
 
 
 def rolled(cell: str) -> bool:
-    """Whether ``cell``'s windows are always loops: the LSTM's and GRU's while XLA compiles small
-    loops whole (``xla_flags.SMALL_LOOPS``); one kernel a window beats the unrolled window."""
+    """Whether ``cell``'s windows are always loops (one kernel a window, under small loops)."""
     return xla_flags.SMALL_LOOPS and cell in xla_flags.ROLLED_WITH_SMALL_LOOPS
 
 
 def program(
     cfg: EchoConfig, *, members: int = 1, lanes: bool = False, batch_axis: str | None = None
 ) -> Program:
-    """The ``Program`` of ``cfg``'s model: ``members`` models side by side under ``vmap`` (or in
-    ``lanes``), or its batch rows split over the mesh axis ``batch_axis`` of a ``shard_map``."""
+    """The ``Program`` of ``cfg``'s model: ``members`` side by side (under ``vmap``, or in
+    ``lanes``), or its batch rows split over the ``shard_map`` mesh axis ``batch_axis``."""
     return Program(members, lanes, rolled(cfg.cell), batch_axis)
 
 
 def window_unroll(cell: str, T: int, layers: int) -> int:
-    """``Program.unroll`` for a window of ``cell``: T time steps, ``layers`` layers."""
+    """``Program.unroll`` for a window of ``cell``."""
     return Program(rolled=rolled(cell)).unroll(T, layers)
 
 
@@ -152,33 +136,26 @@ def window_unroll(cell: str, T: int, layers: int) -> int:
 
 def _products(cfg: EchoConfig) -> list[int]:
     """Elements (B x K x M) of each of one member's products of a time step, every layer."""
-    cell, S = CELLS[cfg.cell], cfg.state_size
     return [
         cfg.batch_size * math.prod(shape)
-        for k in range(cfg.num_layers)
-        for shape in cell.shapes(input_width(k, S), S)
+        for shapes in layer_shapes(cfg)
+        for shape in shapes
         if len(shape) == 2 and shape[0] > 1  # kernels; not the tutorial's (1, S) bias
     ]
 
 
 def fused_members(cfg: EchoConfig) -> int:
-    """How many members one ``vmap`` can run with every cell product still fused (``cell_product``),
-    at least 1: ``FUSED_PRODUCT_LIMIT`` over the largest B x K x M product of one step."""
+    """How many members one ``vmap`` runs with every product still fused (at least 1)."""
     return max(1, xla_flags.FUSED_PRODUCT_LIMIT // max(_products(cfg)))
 
 
 def population_lanes(cfg: EchoConfig) -> bool:
-    """Whether a population of ``cfg``'s models trains with its members on the last axis
-    (``lane_product``), or as a ``vmap`` of the epoch: lanes while one member's products of a
-    step stay within ``LANE_ELEMENTS``."""
+    """Whether a population of ``cfg``'s models trains with its members in lanes, not a ``vmap``."""
     return sum(_products(cfg)) <= LANE_ELEMENTS
 
 
 def population_chunk(cfg: EchoConfig, size: int) -> int:
-    """How many of ``size`` members train side by side in one chunk of a population: in lanes
-    ``WHOLE_LANE_CHUNK`` where the program compiles with ``population_compiler_options``, else the
-    largest power of two within ``LANE_CHUNK`` and ``LANE_ELEMENTS``; ``vmap_chunk`` for a
-    ``vmap``."""
+    """How many of ``size`` members train side by side in one chunk of a population."""
     if population_lanes(cfg):
         if population_compiler_options(cfg, size=size):
             return min(size, WHOLE_LANE_CHUNK)
@@ -188,8 +165,7 @@ def population_chunk(cfg: EchoConfig, size: int) -> int:
 
 
 def vmap_chunk(cfg: EchoConfig, size: int) -> int:
-    """How many of ``size`` members one ``vmap`` runs side by side: at most ``VMAP_CHUNK``, and
-    no more than keep their products fused (``fused_members``)."""
+    """How many of ``size`` members one ``vmap`` runs side by side."""
     return min(size, VMAP_CHUNK, fused_members(cfg))
 
 
@@ -200,9 +176,8 @@ def cpu_cores() -> int:
 
 
 def population_threads(cfg: EchoConfig, size: int) -> int:
-    """How many of a population's chunks train at once, each from its own thread: on a CPU, one
-    per core for members in lanes (their chunk's epoch compiles whole, one kernel, which runs on
-    one core), at most one per chunk; otherwise 1."""
+    """How many of a population's chunks train at once, each from its own thread: on a CPU one per
+    core for members in lanes (a chunk's epoch is one kernel, on one core); otherwise 1."""
     if not population_lanes(cfg) or jax.default_backend() != "cpu":
         return 1
     return max(1, min(cpu_cores(), -(-size // population_chunk(cfg, size))))
@@ -211,11 +186,8 @@ def population_threads(cfg: EchoConfig, size: int) -> int:
 def population_compiler_options(
     cfg: EchoConfig, lanes: bool | None = None, size: int | None = None
 ) -> dict[str, str]:
-    """The XLA options (``jax.jit(compiler_options=...)``) of the population program of ``size``
-    members of ``cfg`` (``lanes``: ``None`` for the policy's layout; ``size``: ``None`` for
-    any): ``LANES_COMPILER_OPTIONS`` for members in lanes (tanh cells: at most
-    ``WHOLE_TANH_MEMBERS``), while XLA compiles small loops whole and accepts the options;
-    otherwise none."""
+    """The ``jax.jit`` ``compiler_options`` of the population program of ``size`` members (``None``:
+    any) of ``cfg``, in lanes or not (``None``: the policy's layout)."""
     in_lanes = population_lanes(cfg) if lanes is None else lanes
     large = size is not None and size > WHOLE_TANH_MEMBERS and cfg.cell in TANH_CELLS
     if large or not (in_lanes and xla_flags.SMALL_LOOPS and accepted(LANES_COMPILER_OPTIONS)):

@@ -1,13 +1,10 @@
 """Many models at once: a population of independent members trained in one program per epoch.
 
 The members are stacked along a leading axis P of params, optimizer state (whose learning rate is
-a leaf, so each member has its own) and data. Each epoch is one compiled program for the whole
-population: chunks of members side by side (in lanes, ``make_population_epoch``, or a
-``jax.vmap(train_epoch)``), one chunk after another (``lax.map``, ``by_chunks``); on a CPU the
-chunks are shared out over one thread per core (``population_trainer``). Which layout, how many
-members a chunk, how many threads and which compiler options are the speed policy's
-(``policy.population_lanes``, ``population_chunk``, ``population_threads``,
-``population_compiler_options``).
+a leaf, so each member has its own) and data. Each epoch is one compiled program: chunks of
+members side by side (in lanes, ``make_population_epoch``, or a ``jax.vmap(train_epoch)``), one
+chunk after another (``by_chunks``); on a CPU the chunks are shared out over one thread per core
+(``population_trainer``). Layout, chunk, threads and compiler options are the speed policy's.
 """
 
 from __future__ import annotations
@@ -28,15 +25,7 @@ from jax_echo import model, policy
 from jax_echo.cells import Params, init_params
 from jax_echo.optim import make_optimizer, with_learning_rate
 from jax_echo.task import EchoConfig, epoch_data, prediction_accuracies
-from jax_echo.train import (
-    EpochVerbs,
-    RunOptions,
-    Start,
-    Timer,
-    new_history,
-    run_epochs,
-    untimed,
-)
+from jax_echo.train import EpochVerbs, RunOptions, Start, Timer, new_history, run_epochs, untimed
 
 
 def population_configs(
@@ -55,22 +44,15 @@ def _shapes_only(cfg: EchoConfig) -> EchoConfig:
 
 
 def make_population_epoch(
-    cfg: EchoConfig,
-    members: int,
-    *,
-    optimizer: Any = None,
-    lanes: bool | None = None,
+    cfg: EchoConfig, members: int, *, optimizer: Any = None, lanes: bool | None = None
 ) -> Callable:
-    """The epoch of ``members`` models trained side by side, as a plain function of their stacked
-    pytrees (members on a leading axis P, as ``jax.vmap(make_train_epoch(cfg))`` takes them):
-    ``(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P) -> (params_P, opt_state_P, losses_PxN)``.
+    """The epoch of ``members`` models side by side, as a plain function of their stacked pytrees
+    (as ``jax.vmap(make_train_epoch(cfg))`` takes them): ``(params_P, opt_state_P, x_PxBxL,
+    y_PxBxL, keys_P) -> (params_P, opt_state_P, losses_PxN)``; ``keys_P`` may be ``None``.
 
-    The layout inside is the speed policy's (``policy.population_lanes``): for small models the
-    members move to the last axis of every array for the epoch (``policy.lane_product``);
-    otherwise it is that
-    ``vmap``. Member i's numbers are those of ``train_epoch`` on member i alone, to float
-    rounding. ``keys_P``: one dropout key per member, or ``None`` when nothing is dropped.
-    ``lanes`` overrides the policy (``benchmarks/population_profile.py`` measures both).
+    For small models the members move to the last axis of every array for the epoch
+    (``policy.population_lanes``; ``lanes`` overrides it), otherwise it is that ``vmap``. Member
+    i's numbers are those of ``train_epoch`` on member i alone, to float rounding.
     """
     if not (policy.population_lanes(cfg) if lanes is None else lanes):
         return jax.vmap(model.make_train_epoch(cfg, optimizer=optimizer, members=members))
@@ -100,9 +82,8 @@ def stack(trees: Sequence[Any]) -> Any:
 
 
 def by_chunks(f: Callable, chunk: int, args_P: Any) -> Any:
-    """``f`` (a function of ``chunk`` members' stacked pytrees) over every member of ``args_P``,
-    one chunk after another (``lax.map``; a last, smaller chunk when ``chunk`` does not divide the
-    population); outputs stacked back along the member axis."""
+    """``f`` of ``chunk`` members' stacked pytrees over every member of ``args_P``, chunk after
+    chunk (``lax.map``, then a smaller last one), outputs stacked back along the member axis."""
     P = len(jax.tree.leaves(args_P)[0])
     n, rest = divmod(P, chunk)
     head = jax.tree.map(lambda a: a[: n * chunk].reshape(n, chunk, *a.shape[1:]), args_P)
@@ -118,11 +99,8 @@ def population_program(
     cfg: EchoConfig, chunk: int, lanes: bool | None = None, size: int | None = None
 ) -> Callable:
     """The jitted epoch of a population, ``chunk`` members side by side
-    (``make_population_epoch``: in lanes or a ``vmap``), chunk after chunk (``by_chunks``):
-    ``(params_P, opt_state_P, x_PxBxL, y_PxBxL, keys_P)`` to ``(params_P, opt_state_P,
-    losses_P)``. ``train_population_epoch`` chooses the chunk; ``benchmarks/population_profile.py``
-    tries others, in either layout (``lanes``: ``None`` for the policy's), compiled with the
-    policy's options for ``size`` members (``policy.population_compiler_options``)."""
+    (``make_population_epoch``), chunk after chunk (``by_chunks``), with the policy's compiler
+    options for ``size`` members; ``benchmarks/population_profile.py`` tries other chunks."""
     epoch = make_population_epoch(cfg, chunk, lanes=lanes)
     return jax.jit(
         lambda *args_P: by_chunks(epoch, chunk, args_P),
@@ -132,14 +110,12 @@ def population_program(
 
 
 def population_trainer(cfg: EchoConfig, size: int) -> Callable:
-    """The epoch of ``size`` members of ``cfg``'s shape, ``(params_P, opt_state_P, x_PxBxL,
-    y_PxBxL, keys_P) -> (params_P, opt_state_P, losses_P)``: ``population_program`` with the
-    policy's chunk, its chunks shared out over ``policy.population_threads`` threads (whole chunks,
-    in order, so every member trains in the chunk it would have alone); with more than one, the
-    inputs are sliced rather than donated, and the call returns once every part is done."""
-    shapes = _shapes_only(cfg)
+    """``population_program`` of ``size`` members with the policy's chunk, its whole chunks shared
+    out in order over ``policy.population_threads`` threads (each member trains in the chunk it
+    would have alone); with threads, the inputs are sliced, not donated, and the call returns once
+    every part is done."""
     chunk = policy.population_chunk(cfg, size)
-    program = population_program(shapes, chunk, size=size)
+    program = population_program(_shapes_only(cfg), chunk, size=size)
     threads = policy.population_threads(cfg, size)
     if threads == 1:
         return program
@@ -168,9 +144,8 @@ def population_trainer(cfg: EchoConfig, size: int) -> Callable:
 
 @functools.cache
 def _splitter(size: int, span: int) -> Callable:
-    """One compiled call that cuts every leaf of a population's params, optimizer states and keys
-    into parts of ``span`` members (one dispatch, where a slice per leaf and part cost
-    milliseconds an epoch)."""
+    """Cuts every leaf into parts of ``span`` members in one dispatch (a slice per leaf and part
+    cost milliseconds an epoch)."""
     starts = range(0, size, span)
     return jax.jit(
         lambda *args_P: [jax.tree.map(lambda a, s=s: a[s : s + span], args_P) for s in starts]
@@ -183,8 +158,7 @@ _join = jax.jit(lambda outs: jax.tree.map(lambda *leaves: jnp.concatenate(leaves
 
 @functools.cache
 def population_accuracies(cfg: EchoConfig, chunk: int) -> Callable:
-    """The jitted per-window accuracies (P, N) of every member on its own series (a ``vmap`` of
-    ``chunk`` members, chunk after chunk)."""
+    """The jitted per-window accuracies (P, N) of every member on its own series."""
     predict_epoch = model.make_predict_epoch(cfg, members=chunk)
 
     def member(args):
@@ -195,12 +169,8 @@ def population_accuracies(cfg: EchoConfig, chunk: int) -> Callable:
 
 
 def train_population_epoch(params_P, opt_state_P, x_PxBxL, y_PxBxL, cfg: EchoConfig, keys_P=None):
-    """``train_epoch`` for every member at once, in one compiled program: chunks of members side
-    by side (``policy.population_chunk``), chunk after chunk, the chunks shared out over the
-    cores where the policy says so (``population_trainer``; params and state donated otherwise).
-
-    ``keys_P``: one dropout key per member (``dropout_keys``), needed when ``cfg.keep_prob < 1``.
-    """
+    """``train_epoch`` for every member at once (``population_trainer``); ``keys_P``, one dropout
+    key per member (``dropout_keys``), is needed when ``cfg.keep_prob < 1``."""
     if cfg.keep_prob < 1 and keys_P is None:
         raise ValueError(f"EchoConfig.keep_prob is {cfg.keep_prob}: dropout needs keys_P")
     population = population_trainer(cfg, len(x_PxBxL))
@@ -215,11 +185,9 @@ def dropout_keys(members: Sequence[EchoConfig], epoch: int) -> jax.Array:
 
 def population_verbs(cfg: EchoConfig, members: Sequence[EchoConfig]) -> EpochVerbs:
     """``EpochVerbs`` for ``train.run_epochs`` over a population: each member's own data, dropout
-    keys and learning rate; one compiled program per epoch for training (``population_trainer``),
-    one call for the accuracies."""
-    shapes = _shapes_only(cfg)
+    keys and learning rate."""
     train = population_trainer(cfg, len(members))
-    accuracies = population_accuracies(shapes, policy.vmap_chunk(cfg, len(members)))
+    accuracies = population_accuracies(_shapes_only(cfg), policy.vmap_chunk(cfg, len(members)))
     init = jax.vmap(make_optimizer(cfg).init)
     rates = np.array([m.learning_rate for m in members])
 
@@ -254,10 +222,8 @@ def fit_population(
     """Trains one independent model per (seed, learning rate) pair, all in one computation.
 
     Member ``i`` is exactly ``fit(population_configs(cfg, seeds, learning_rates)[i])``: its own
-    initial weights, data and dropout keys from its seed, its own learning rate (a leaf of the
-    optimizer state); per epoch the whole population is one compiled program (chunks of members,
-    ``train_population_epoch``). The loop over epochs is ``train.run_epochs``'s, as
-    for ``fit``. Works for every cell.
+    initial weights, data and dropout keys from its seed, its own learning rate; per epoch the
+    whole population is one compiled program (``train_population_epoch``). Works for every cell.
 
     Args:
       cfg: the shared configuration (its ``seed`` and ``learning_rate`` are replaced).
@@ -267,14 +233,13 @@ def fit_population(
       timer: as for ``fit``.
 
     Returns:
-      ``(params, history)``: ``Params`` whose arrays have a leading population axis P, and
-      ``fit``'s history with one value per member: per epoch ``loss`` (P, N), ``accuracy`` and
-      ``accuracy_after_first`` (P,), ``epoch_seconds`` (training, the whole population), and
-      ``members`` (the seed and learning rate of each).
+      ``(params, history)``: ``Params`` with a leading population axis P, and ``fit``'s history
+      with one value per member: per epoch ``loss`` (P, N), ``accuracy`` and
+      ``accuracy_after_first`` (P,), ``epoch_seconds`` (the whole population), and ``members``.
 
     Raises:
-      TrainingDivergedError: a member's loss is not finite; the message names the member (its
-        seed and learning rate), the epoch and the window.
+      TrainingDivergedError: a member's loss is not finite (named: seed, learning rate, epoch,
+        window).
 
     >>> params, history = fit_population(EchoConfig(num_epochs=2), seeds=[0, 1],
     ...                                  learning_rates=[0.1, 0.3], progress=False)  # 4 members

@@ -34,18 +34,9 @@ class EchoConfig:
     keep_prob: float = 1.0  # dropout: probability of keeping each layer's output (part 6: 0.5)
 
     def __post_init__(self) -> None:
-        for name in (
-            "num_epochs",
-            "total_series_length",
-            "truncated_backprop_length",
-            "state_size",
-            "batch_size",
-        ):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("num_classes", self.num_classes, minimum=2)
-        _check_int("echo_step", self.echo_step, minimum=0)
-        _check_int("seed", self.seed, minimum=0)
-        _check_int("num_layers", self.num_layers, minimum=1)
+        for field in dataclasses.fields(self):
+            if field.type == "int":  # the annotation, as a string
+                _check_int(field.name, getattr(self, field.name), _MINIMUMS.get(field.name, 1))
         if self.cell not in CELL_NAMES:
             raise ValueError(f"EchoConfig.cell must be one of {CELL_NAMES}, got {self.cell!r}")
         if self.cell == "tutorial" and self.num_layers != 1:
@@ -54,7 +45,7 @@ class EchoConfig:
                 f"layer), got {self.num_layers}; stack basic_rnn cells instead"
             )
         kp = self.keep_prob
-        if isinstance(kp, bool) or not isinstance(kp, (int, float)) or not 0 < kp <= 1:
+        if not (_is_number(kp) and 0 < kp <= 1):
             raise ValueError(f"EchoConfig.keep_prob must be a number in (0, 1], got {kp!r}")
         if self.total_series_length % self.batch_size:
             raise ValueError(
@@ -72,12 +63,7 @@ class EchoConfig:
                 f"longer than a row ({self.row_length} steps): num_batches must be at least 1"
             )
         lr = self.learning_rate
-        if (
-            isinstance(lr, bool)
-            or not isinstance(lr, (int, float))
-            or not math.isfinite(lr)
-            or lr <= 0
-        ):
+        if not (_is_number(lr) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"EchoConfig.learning_rate must be a finite number > 0, got {lr!r}")
 
     @property
@@ -126,6 +112,13 @@ PARTS: dict[int, dict[str, Any]] = {
 }
 
 
+_MINIMUMS = {"num_classes": 2, "echo_step": 0, "seed": 0}  # every other int field: 1
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"EchoConfig.{name} must be an integer, got {value!r}")
@@ -163,11 +156,8 @@ def generate_data(cfg: EchoConfig, rng: np.random.Generator | int) -> tuple[np.n
 
 
 def epoch_data(cfg: EchoConfig, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """The fresh series of one epoch, a pure function of ``(cfg.seed, epoch)``.
-
-    Seeding each epoch on its own (rather than drawing all epochs from one stream) is what lets
-    an interrupted run resume with exactly the data it would have seen.
-    """
+    """The fresh series of one epoch, a pure function of ``(cfg.seed, epoch)``: each epoch seeded
+    on its own, an interrupted run resumes with exactly the data it would have seen."""
     return generate_data(cfg, np.random.default_rng([cfg.seed, _DATA_STREAM, epoch]))
 
 
@@ -186,11 +176,8 @@ _INIT_STREAM, _DATA_STREAM, _EVAL_STREAM, DROPOUT_STREAM = 0, 1, 2, 3
 
 
 def split_windows(a_BxL: Any, window: int) -> Any:
-    """(B, L) series to (N, B, T) windows; the last L % T steps go unused, as in the tutorial.
-    Trailing axes come along: (B, L, P) to (N, B, T, P).
-
-    Written with array methods only, so it serves NumPy arrays, JAX arrays and tracers alike.
-    """
+    """(B, L) series to (N, B, T) windows (and (B, L, P) to (N, B, T, P)); the last L % T steps
+    go unused, as in the tutorial. Array methods only: NumPy arrays, JAX arrays and tracers."""
     B, L, *rest = a_BxL.shape
     N = L // window
     return a_BxL[:, : N * window].reshape(B, N, window, *rest).swapaxes(0, 1)

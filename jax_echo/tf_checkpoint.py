@@ -1,12 +1,10 @@
 """TF1 checkpoints of the author's programs: their variable names, read and written.
 
-``tf.compat.v1.train.Saver`` stores each variable under its graph name, and the author's programs
-(``tf_echo.graph``) leave those names to TF1: an unnamed ``tf.Variable`` is ``Variable``,
-``Variable_1``, ... in creation order, and a cell's weights live in the scopes of ``static_rnn`` or
-``dynamic_rnn`` (both ``rnn``), of a ``MultiRNNCell`` (``multi_rnn_cell/cell_{k}``) and of the cell
-(``basic_rnn_cell``, ``basic_lstm_cell``, ``lstm_cell``, ``gru_cell``). Part 1 creates ``W``, ``b``,
-``W2``, ``b2`` in that order; parts 2-6 create ``W2`` and ``b2`` before the cell. So, by flat name
-(``cells.params_to_dict``):
+``tf.compat.v1.train.Saver`` stores each variable under its graph name, which the author's
+programs (``tf_echo.graph``) leave to TF1: unnamed ``tf.Variable``s are ``Variable``,
+``Variable_1``, ... in creation order (part 1: ``W``, ``b``, ``W2``, ``b2``; parts 2-6 create
+``W2`` and ``b2`` before the cell), a cell's weights live in the scopes ``rnn`` (``static_rnn`` or
+``dynamic_rnn``), ``multi_rnn_cell/cell_{k}`` and the cell's own. So, by flat name:
 
     part 1       W Variable, b Variable_1, W2 Variable_2, b2 Variable_3
     parts 2-6    W2 Variable, b2 Variable_1, and
@@ -35,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from jax_echo.cells import CELLS, Params, flat_names, input_width, params_from_dict, params_to_dict
+from jax_echo.cells import Params, param_shapes, params_from_dict, params_to_dict
 from jax_echo.io import CheckpointError, atomic_write
 from jax_echo.optim import TF1_INITIAL_ACCUMULATOR
 from jax_echo.registry import MissingExtraError
@@ -56,9 +54,8 @@ _IGNORED = ("global_step",)  # a training counter some programs add; not a weigh
 def tf1_variable_names(cfg: EchoConfig, part: int | None = None) -> dict[str, str]:
     """The TF1 variable name of each flat weight name of ``cfg``'s program, in flat order.
 
-    The names depend only on ``cfg.cell`` and ``cfg.num_layers`` (the module docstring); ``part``
-    (1-6), when given, is checked to be a program of that model: parts 4, 5 and 6 have the same
-    names.
+    The names depend only on ``cfg.cell`` and ``cfg.num_layers``; ``part`` (1-6), when given, is
+    checked to be a program of that model (parts 4, 5 and 6 have the same names).
 
     >>> tf1_variable_names(EchoConfig.for_part(1))
     {'W': 'Variable', 'b': 'Variable_1', 'W2': 'Variable_2', 'b2': 'Variable_3'}
@@ -69,21 +66,20 @@ def tf1_variable_names(cfg: EchoConfig, part: int | None = None) -> dict[str, st
         if part not in PARTS:
             raise ValueError(f"the tutorial series has parts 1-6, got part {part!r}")
         program = EchoConfig.for_part(part)
-        if (program.cell, program.num_layers) != (cfg.cell, cfg.num_layers):
+        if _model(program) != _model(cfg):
             raise ValueError(
                 f"part {part}'s program has cell={program.cell!r} with {program.num_layers} "
                 f"layer(s), but cfg has cell={cfg.cell!r} with {cfg.num_layers}"
             )
     if cfg.cell == "tutorial":
         return dict(_PART1_NAMES)
-    L, S = cfg.num_layers, cfg.state_size
-    scope = _CELL_SCOPES[cfg.cell][L > 1]
+    scope = _CELL_SCOPES[cfg.cell][cfg.num_layers > 1]
     names = {}
-    for layer in range(L):
-        outer = "rnn" if L == 1 else f"rnn/multi_rnn_cell/cell_{layer}"
-        shapes = CELLS[cfg.cell].shapes(input_width(layer, S), S)
-        for name in flat_names(shapes, layer):  # cell_{layer}/kernel, cell_{layer}/gates/bias
-            names[name] = f"{outer}/{scope}/{name.split('/', 1)[1]}"
+    for name in param_shapes(cfg):  # cell_{k}/kernel, cell_{k}/gates/bias, ..., W2, b2
+        layer, _, weight = name.partition("/")
+        if weight:
+            outer = "rnn" if cfg.num_layers == 1 else f"rnn/multi_rnn_cell/{layer}"
+            names[name] = f"{outer}/{scope}/{weight}"
     return names | _OUTPUT_NAMES
 
 
@@ -92,20 +88,17 @@ def params_from_tf_checkpoint(
 ) -> Params:
     """The weights of a TF1 checkpoint of ``cfg``'s program, as ``Params`` in its dtype.
 
-    Reads what ``tf.compat.v1.train.Saver().save(sess, path)`` wrote from the author's program
-    (``path`` is the checkpoint prefix, ``model.ckpt``, or a directory with a ``checkpoint``
-    file). Adagrad's slots (``<name>/Adagrad``) and ``global_step`` are ignored.
+    Reads what ``tf.compat.v1.train.Saver().save(sess, path)`` wrote from the author's program;
+    Adagrad's slots (``<name>/Adagrad``) and ``global_step`` are ignored.
 
     Args:
-      path: the checkpoint.
+      path: the checkpoint prefix (``model.ckpt``), or a directory with a ``checkpoint`` file.
       cfg: the model it holds (cell, layers, sizes).
-      part: the part (1-6) whose program wrote it, checked against ``cfg``; ``None`` infers it
-        from ``cfg`` (parts 4-6 name their variables alike, so the names found always fit).
+      part: the part (1-6) whose program wrote it, checked against ``cfg``; ``None``: any.
 
     Raises:
-      CheckpointError (a ``ValueError``): the file is not a checkpoint, holds another model's
-        variables (another part or cell: it names them), misses a variable or has one of
-        another shape (named, with both shapes).
+      CheckpointError (a ``ValueError``): not a checkpoint, another model's variables (named),
+        or a variable missing or of another shape.
       MissingExtraError: TensorFlow is not installed.
     """
     tf = _tensorflow()
@@ -119,7 +112,7 @@ def params_from_tf_checkpoint(
         ) from e
     found = reader.get_variable_to_shape_map()
     _check_names(path, found, names, cfg)
-    expected = _expected_shapes(cfg)
+    expected = param_shapes(cfg)
     flat = {}
     for flat_name, tf1_name in names.items():
         got, want = tuple(found[tf1_name]), expected[flat_name]
@@ -138,21 +131,17 @@ def params_to_tf_checkpoint(
 ) -> str:
     """Writes ``params`` as the TF1 checkpoint the author's program restores; returns ``path``.
 
-    The checkpoint (``path.index``, ``path.data-00000-of-00001``) is written by
-    ``tf.compat.v1.train.Saver`` with TF1's names (``tf1_variable_names``) and the params' dtype,
-    and with Adagrad's slots at their start value (0.1): a ``Saver().restore(sess, path)`` in
-    the author's graph starts training from these weights as from fresh ones. Written as
-    ``write_with_saver`` says, so an existing checkpoint at ``path`` is replaced whole.
+    ``tf.compat.v1.train.Saver`` writes them with TF1's names (``tf1_variable_names``), in the
+    params' dtype, with Adagrad's slots at their start value (0.1): restored into the author's
+    graph, they train as fresh weights would. ``write_with_saver`` replaces a checkpoint whole.
 
     Args:
       params: ``Params`` or a flat TF1-layout dict, checked against ``cfg``.
       cfg: the model.
       path: the checkpoint prefix (``model.ckpt``); its directory is created if need be.
-      part: the part (1-6) whose program will restore it, checked against ``cfg``; ``None``
-        takes the names from ``cfg`` (the ``static_rnn`` program's, which all parts share).
+      part: the part (1-6) whose program will restore it, checked against ``cfg``.
 
-    Raises ``ValueError`` for params that are not ``cfg``'s, ``MissingExtraError`` without
-    TensorFlow.
+    Raises ``ValueError`` for params that are not ``cfg``'s, ``MissingExtraError`` without TF.
     """
     tf = _tensorflow()
     tf1 = tf.compat.v1
@@ -179,12 +168,11 @@ def params_to_tf_checkpoint(
 def write_with_saver(saver: Any, sess: Any, path: str | os.PathLike) -> str:
     """``saver.save(sess, path)`` without a meta graph or ``checkpoint`` file, safely; ``path``.
 
-    TF1 writes a checkpoint as two files, ``path.index`` and its data file(s), which cannot be
-    replaced in one rename. Saver writes them into a temporary directory beside ``path``; each
-    is then moved into place with ``io.atomic_write``, the data first and the index last, and
-    any data shard of an older checkpoint at ``path`` is removed. A failure while saving leaves
-    an existing checkpoint untouched; only a crash between the moves (microseconds) could leave
-    the new data beside the old index.
+    TF1's two files (``path.index`` and its data) cannot be replaced in one rename: Saver writes
+    them into a temporary directory beside ``path``, then ``io.atomic_write`` moves each into
+    place, the data first, the index last, and an older checkpoint's extra shards are removed. A
+    failed save leaves an existing checkpoint untouched; only a crash between the moves
+    (microseconds) could leave the new data beside the old index.
     """
     prefix = Path(path)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -218,15 +206,6 @@ def _tensorflow():
             f"TensorFlow is not installed ({e}), and TF1 checkpoints need it; "
             "install the extra: pip install 'jax-echo[tf]'"
         ) from e
-
-
-def _expected_shapes(cfg: EchoConfig) -> dict[str, tuple[int, ...]]:
-    S, C = cfg.state_size, cfg.num_classes
-    expected = {}
-    for layer in range(cfg.num_layers):
-        shapes = CELLS[cfg.cell].shapes(input_width(layer, S), S)
-        expected |= dict(zip(flat_names(shapes, layer), map(tuple, shapes), strict=True))
-    return expected | {"W2": (S, C), "b2": (1, C)}
 
 
 def _weights(found: dict[str, Any]) -> list[str]:
@@ -275,13 +254,12 @@ def _identify(weights: list[str]) -> EchoConfig | None:
 
 def _describe(cfg: EchoConfig) -> str:
     """``cell='lstm' with 3 layer(s) (parts 4-6)``: a model and the parts that run it."""
-    parts = [
-        n
-        for n in PARTS
-        if (EchoConfig.for_part(n).cell, EchoConfig.for_part(n).num_layers)
-        == (cfg.cell, cfg.num_layers)
-    ]
+    parts = [n for n in PARTS if _model(EchoConfig.for_part(n)) == _model(cfg)]
     which = ""
     if parts:
         which = f" (part {parts[0]})" if len(parts) == 1 else f" (parts {parts[0]}-{parts[-1]})"
     return f"cell={cfg.cell!r} with {cfg.num_layers} layer(s){which}"
+
+
+def _model(cfg: EchoConfig) -> tuple[str, int]:
+    return cfg.cell, cfg.num_layers  # all that TF1's names depend on

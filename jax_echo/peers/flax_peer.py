@@ -171,8 +171,6 @@ def tf1_adagrad(learning_rate: float) -> optax.GradientTransformation:
 class _NnxTrainer:
     """Construction, weights, predictions and device placement shared by both Flax rows."""
 
-    name = "flax-nnx"
-
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
         self.dtype = checked_dtype("Flax", cfg, dtype, device)
         try:

@@ -88,14 +88,8 @@ class _WindowLoop:
 
 
 class EagerTrainer(_WindowLoop):
-    """The ``torch-eager`` row: the module and ``optim.Adagrad``, in PyTorch eager.
-
-    Args:
-      cfg: the configuration; ``keep_prob`` must be 1 (dropout rows are not compared).
-      params: a flat TF1-layout dict or ``jax_echo.cells.Params`` (the GRU takes ``W2``, ``b2``).
-      dtype: ``np.float32`` or ``np.float64``.
-      device: ``"cpu"`` or ``"gpu"`` (CUDA).
-    """
+    """The ``torch-eager`` row: the module and ``optim.Adagrad``, in PyTorch eager; built as
+    every peer is (``jax_echo.peers``), on CUDA for ``device="gpu"``."""
 
     name = "torch-eager"
 

@@ -4,23 +4,22 @@
 ``stateful=True, return_sequences=True`` and ``Dense(num_classes)``, compiled with
 ``Adagrad(initial_accumulator_value=0.1, epsilon=0)`` (TF1's update) and
 ``SparseCategoricalCrossentropy(from_logits=True)`` (the mean over B*T). A stateful layer starts
-each call from its last state: the tutorial's carried state, cut at the window edge;
-``reset_states()`` zeros it at an epoch's start. ``TrainOnBatchTrainer`` calls ``train_on_batch``
-per window; ``FitTrainer`` calls ``fit(shuffle=False)`` on the epoch's windows laid out
-(N*B, T, 1), so that batch k is window k; ``FitStepsTrainer``, Keras at its best, adds
-``compile(steps_per_execution=N)``: an epoch is one execution. The rows run on this process'
-Keras backend (``keras_backend()``).
+each call from its last state: the tutorial's carried state, cut at the window edge, zeroed by
+``reset_states()`` at an epoch's start. ``TrainOnBatchTrainer`` calls ``train_on_batch`` per
+window, ``FitTrainer`` ``fit(shuffle=False)`` on the epoch's windows laid out (N*B, T, 1) (batch k
+is window k), and ``FitStepsTrainer``, Keras at its best, adds ``compile(steps_per_execution=N)``:
+an epoch is one execution. The rows run on this process' Keras backend (``keras_backend()``).
 
 The cells are TF1's (kernel rows input then state, split into ``kernel`` and
 ``recurrent_kernel``): ``SimpleRNN`` is ``BasicRNNCell``; ``LSTM``'s gate columns are i, f, c, o
-(TF1's i, j, f, o), with TF1's run-time forget bias 1.0 folded into its bias;
-``GRU(reset_after=False)`` has columns z, r, h: TF1's GRUCell with z = u.
+(TF1's i, j, f, o), TF1's forget bias 1.0 folded into its bias; ``GRU(reset_after=False)`` has
+columns z, r, h: TF1's GRUCell with z = u.
 
 ``params_to_keras_weights`` / ``params_from_keras_weights`` write and read the ``.weights.h5`` of
-the model as a Keras user builds it (``build_model(..., carried=False)``); dropout has no weights,
-so a part-6 config's file is part 4's. Reading refuses Keras' default GRU (``reset_after=True``
-applies the reset gate after the matmul: no TF1 weights compute the same). A round trip is exact
-but for the LSTM's forget bias, held as ``b + 1.0`` in float32 (``b`` comes back within 6e-8).
+the model as a Keras user builds it (``build_model(..., carried=False)``; a part-6 config's is part
+4's: dropout has no weights). Reading refuses Keras' default GRU (``reset_after=True`` applies the
+reset gate after the matmul: no TF1 weights compute the same). A round trip is exact but for the
+LSTM's forget bias, held as ``b + 1.0`` in float32 (``b`` comes back within 6e-8).
 """
 
 from __future__ import annotations

@@ -364,10 +364,7 @@ def _torch_weights(cfg: EchoConfig, flat: dict[str, np.ndarray]) -> dict[str, np
     if cfg.cell == "gru":
         return weights
     for k in range(cfg.num_layers):
-        if cfg.cell == "tutorial":
-            kernel, bias = flat["W"], flat["b"].reshape(-1)
-        else:
-            kernel, bias = flat[f"cell_{k}/kernel"], flat[f"cell_{k}/bias"]
+        kernel, bias = layer_weights(cfg, flat, k)
         if cfg.cell == "lstm":  # TF1's gate columns to PyTorch's gate order
             order = _lstm_gate_order(cfg.state_size)
             kernel, bias = kernel[:, order], bias[order]

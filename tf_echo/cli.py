@@ -1,11 +1,9 @@
-"""``tf-echo train | eval``: the tutorial run in TensorFlow, with the options and files of
-``jax-echo``, and the accuracy of saved weights computed by TensorFlow.
+"""``tf-echo train | eval``: arguments onto ``tf_echo.fit``, ``write_tf_run`` and ``evaluate``.
 
-Arguments onto ``tf_echo.fit``, ``tf_echo.write_tf_run`` and ``tf_echo.train.evaluate``.
-``history.json`` has ``jax-echo``'s breakdown of the wall time (imports, files, figure, other)
-without ``compile``: TensorFlow builds and traces its programs inside the other parts. Without
-the ``tf`` extra, every command is one ``error:`` line naming it (exit code 2); ``--help`` does
-not load TensorFlow.
+The tutorial run in TensorFlow with ``jax-echo``'s options and files (``history.json``'s wall
+time has no ``compile`` part: TensorFlow traces inside the others), and the accuracy of saved
+weights computed by TensorFlow. Without the ``tf`` extra a command is one ``error:`` line naming
+it (exit code 2); ``--help`` does not load TensorFlow.
 """
 
 from __future__ import annotations

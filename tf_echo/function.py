@@ -1,15 +1,11 @@
 """The same models in modern TensorFlow: ``tf.Variable``s, ``GradientTape``, ``tf.function``.
 
-The fair peer of the JAX version: one compiled call per window (``train_step``) or per epoch
-(``train_epoch``, a ``tf.while_loop`` over windows inside one ``tf.function``), each with or
-without XLA (``jit_compile=True``). The cells are written in TF ops with TF1's math
+The fair peer of the JAX version: one compiled call per window or per epoch (a ``tf.while_loop``
+over windows), with or without XLA (``jit_compile=True``). The cells are TF ops with TF1's math
 (docs/tutorial.md), stacked per time step over layers; with ``keep_prob < 1`` each layer's output
-(the top one's too, never the carried state) is dropped while training, with stateless masks drawn
-from
-``(cfg.seed, windows trained so far)``. Adagrad is written out as TF1's kernel computes it
-(accumulator starting at 0.1, no epsilon, ``var -= grad * lr * rsqrt(accum)``).
-
-Variables are named by their flat TF1-layout keys (``cell_0/kernel``, ``W2``, ...).
+(never the carried state) is dropped while training, by stateless masks drawn from
+``(cfg.seed, windows trained so far)``. Adagrad is TF1's kernel (accumulators from 0.1, no
+epsilon, ``var -= grad * lr * rsqrt(accum)``). Variables are named by their flat TF1-layout keys.
 """
 
 from __future__ import annotations
@@ -25,15 +21,10 @@ from jax_echo.task import EchoConfig, split_windows
 from tf_echo.state import stacked_state, zero_state
 
 # Windows of at most this many steps are unrolled in Python, as static_rnn builds them (XLA fuses
-# across steps); longer ones run a ``tf.range`` loop, a while loop, whose compile time does not
-# grow with the window (docs/performance.md).
+# across steps); longer ones run a while loop, whose compile time does not grow with the window
+# (docs/performance.md). Under XLA with its small-loop option (``jax_echo.xla_flags``), the cells
+# of ``xla_flags.ROLLED_WITH_SMALL_LOOPS`` run the loop at every length, as jax_echo's do.
 UNROLL_MAX_STEPS = 50
-# Under XLA with its small-loop option (``jax_echo.xla_flags``: the same ``XLA_FLAGS`` option for
-# TensorFlow's XLA as for JAX's), the cells of ``xla_flags.ROLLED_WITH_SMALL_LOOPS`` run the
-# ``tf.range`` loop at every length, as jax_echo's do: one kernel a window. Under XLA,
-# contractions of at most ``xla_flags.FUSED_PRODUCT_LIMIT`` elements are a multiply and a sum,
-# which XLA:CPU fuses with the elementwise work around them; without XLA every op is a kernel
-# launch and the one matmul is faster.
 
 
 def _matmul_dense(a_BxK, w_KxM, b_M):
@@ -41,6 +32,8 @@ def _matmul_dense(a_BxK, w_KxM, b_M):
 
 
 def _fused_dense(a_BxK, w_KxM, b_M):
+    """For XLA: a contraction of at most ``xla_flags.FUSED_PRODUCT_LIMIT`` elements as a multiply
+    and a sum, which XLA:CPU fuses with the work around it (without XLA one matmul is faster)."""
     if a_BxK.shape[0] * w_KxM.shape[0] * w_KxM.shape[1] > xla_flags.FUSED_PRODUCT_LIMIT:
         return _matmul_dense(a_BxK, w_KxM, b_M)
     return tf.reduce_sum(a_BxK[:, :, None] * w_KxM[None], axis=1) + b_M
@@ -81,16 +74,19 @@ def _gru_step(params, h_BxS, x_BxI, dense):
 _STEPS = {"tutorial": _tanh_step, "basic_rnn": _tanh_step, "lstm": _lstm_step, "gru": _gru_step}
 
 
-def _loop(n, body, state, out):
-    """``for i in range(n): i, state, out = body(i, state, out)`` as one ``tf.while_loop``
-    (the loop AutoGraph would write); ``state`` keeps its nesting, tuples of tensors."""
+def _loop(n, body, state, dtype):
+    """``for i in range(n): state, outs[i] = body(i, state)`` as one ``tf.while_loop`` (the loop
+    AutoGraph would write): the last state, its nesting kept, and the outs stacked."""
 
-    def step(i, state, out):
-        i, new_state, out = body(i, state, out)
-        return i, tf.nest.pack_sequence_as(state, tf.nest.flatten(new_state)), out
+    def step(i, state, outs):
+        new_state, out = body(i, state)
+        new_state = tf.nest.pack_sequence_as(state, tf.nest.flatten(new_state))
+        return i + 1, new_state, outs.write(i, out)
 
-    start = (tf.constant(0), state, out)  # maximum_iterations: XLA's fixed TensorArray size
-    return tf.while_loop(lambda i, *_: i < n, step, start, maximum_iterations=n)
+    start = (tf.constant(0), state, tf.TensorArray(dtype, size=n))
+    # maximum_iterations: XLA's fixed TensorArray size
+    _, state, outs = tf.while_loop(lambda i, *_: i < n, step, start, maximum_iterations=n)
+    return state, outs.stack()
 
 
 class FunctionTrainer:
@@ -104,7 +100,6 @@ class FunctionTrainer:
       per_epoch: ``train_epoch`` is one ``tf.function`` over all windows; otherwise a Python loop
         over the per-window ``tf.function``.
 
-    State in and out: a tuple with one entry per layer, an array (B, S) or a pair (c, h).
     Dropout masks of the k-th window this trainer trains come from ``(cfg.seed, k)``.
     """
 
@@ -120,9 +115,7 @@ class FunctionTrainer:
         flat = params_to_dict(structured)
         self.cfg, self.dtype, self.per_epoch = cfg, np.dtype(dtype), per_epoch
         self.jit_compile = jit_compile
-        self.name = (
-            "tf-function" + ("-epoch" if per_epoch else "") + ("-xla" if jit_compile else "")
-        )
+        self.name = f"tf-function{'-epoch' if per_epoch else ''}{'-xla' if jit_compile else ''}"
         self._variables = {
             name: tf.Variable(value.astype(self.dtype), name=name) for name, value in flat.items()
         }
@@ -199,14 +192,10 @@ class FunctionTrainer:
             outs_TBxS = tf.concat(outs, 0)
         else:  # a while loop over time
             x_TxB = tf.transpose(x_BxT)
-
-            def time_step(t, state, outs):
-                state, out_BxS = step(t, x_TxB[t], state)
-                return t + 1, state, outs.write(t, out_BxS)
-
-            outs = tf.TensorArray(self.dtype, size=T)
-            _, state, outs = _loop(T, time_step, state, outs)
-            outs_TBxS = tf.reshape(outs.stack(), [T * B, cfg.state_size])
+            state, outs_TxBxS = _loop(
+                T, lambda t, state: step(t, x_TxB[t], state), state, self.dtype
+            )
+            outs_TBxS = tf.reshape(outs_TxBxS, [T * B, cfg.state_size])
         W2, b2 = self._variables["W2"], self._variables["b2"]
         logits_TBxC = self._dense(outs_TBxS, W2, b2)
         return tf.reshape(logits_TBxC, [T, B, cfg.num_classes]), state
@@ -238,48 +227,35 @@ class FunctionTrainer:
         return state, loss
 
     def _train_all_windows(self, x_NxBxT, y_NxBxT):
-        n = tf.shape(x_NxBxT)[0]
+        def window(i, state):
+            return self._train_window(state, x_NxBxT[i], y_NxBxT[i])
 
-        def window(i, state, losses):
-            state, loss = self._train_window(state, x_NxBxT[i], y_NxBxT[i])
-            return i + 1, state, losses.write(i, loss)
-
-        losses = tf.TensorArray(self.dtype, size=n)
-        _, _, losses = _loop(n, window, self._zero_state(), losses)
-        return losses.stack()
+        _, losses_N = _loop(tf.shape(x_NxBxT)[0], window, self._zero_state(), self.dtype)
+        return losses_N
 
     def _predict_all_windows(self, x_NxBxT):
-        n = tf.shape(x_NxBxT)[0]
-
-        def window(i, state, preds):
+        def window(i, state):
             logits_TxBxC, state = self._logits_and_state(state, x_NxBxT[i])
-            return i + 1, state, preds.write(i, tf.transpose(tf.argmax(logits_TxBxC, -1, tf.int32)))
+            return state, tf.transpose(tf.argmax(logits_TxBxC, -1, tf.int32))
 
-        preds = tf.TensorArray(tf.int32, size=n)
-        _, _, preds = _loop(n, window, self._zero_state(), preds)
-        return preds.stack()
+        _, preds_NxBxT = _loop(tf.shape(x_NxBxT)[0], window, self._zero_state(), tf.int32)
+        return preds_NxBxT
 
     # --- The verbs ----------------------------------------------------------------------------
 
     def train_step(self, state: Any, x_BxT: Any, y_BxT: Any) -> tuple[tuple, np.ndarray]:
         """One window in one compiled call: the state to carry and the loss."""
-        state, loss = self._train_step(
-            self._state_in(state), np.asarray(x_BxT, self.dtype), np.asarray(y_BxT, np.int32)
-        )
+        state, loss = self._train_step(self._state_in(state), *self._cast(x_BxT, y_BxT))
         return _numpy(state), loss.numpy()
 
     def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0):
         """One window from the carried state (zeros at first, kept as tensors), carried on; the
-        loss. Dropout masks come from the windows trained so far (``epoch`` and ``window`` are
-        not used)."""
-        del epoch, window
-        self._carried, loss = self._train_step(
-            self._carried, np.asarray(x_BxT, self.dtype), np.asarray(y_BxT, np.int32)
-        )
+        loss."""
+        del epoch, window  # dropout masks come from the windows trained so far
+        self._carried, loss = self._train_step(self._carried, *self._cast(x_BxT, y_BxT))
         return loss.numpy()
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
-        """Every window of a series, state reset to zeros, then carried; losses (N,)."""
         del epoch  # dropout masks come from the windows trained so far
         x_NxBxT, y_NxBxT = self._epoch_windows(x_BxL, y_BxL)
         if self.per_epoch:
@@ -293,20 +269,12 @@ class FunctionTrainer:
         return tf.stack(losses).numpy()
 
     def forward(self, x_BxT: Any, state: Any) -> tuple[np.ndarray, tuple]:
-        """``(logits (B, T, C), final state)`` of one window, without dropout."""
         logits_TxBxC, state = self._forward(self._state_in(state), np.asarray(x_BxT, self.dtype))
         return np.swapaxes(logits_TxBxC.numpy(), 0, 1), _numpy(state)
 
-    def loss_and_gradients(
-        self, x_BxT: Any, y_BxT: Any, state: Any
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """``(loss, gradients as a flat dict)`` of one window, without dropout."""
-        loss, grads = self._loss_and_grads(
-            self._state_in(state), np.asarray(x_BxT, self.dtype), np.asarray(y_BxT, np.int32)
-        )
-        return loss.numpy(), {
-            name: g.numpy() for name, g in zip(self._variables, grads, strict=True)
-        }
+    def loss_and_gradients(self, x_BxT: Any, y_BxT: Any, state: Any) -> tuple[np.ndarray, dict]:
+        loss, grads = self._loss_and_grads(self._state_in(state), *self._cast(x_BxT, y_BxT))
+        return loss.numpy(), {n: g.numpy() for n, g in zip(self._variables, grads, strict=True)}
 
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:
         """Predictions (N, B, T) over a series in one compiled call, state carried, no dropout."""
@@ -321,10 +289,11 @@ class FunctionTrainer:
 
     def _epoch_windows(self, x_BxL: Any, y_BxL: Any) -> tuple[np.ndarray, np.ndarray]:
         """A series' inputs and labels as ``train_epoch``'s tf.function takes them: (N, B, T)."""
-        return (
-            self._windows(np.asarray(x_BxL, self.dtype)),
-            self._windows(np.asarray(y_BxL, np.int32)),
-        )
+        x_BxL, y_BxL = self._cast(x_BxL, y_BxL)
+        return self._windows(x_BxL), self._windows(y_BxL)
+
+    def _cast(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(x, self.dtype), np.asarray(y, np.int32)
 
     def _windows(self, a_BxL: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(split_windows(a_BxL, self.cfg.truncated_backprop_length))
@@ -346,11 +315,9 @@ class FunctionTrainer:
         return {name: a.numpy() for name, a in self._accumulators.items()}
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """``(params, Adagrad accumulators)``, flat TF1-layout dicts."""
         return self.params, self.accumulators
 
     def set_state(self, params: Any, accumulators: Any) -> None:
-        """Restores ``get_state()``'s result."""
         for targets, values in ((self._variables, params), (self._accumulators, accumulators)):
             flat = params_to_dict(params_from_dict(values, self.cfg))
             for name, var in targets.items():

@@ -1,26 +1,19 @@
 """The tutorial series' TensorFlow 1.x programs, faithfully, through ``tf.compat.v1``.
 
-Part 1 is the hand-written tanh RNN: placeholders for the window and the state, ``unstack`` over
-time, ``concat([x_t, state])``, tanh. Parts 2-6 are the author's programs with TF1's own cells
-(``BasicRNNCell``, ``BasicLSTMCell``, a ``MultiRNNCell`` of ``LSTMCell``s, ``GRUCell``, each
-optionally in a ``DropoutWrapper``) through ``static_rnn`` over T inputs [B, 1], or with
-``dynamic=True`` (parts 5-6) ``dynamic_rnn`` over [B, T, 1]. Then per-step
-``sparse_softmax_cross_entropy_with_logits``, ``reduce_mean``, ``AdagradOptimizer(lr).minimize``
-and one ``session.run`` per window, feeding the final state back as the next window's initial
-state. The graph lives in its own ``tf.Graph`` and session, so eager execution stays on for the
-rest of the process.
+Part 1 is the hand-written tanh RNN (placeholders for the window and the state, ``unstack`` over
+time, ``concat([x_t, state])``, tanh); parts 2-6 use TF1's cells (``BasicRNNCell``,
+``BasicLSTMCell``, a ``MultiRNNCell`` of ``LSTMCell``s, ``GRUCell``, each optionally in a
+``DropoutWrapper``) through ``static_rnn``, or ``dynamic_rnn`` with ``dynamic=True`` (parts 5-6).
+Then the per-step cross-entropy, ``reduce_mean``, ``AdagradOptimizer(lr).minimize`` and one
+``session.run`` per window, the final state fed back as the next window's. Each graph has its own
+``tf.Graph`` and session, so eager execution stays on for the rest of the process.
 
-Corrections of the published code, as docs/tutorial.md states them: part 3 feeds ``cell_state`` and
-``hidden_state``; parts 4-6 build one new cell per layer; the loss takes keywords. One deviation:
-with dropout, the keep probability is a ``placeholder_with_default`` that ``forward``,
-``loss_and_gradients`` and ``predict_epoch`` feed 1.0 (the published program keeps dropout on
-when it predicts for the plot). Two additions make dropout runs repeat: a graph-level seed
-(``cfg.seed``) and, with dropout under ``dynamic_rnn``, ``parallel_iterations=1``. Part 1 has
-no dropout in the tutorial; with ``keep_prob < 1`` it drops its outputs as ``DropoutWrapper``
-would. Names follow the author's (``batchX_placeholder``, ``init_state``, ``current_state``, ...),
-and so do the variables' (``Variable``, ``rnn/basic_lstm_cell/kernel``, ...: TF1's own, listed in
-``jax_echo.tf_checkpoint``), so ``save_tf_checkpoint`` writes the checkpoint the author's
-``tf.train.Saver`` would.
+The published code's corrections are docs/tutorial.md's. Dropout's keep probability is a
+``placeholder_with_default`` that ``forward``, ``loss_and_gradients`` and ``predict_epoch`` feed
+1.0, and dropout runs repeat (a graph-level seed, ``cfg.seed``; ``parallel_iterations=1`` under
+``dynamic_rnn``); part 1 with ``keep_prob < 1`` drops its outputs as ``DropoutWrapper`` would.
+Names are the author's (``batchX_placeholder``, ``current_state``, ...; TF1's variable names as
+``jax_echo.tf_checkpoint`` lists them), so ``save_tf_checkpoint`` writes the author's checkpoint.
 """
 
 from __future__ import annotations
@@ -53,8 +46,6 @@ class GraphTrainer:
       dtype: float32 as in the tutorial; float64 for the high-precision parity checks.
       device: where to place the graph ("/CPU:0", "/GPU:0"); by default TensorFlow decides.
       dynamic: ``dynamic_rnn`` (parts 5-6) instead of ``static_rnn``; not for part 1's cell.
-
-    State in and out: a tuple with one entry per layer, an array (B, S) or a pair (c, h).
     """
 
     name = "tf-graph"
@@ -97,7 +88,7 @@ class GraphTrainer:
             losses = self._build_part1(flat, tf_dtype)
         else:
             losses = self._build_cells(flat, tf_dtype)
-        variables = _variables_by_flat_name(cfg)
+        self.variables = _variables_by_flat_name(cfg)  # before the optimizer adds its slots
         self.total_loss = tf.reduce_mean(losses)
 
         # TF1 turns a Python float learning rate into a float32 tensor; in float64 that
@@ -105,19 +96,18 @@ class GraphTrainer:
         learning_rate = tf.constant(cfg.learning_rate, dtype=tf_dtype)
         optimizer = tf1.train.AdagradOptimizer(learning_rate)
         self.train_step_op = optimizer.minimize(self.total_loss)
-        self.variables = variables
-        grads = tf.gradients(self.total_loss, [*variables.values()])
-        self.gradients = dict(zip(variables, grads, strict=True))
+        grads = tf.gradients(self.total_loss, [*self.variables.values()])
+        self.gradients = dict(zip(self.variables, grads, strict=True))
         self._accumulators = {
-            name: optimizer.get_slot(var, "accumulator") for name, var in variables.items()
+            name: optimizer.get_slot(var, "accumulator") for name, var in self.variables.items()
         }
         # Assigning weights and accumulators (the given weights, to resume, to compare).
-        self._assign_params = _assigners(variables, tf_dtype)
+        self._assign_params = _assigners(self.variables, tf_dtype)
         self._assign_accumulators = _assigners(self._accumulators, tf_dtype)
         self._init = tf1.global_variables_initializer()
 
     def _build_part1(self, flat, tf_dtype):
-        """Part 1, written out by hand; returns the per-step losses."""
+        """Part 1, written out by hand; the per-step losses."""
         B = self.cfg.batch_size
         self.init_state = tf1.placeholder(tf_dtype, [B, self.cfg.state_size])
 
@@ -153,15 +143,10 @@ class GraphTrainer:
         return losses
 
     def _build_cells(self, flat, tf_dtype):
-        """Parts 2-6 with TF1's cells; returns the losses."""
+        """Parts 2-6 with TF1's cells; the losses."""
         cfg = self.cfg
-        B, T, S, C, L = (
-            cfg.batch_size,
-            cfg.truncated_backprop_length,
-            cfg.state_size,
-            cfg.num_classes,
-            cfg.num_layers,
-        )
+        B, T, C = cfg.batch_size, cfg.truncated_backprop_length, cfg.num_classes
+        S, L = cfg.state_size, cfg.num_layers
         if cfg.cell == "lstm" and L == 1:  # part 3
             self.cell_state = tf1.placeholder(tf_dtype, [B, S])
             self.hidden_state = tf1.placeholder(tf_dtype, [B, S])
@@ -246,11 +231,8 @@ class GraphTrainer:
         return self._layers(current_state), total_loss
 
     def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0):
-        """``train_step`` from the carried state (zeros at first), which it carries on; the loss.
-
-        TensorFlow draws the dropout masks from its own stream: ``epoch`` and ``window`` are
-        not used."""
-        del epoch, window
+        """``train_step`` from the carried state (zeros at first), which it carries on; the loss."""
+        del epoch, window  # TensorFlow's own random stream draws the dropout masks
         self._carried, loss = self.train_step(self._carried, x_BxT, y_BxT)
         return loss
 
@@ -269,16 +251,12 @@ class GraphTrainer:
     # --- Inspection, without dropout ----------------------------------------------------------
 
     def forward(self, x_BxT: Any, state: Any) -> tuple[np.ndarray, tuple]:
-        """``(logits (B, T, C), final state)`` of one window, without training."""
         logits_BxTxC, current_state = self.sess.run(
             [self.logits_BxTxC, self.current_state], self._feed(x_BxT, state, dropout=False)
         )
         return logits_BxTxC, self._layers(current_state)
 
-    def loss_and_gradients(
-        self, x_BxT: Any, y_BxT: Any, state: Any
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """``(loss, gradients as a flat dict)`` of one window, without training."""
+    def loss_and_gradients(self, x_BxT: Any, y_BxT: Any, state: Any) -> tuple[np.ndarray, dict]:
         return self.sess.run(
             (self.total_loss, self.gradients), self._feed(x_BxT, state, y_BxT, dropout=False)
         )
@@ -336,30 +314,21 @@ class GraphTrainer:
         return self.sess.run(self._accumulators)
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """``(params, Adagrad accumulators)``, flat TF1-layout dicts."""
         return self.sess.run((self.variables, self._accumulators))
 
     def set_state(self, params: Any, accumulators: Any) -> None:
-        """Restores ``get_state()``'s result."""
         self._assign(self._assign_params, params)
         self._assign(self._assign_accumulators, accumulators)
 
     def save_tf_checkpoint(self, path: str | os.PathLike) -> str:
-        """Saves the session's variables, weights and Adagrad slots, with TF1's ``Saver``.
-
-        The author's checkpoint (``path.index``, ``path.data-*``; no meta graph or ``checkpoint``
-        file), replaced whole (``jax_echo.tf_checkpoint.write_with_saver``). Returns ``path``.
-        """
+        """Saves the weights and Adagrad slots with TF1's ``Saver``: the author's checkpoint
+        (``path.index``, ``path.data-*``), replaced whole (``write_with_saver``); ``path``."""
         return write_with_saver(self._saver(), self.sess, path)
 
     def restore_tf_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restores a TF1 checkpoint of this program with TF1's ``Saver``.
-
-        Its weights are checked first (``params_from_tf_checkpoint``: a ``ValueError`` names
-        another model's, a missing or a misshapen variable). Adagrad's slots are restored when
-        the checkpoint has them (``save_tf_checkpoint``, ``params_to_tf_checkpoint``), else
-        they start again at 0.1. The carried state is kept.
-        """
+        """Restores a TF1 checkpoint of this program with TF1's ``Saver``, its weights checked
+        first (``params_from_tf_checkpoint``); Adagrad's slots where it has them, else 0.1. The
+        carried state is kept."""
         params = params_from_tf_checkpoint(path, self.cfg)
         dtypes = {np.asarray(value).dtype for value in params_to_dict(params).values()}
         if dtypes != {self.dtype}:
@@ -402,8 +371,7 @@ def _assigners(variables: dict[str, Any], tf_dtype: tf.DType) -> dict[str, tuple
 
 
 def _variables_by_flat_name(cfg: EchoConfig) -> dict[str, Any]:
-    """The graph's weights by flat name, found under the names the author's program gives them
-    (``tf1_variable_names``); any other or missing variable is an error."""
+    """The graph's weights by flat name, under the author's names (``tf1_variable_names``)."""
     names = tf1_variable_names(cfg)
     by_name = {v.op.name: v for v in tf1.global_variables()}
     if set(by_name) != set(names.values()):

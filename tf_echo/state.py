@@ -11,8 +11,7 @@ from jax_echo.task import EchoConfig
 
 
 def zero_state(cfg: EchoConfig, dtype: Any) -> tuple:
-    """The model's zero state (``cells.initial_state``) as TF1 feeds it: one NumPy array (B, S)
-    per layer, or one ``(c, h)`` pair per layer (``LSTMStateTuple``'s order)."""
+    """``cells.initial_state`` as TF1 feeds it: per layer a NumPy array (B, S) or a ``(c, h)``."""
     return tuple(
         tuple(np.asarray(a, dtype) for a in layer)
         if isinstance(layer, tuple)
@@ -22,10 +21,7 @@ def zero_state(cfg: EchoConfig, dtype: Any) -> tuple:
 
 
 def stacked_state(cfg: EchoConfig, state: Any, dtype: Any) -> np.ndarray:
-    """A per-layer state tuple (``h``, or ``(c, h)`` per layer) as one array (L, [2,] B, S).
-
-    Raises ``ValueError`` naming the expected structure when the shapes do not match ``cfg``.
-    """
+    """A per-layer state tuple as one array (L, [2,] B, S); ``ValueError`` if not ``cfg``'s."""
     lstm = cfg.cell == "lstm"
     state_Lx2xBxS = np.asarray(state, dtype)  # (L, B, S) for cells without c
     expected = np.shape(zero_state(cfg, dtype))

@@ -32,11 +32,9 @@ def make_trainer(
     device: str | None = None,
     dynamic: bool = False,
 ):
-    """A trainer for one of ``IMPLEMENTATIONS`` from the given weights.
-
-    ``device`` places the TF1 graph; TF2 trainers run under the caller's ``tf.device`` scope.
-    ``dynamic``: the TF1 program runs its cells through ``dynamic_rnn`` (parts 5-6).
-    """
+    """A trainer for one of ``IMPLEMENTATIONS`` from the given weights. ``device`` places the
+    TF1 graph (TF2 trainers run in the caller's ``tf.device`` scope); ``dynamic``: the TF1
+    program runs its cells through ``dynamic_rnn`` (parts 5-6)."""
     if impl == "graph":
         return GraphTrainer(cfg, params, dtype, device, dynamic=dynamic)
     if impl in IMPLEMENTATIONS:
@@ -55,14 +53,13 @@ def fit(
     dynamic: bool = False,
     **changes: Any,
 ) -> tuple[Params, dict[str, Any]]:
-    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints, history,
-    ``RunOptions`` and ``timer`` sections.
+    """``jax_echo.fit`` with a TensorFlow implementation: same data, checkpoints (the optimizer
+    state: Adagrad's accumulators), history, ``RunOptions`` and ``timer`` sections.
 
-    The checkpoint's optimizer state is the trainer's Adagrad accumulators. TensorFlow draws
-    its own dropout masks, so with ``keep_prob < 1`` a resumed run is not bit-identical to an
-    uninterrupted one (it is at ``keep_prob = 1``). With ``out_dir``, the final weights are also
-    saved there as the author's TF1 checkpoint, ``model.ckpt`` (``save_tf_checkpoint``), before
-    ``options.finish``. ``dynamic``: the TF1 program runs its cells through ``dynamic_rnn``.
+    TensorFlow draws its own dropout masks: with ``keep_prob < 1`` a resumed run is not
+    bit-identical to an uninterrupted one. The final weights are also saved in ``out_dir`` as the
+    author's TF1 checkpoint, ``model.ckpt``, before ``options.finish``. ``dynamic``: the TF1
+    program runs its cells through ``dynamic_rnn``.
     """
     opts = run_options(options, **changes)
     initial = init_params(cfg) if params is None else params_from_dict(params, cfg)
@@ -110,12 +107,11 @@ def fit(
 
 
 def save_tf_checkpoint(trainer: Any, cfg: EchoConfig, path: str | os.PathLike) -> str:
-    """A trainer's weights as the author's TF1 checkpoint at ``path`` (``model.ckpt``).
+    """A trainer's weights as the author's TF1 checkpoint at ``path``; returns ``path``.
 
-    ``GraphTrainer`` saves its session with its own ``Saver``, Adagrad's slots as they are; the
-    TF2 trainers' weights go through ``params_to_tf_checkpoint``, with the slots at their start
-    value (0.1). Either restores into the author's program (``GraphTrainer.restore_tf_checkpoint``)
-    and reads into ``jax_echo`` (``params_from_tf_checkpoint``). Returns ``path``.
+    ``GraphTrainer`` saves with its own ``Saver``, Adagrad's slots as they are; the TF2 trainers
+    through ``params_to_tf_checkpoint``, with the slots at 0.1. Either restores into the author's
+    program (``GraphTrainer.restore_tf_checkpoint``) and reads into ``jax_echo``.
     """
     if isinstance(trainer, GraphTrainer):
         return trainer.save_tf_checkpoint(path)
@@ -166,8 +162,8 @@ def write_tf_run(
     part: int,
     stopwatch: runlog.Stopwatch,
 ) -> None:
-    """``runlog.write_run`` for a TensorFlow run (its predictions from a new trainer of
-    ``impl``), then the summary and the files written, on stdout."""
+    """``runlog.write_run`` for a TensorFlow run (predictions from a new trainer of ``impl``),
+    then the summary and the files written, on stdout."""
     import tensorflow as tf
 
     info = {

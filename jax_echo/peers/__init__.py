@@ -1,31 +1,25 @@
 """The libraries a user would pick instead of jax_echo, as benchmark rows: PyTorch, Flax, Keras.
 
-Each row trains the task of ``jax_echo.task`` on the same data and, where the library's cell has
-TF1's math, from the same weights (a flat TF1-layout dict, ``jax_echo.cells.params_to_dict``).
-Every row is written the way its library's documentation has a user write it, beside that
-library's fastest honest form. A row whose cell differs in math (PyTorch's and Flax's GRU apply
-the reset gate after the matmul; TF1's GRUCell before it) is timed and labelled, never
-parity-tested: ``Row.exact_cells`` lists the cells whose math is TF1's.
-
-Every peer is a row of ``jax_echo.registry.ROWS`` (its name, form, factory and the cells with
-TF1's math are registered there, beside JAX's and TensorFlow's) and a
-``jax_echo.registry.Trainer``, as JAX and TensorFlow are: it carries its
-recurrent state itself, as the tutorial does (zeros at the start of an epoch, then carried from
-window to window), and returns host values, so every call ends synchronised.
-``trainers.make_trainer(name, ...)`` builds it as ``Factory(cfg, params, dtype=np.float32,
-device="cpu")``: ``params`` a flat TF1-layout dict (or ``Params``), ``device`` "cpu" or "gpu";
-the constructor raises ``ValueError`` naming what it
-cannot run (a cell, a keep_prob below 1, float64 on a library without it).
-
-Nothing here is a dependency of jax_echo: ``make bench`` installs the ``peers`` extra, and a row
-whose library is missing is skipped with the reason.
+Every peer is a row of ``jax_echo.registry.ROWS`` and a ``jax_echo.registry.Trainer``, built by
+``trainers.make_trainer(name, ...)`` as ``Factory(cfg, params, dtype=np.float32, device="cpu")``
+from a flat TF1-layout dict (or ``Params``) on "cpu" or "gpu". Each library's documented form
+stands beside its fastest honest form, on the task's data and, where the cell has TF1's math, from
+the same weights: ``Row.exact_cells`` lists those cells (PyTorch's and Flax's GRU apply the reset
+gate after the matmul, TF1's before it, so they are timed, never parity-tested). A peer carries
+its state as the tutorial does (zeros at an epoch's start) and returns host values. None is a
+dependency of jax_echo: ``make bench`` installs the ``peers`` extra; a missing library's rows are
+skipped with the reason.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
+
+import numpy as np
 
 from jax_echo.registry import PEER_ROWS, Row, keras_backend
+from jax_echo.task import EchoConfig
 
 # Keras picks its backend once per process, on import: JAX unless the caller chose. ``make bench``
 # runs the Keras rows again in a process of their own with KERAS_BACKEND=tensorflow.
@@ -43,3 +37,15 @@ def peer(name: str) -> Row:
         if p.name == name:
             return p
     raise ValueError(f"unknown peer {name!r}; expected one of {', '.join(PEER_NAMES)}")
+
+
+def checked_dtype(library: str, cfg: EchoConfig, dtype: Any, device: str) -> np.dtype:
+    """``dtype`` as NumPy's, or a ``ValueError`` naming what no peer runs: dropout (its rows are
+    not compared), a dtype but float32 and float64, a device but "cpu" and "gpu"."""
+    if cfg.keep_prob != 1:
+        raise ValueError(f"the {library} rows have no dropout: keep_prob={cfg.keep_prob}")
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    return np.dtype(dtype)

@@ -1,36 +1,20 @@
 """The Flax rows: the echo model in Flax NNX, as its documentation has a user write it.
 
 ``EchoRNN`` is an ``nnx.Module``: ``cfg.num_layers`` ``nnx.RNN(cell, return_carry=True)`` over
-``nnx.SimpleCell`` (tanh; parts 1 and 2), ``nnx.LSTMCell`` (parts 3 and 4) or ``nnx.GRUCell``,
-then an ``nnx.Linear`` output layer. Training is ``nnx.Optimizer(model, optax.adagrad(lr,
-initial_accumulator_value=0.1, eps=0.0), wrt=nnx.Param)`` (TF1's Adagrad) and
-``optimizer.update(model, grads)``. Two trainers (``jax_echo.peers.PeerTrainer``):
+``nnx.SimpleCell`` (tanh), ``nnx.LSTMCell`` or ``nnx.GRUCell``, then an ``nnx.Linear``; trained
+by ``nnx.Optimizer(model, optax.adagrad(lr, initial_accumulator_value=0.1, eps=0.0),
+wrt=nnx.Param)`` (TF1's Adagrad). ``NnxJitTrainer`` runs one ``@nnx.jit`` step per window, the
+last carry passed back in (zeros at an epoch's start); ``NnxScanTrainer`` splits the model and
+optimizer into ``(graphdef, state)`` once and scans an epoch's windows in one ``jax.jit``.
 
-- ``NnxJitTrainer``: one ``@nnx.jit`` step per window; the step returns the last carry, and the
-  Python loop passes it back in (zeros at the start of an epoch), so gradients stop at the edge.
-- ``NnxScanTrainer``: the same model and step, ``nnx.split`` into ``(graphdef, state)`` once;
-  one ``jax.jit`` whose ``lax.scan`` runs every window of an epoch (``nnx.merge`` inside).
-
-TF1 weights map onto Flax's cells exactly (``to_flax`` / ``to_tf1``):
-
-- part 1 ``W`` / part 2 ``kernel`` (I+S, S): input rows to ``dense_i.kernel``, state rows to
-  ``dense_h.kernel`` (no bias); the bias to ``dense_i.bias`` (part 1's ``b`` is (1, S)).
-- LSTM ``kernel`` (I+S, 4S), TF1 gate columns i, j, f, o: to Flax's per-gate ``Linear`` pairs
-  ``(ii, hi)``, ``(ig, hg)``, ``(if_, hf)``, ``(io, ho)`` (Flax's g is TF1's j). Flax puts each
-  gate's bias on the hidden-side ``Linear`` (``hi.bias``, ...), and its forget gate is
-  ``sigmoid(x W_if + h W_hf + b_hf)`` with no forget bias: TF1's run-time ``forget_bias = 1.0`` is
-  folded into ``hf.bias`` and taken off again in ``params``. Exact in real arithmetic (the
-  gradient and Adagrad's step are the same), but in float32 the stored forget bias and its
-  updates are rounded at float32's resolution near 1.0 (~1e-7), not near 0 as in TF1. Same math
-  otherwise: sigmoid gates, tanh candidate and output, ``c' = f c + i g``, ``h' = o tanh(c')``,
-  state ``(c, h)``; the summation order differs (``x W_x + (h W_h + b)`` per gate).
-- ``W2`` (S, C) is ``out.kernel``; ``b2`` (1, C) is ``out.bias``.
-
-The GRU is timed only: ``nnx.GRUCell`` applies the reset gate after the hidden matmul
-(``tanh(x W_in + b_in + r * (h W_hn))``), TF1's GRUCell before it, so no TF1 weights give its
-numbers. It starts from Flax's own initialisers (``nnx.Rngs(cfg.seed)``); the TF1 params passed in
-are only checked, and ``params`` returns Flax's own layout (``layers/0/cell/dense_i/kernel``, ...).
-The other cells are built with ``nnx.eval_shape`` (no initialiser runs) and filled from the params.
+TF1 weights map exactly (``to_flax`` / ``to_tf1``): a kernel's input rows go to
+``dense_i.kernel``, its state rows to ``dense_h.kernel``, the bias to ``dense_i.bias``; the
+LSTM's gate columns i, j, f, o to Flax's per-gate ``Linear`` pairs (``LSTM_GATES``; Flax's g is
+TF1's j), each gate's bias on the hidden side, with TF1's run-time forget bias 1.0 folded into
+``hf.bias`` (so in float32 it is rounded at float32's resolution near 1.0, ~1e-7, not near 0);
+``W2``, ``b2`` are ``out``. ``nnx.GRUCell`` applies the reset gate after the hidden matmul, TF1's
+before: it keeps Flax's initialisers (``nnx.Rngs(cfg.seed)``), and its ``params`` are Flax's own
+layout. The other cells are built with ``nnx.eval_shape`` (no initialiser runs) and filled.
 
 Shape legend: B batch, T time steps of a window, S state, C classes, N windows, L series steps.
 """
@@ -50,6 +34,7 @@ from flax import nnx
 from jax import lax
 
 from jax_echo.cells import LSTM_FORGET_BIAS, input_width, params_from_dict
+from jax_echo.peers import checked_dtype
 from jax_echo.task import EchoConfig, split_windows
 
 # TF1's LSTM gate columns i, j, f, o as Flax's (input-side, hidden-side) Linear layers.
@@ -85,10 +70,7 @@ class EchoRNN(nnx.Module):
 
 
 def to_flax(model: EchoRNN, cfg: EchoConfig, params: Any) -> None:
-    """Sets every weight of the model from flat TF1-layout weights (or ``Params``).
-
-    Host-side NumPy, then one transfer per array; the model may be abstract (``nnx.eval_shape``).
-    """
+    """Sets every weight of the (possibly abstract) model from flat TF1-layout weights."""
     flat = params_from_dict(params, cfg)  # checks names and shapes
     dtype = model.out.kernel.dtype
 
@@ -181,28 +163,16 @@ def scan_epoch(graphdef: nnx.GraphDef, state: nnx.State, carry, x_NxBxT, y_NxBxT
 
 @functools.cache
 def tf1_adagrad(learning_rate: float) -> optax.GradientTransformation:
-    """TF1's ``AdagradOptimizer``; one object per rate, so that equal models share a graphdef
-    (the transformation is a static part of ``nnx.Optimizer``) and hence compiled programs."""
+    """TF1's ``AdagradOptimizer``, one object per rate: equal models share a graphdef (of which
+    the transformation is a static part) and so their compiled programs."""
     return optax.adagrad(learning_rate, initial_accumulator_value=0.1, eps=0.0)
 
 
 class _NnxTrainer:
     """Construction, weights, predictions and device placement shared by both Flax rows."""
 
-    name = "flax-nnx"
-
-    def __init__(
-        self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"
-    ) -> None:
-        if cfg.keep_prob != 1:
-            raise ValueError(
-                f"the Flax rows train without dropout (keep_prob=1), got keep_prob={cfg.keep_prob}"
-            )
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        if device not in ("cpu", "gpu"):
-            raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
+        self.dtype = checked_dtype("Flax", cfg, dtype, device)
         try:
             self.device = jax.devices(device)[0]
         except RuntimeError as e:
@@ -233,8 +203,8 @@ class _NnxTrainer:
         lstm = self.cfg.cell == "lstm"
         return tuple((zeros(), zeros()) if lstm else zeros() for _ in range(self.cfg.num_layers))
 
-    def _windows(self, a_BxL: Any, dtype: Any) -> np.ndarray:
-        return split_windows(np.asarray(a_BxL, dtype), self.cfg.truncated_backprop_length)
+    def _windows(self, a_BxL: Any) -> np.ndarray:
+        return split_windows(np.asarray(a_BxL, np.int32), self.cfg.truncated_backprop_length)
 
     def _window(self, x_BxT: Any, y_BxT: Any) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(x_BxT, np.int32), np.asarray(y_BxT, np.int32)
@@ -279,9 +249,7 @@ class NnxJitTrainer(_NnxTrainer):
         with self._placed():
             self.carry = self._zero_carry()
             losses = []
-            for x_BxT, y_BxT in zip(
-                self._windows(x_BxL, np.int32), self._windows(y_BxL, np.int32), strict=True
-            ):
+            for x_BxT, y_BxT in zip(self._windows(x_BxL), self._windows(y_BxL), strict=True):
                 loss, self.carry = jit_train_step(
                     self.model, self.optimizer, self.carry, x_BxT, y_BxT
                 )
@@ -294,9 +262,7 @@ class NnxScanTrainer(_NnxTrainer):
 
     name = "flax-nnx-scan"
 
-    def __init__(
-        self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"
-    ) -> None:
+    def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
         super().__init__(cfg, params, dtype, device)
         self.graphdef, self.state = nnx.split((self.model, self.optimizer))
         self.model = self.optimizer = None  # their arrays are the state's, donated on each call
@@ -319,7 +285,7 @@ class NnxScanTrainer(_NnxTrainer):
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         del epoch  # no dropout: every peer refuses keep_prob < 1
         with self._placed():
-            x_NxBxT, y_NxBxT = self._windows(x_BxL, np.int32), self._windows(y_BxL, np.int32)
+            x_NxBxT, y_NxBxT = self._windows(x_BxL), self._windows(y_BxL)
             self.state, self.carry, losses_N = scan_epoch(
                 self.graphdef, self.state, self._zero_carry(), x_NxBxT, y_NxBxT
             )

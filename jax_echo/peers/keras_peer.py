@@ -1,45 +1,30 @@
 """Keras 3 rows: stateful ``SimpleRNN`` / ``LSTM`` / ``GRU`` layers, as the Keras docs write them.
 
-The model is ``keras.Input(batch_shape=(B, None, 1))``, ``cfg.num_layers`` recurrent layers with
-``stateful=True, return_sequences=True``, then ``Dense(num_classes)``; compiled with
-``Adagrad(initial_accumulator_value=0.1, epsilon=0)`` (Keras' update is TF1's: ``acc += g*g;
-var -= lr * g / sqrt(acc + eps)``) and ``SparseCategoricalCrossentropy(from_logits=True)``,
-whose default reduction is the tutorial's mean over B*T. A stateful layer keeps its last state
-in a variable and starts the next call from it: the tutorial's carried state, with gradients cut
-at the window edge; ``reset_states()`` zeros it at the start of an epoch.
+``keras.Input(batch_shape=(B, None, 1))``, ``cfg.num_layers`` recurrent layers with
+``stateful=True, return_sequences=True`` and ``Dense(num_classes)``, compiled with
+``Adagrad(initial_accumulator_value=0.1, epsilon=0)`` (TF1's update) and
+``SparseCategoricalCrossentropy(from_logits=True)`` (the mean over B*T). A stateful layer starts
+each call from its last state: the tutorial's carried state, cut at the window edge, zeroed by
+``reset_states()`` at an epoch's start. ``TrainOnBatchTrainer`` calls ``train_on_batch`` per
+window, ``FitTrainer`` ``fit(shuffle=False)`` on the epoch's windows laid out (N*B, T, 1) (batch k
+is window k), and ``FitStepsTrainer``, Keras at its best, adds ``compile(steps_per_execution=N)``:
+an epoch is one execution. The rows run on this process' Keras backend (``keras_backend()``).
 
-``TrainOnBatchTrainer`` calls ``train_on_batch`` once per window. ``FitTrainer`` runs
-``fit(shuffle=False)`` over an epoch whose windows are laid out (N, B, T) -> (N*B, T, 1), so
-batch k is window k and row b of every batch is the same row of the series.
-``FitStepsTrainer`` is Keras at its best: the same ``fit`` with
-``compile(steps_per_execution=N)``, so an epoch is one execution (on TensorFlow one
-``tf.function`` whose ``tf.while_loop`` runs the N steps; on JAX one Python loop over the jitted
-step with no callback or state sync between steps).
+The cells are TF1's (kernel rows input then state, split into ``kernel`` and
+``recurrent_kernel``): ``SimpleRNN`` is ``BasicRNNCell``; ``LSTM``'s gate columns are i, f, c, o
+(TF1's i, j, f, o), TF1's forget bias 1.0 folded into its bias; ``GRU(reset_after=False)`` has
+columns z, r, h: TF1's GRUCell with z = u.
 
-The cells map exactly onto TF1's (kernel rows: input, then state; Keras splits them into
-``kernel`` and ``recurrent_kernel``): ``SimpleRNN`` is ``BasicRNNCell`` and part 1's layer;
-``LSTM`` has gate columns i, f, c, o (TF1: i, j, f, o) and TF1's run-time forget bias 1.0 is
-folded into the Keras bias (subtracted again in ``params``); ``GRU(reset_after=False)`` has
-columns z, r, h with ``h = z * h + (1 - z) * tanh(x Wh + (r * h) Uh + bh)``, TF1's GRUCell with
-z = u. The row runs under whichever backend this process' Keras uses (``keras_backend()``).
-
-``params_to_keras_weights`` / ``params_from_keras_weights`` write and read the ``.weights.h5``
-of that model as a Keras user builds it (``build_model(..., carried=False)``: Keras' own layers),
-by its ``save_weights`` and ``load_weights``. Where the cell's math is TF1's, that model computes
-what the author's program does from the same weights: every cell of the series and the GRU as
-built here. Where it is not, no TF1 weights give the same function and reading is refused with a
-``ValueError`` saying so: Keras' default GRU (``reset_after=True``, two bias rows) applies the
-reset gate after the matmul. A file does not say which activations its model used: Keras'
-defaults (tanh, and sigmoid for the gates) are TF1's. Dropout has no weights: a part-6 config
-writes and reads part 4's. A round trip is exact but for the LSTM's forget-gate bias: Keras holds
-``b + 1.0`` in float32, so ``b`` comes back rounded to float32's resolution at 1.0 (within 6e-8;
-exact for the initial zeros).
+``params_to_keras_weights`` / ``params_from_keras_weights`` write and read the ``.weights.h5`` of
+the model as a Keras user builds it (``build_model(..., carried=False)``; a part-6 config's is part
+4's: dropout has no weights). Reading refuses Keras' default GRU (``reset_after=True`` applies the
+reset gate after the matmul: no TF1 weights compute the same). A round trip is exact but for the
+LSTM's forget bias, held as ``b + 1.0`` in float32 (``b`` comes back within 6e-8).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -53,6 +38,7 @@ import numpy as np
 
 from jax_echo.cells import LSTM_FORGET_BIAS, Params, init_params, params_from_dict, params_to_dict
 from jax_echo.io import CheckpointError, atomic_write
+from jax_echo.peers import checked_dtype
 from jax_echo.task import EchoConfig, split_windows
 
 BACKEND = keras.backend.backend()
@@ -65,9 +51,8 @@ def _carried(rnn: type[keras.layers.RNN]) -> type[keras.layers.RNN]:
 
     Keras' JAX trainer threads only tracked variables through its compiled step, and the RNN
     layer creates ``rnn_state`` untracked: its update is dropped after every ``train_on_batch``
-    or ``fit`` step, so each window would silently start from zeros (Keras 3.15; one call over
-    many steps, as ``predict_epoch`` makes, carries it within the call). TensorFlow's trainer
-    assigns the variable itself and needs no change.
+    or ``fit`` step, so each window would silently start from zeros (Keras 3.15). TensorFlow's
+    trainer assigns the variable itself.
     """
     if BACKEND != "jax":
         return rnn
@@ -87,14 +72,9 @@ _KERAS_LAYERS = {
     "tutorial": keras.layers.SimpleRNN,
     "basic_rnn": keras.layers.SimpleRNN,
     "lstm": keras.layers.LSTM,  # recurrent_activation="sigmoid" by default, as TF1's
-    "gru": functools.partial(keras.layers.GRU, reset_after=False),  # TF1's: reset, then matmul
+    "gru": keras.layers.GRU,
 }
-_CARRIED_LAYERS = {
-    "tutorial": _carried(keras.layers.SimpleRNN),
-    "basic_rnn": _carried(keras.layers.SimpleRNN),
-    "lstm": _carried(keras.layers.LSTM),
-    "gru": functools.partial(_carried(keras.layers.GRU), reset_after=False),
-}
+_CARRIED_LAYERS = {cell: _carried(layer) for cell, layer in _KERAS_LAYERS.items()}
 
 
 def _swap_lstm_gates(a: np.ndarray) -> np.ndarray:
@@ -182,18 +162,18 @@ def build_model(
 ) -> keras.Model:
     """The rows' model, uncompiled, holding ``params`` (TF1 layout, cast to ``dtype``).
 
-    ``keras.Input(batch_shape=(B, None, 1))``, ``cfg.num_layers`` stateful recurrent layers
-    returning sequences, ``Dense(num_classes)``. ``carried``: on JAX, layers whose state is a
-    tracked weight (``_carried``), which training needs; ``False``: Keras' own layers (the same
-    math and weights), as a user builds them and as ``.weights.h5`` files name them. The LSTM
-    takes ``use_cudnn``. Call it where the caller's device and dtype scope apply.
+    ``carried``: on JAX, layers whose state is a tracked weight (``_carried``), which training
+    needs; ``False``: Keras' own layers (the same math and weights), as a user builds them and as
+    ``.weights.h5`` files name them. The LSTM takes ``use_cudnn``. Call it where the caller's
+    device and dtype scope apply.
     """
     dtype = np.dtype(dtype)
     flat = {
         k: np.asarray(v, dtype) for k, v in params_to_dict(params_from_dict(params, cfg)).items()
     }
     layers = _CARRIED_LAYERS if carried else _KERAS_LAYERS
-    extra = {"use_cudnn": use_cudnn} if cfg.cell == "lstm" else {}
+    # TF1's GRUCell applies the reset gate before the matmul: reset_after=False.
+    extra = {"lstm": {"use_cudnn": use_cudnn}, "gru": {"reset_after": False}}.get(cfg.cell, {})
     inputs = h = keras.Input(batch_shape=(cfg.batch_size, None, 1), dtype=dtype.name)
     for layer in range(cfg.num_layers):
         rnn = layers[cfg.cell](
@@ -217,29 +197,19 @@ def model_params(cfg: EchoConfig, model: keras.Model) -> dict[str, np.ndarray]:
 
 
 class TrainOnBatchTrainer:
-    """Stateful Keras layers, one ``train_on_batch`` per window (``PeerTrainer``)."""
+    """Stateful Keras layers, one ``train_on_batch`` per window (``keras-BACKEND-batch``)."""
 
     name = f"keras-{BACKEND}-batch"
 
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
-        if cfg.keep_prob < 1:
-            raise ValueError(f"the Keras rows have no output dropout: keep_prob={cfg.keep_prob}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"the Keras rows run float32 or float64, not {self.dtype}")
+        self.dtype = checked_dtype("Keras", cfg, dtype, device)
         if self.dtype == np.float64 and BACKEND == "jax":
             # keras.backend.result_type maps 64-bit to 32-bit on JAX even under jax_enable_x64
             # (keras-team/keras#21604), so ops.tanh turns a float64 state into float32.
             raise ValueError("Keras' JAX backend has no float64 (its ops compute in float32)")
-        if device not in ("cpu", "gpu"):
-            raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
         self.cfg, self._device = cfg, _device_scope(device)
-        flat = {
-            k: np.asarray(v, self.dtype)
-            for k, v in params_to_dict(params_from_dict(params, cfg)).items()
-        }
         with self._scope():
-            self.model = self._build(flat, device)
+            self.model = self._build(params, device)
         self._rnns = self.model.layers[1:-1]
 
     @contextlib.contextmanager
@@ -253,11 +223,11 @@ class TrainOnBatchTrainer:
                 stack.enter_context(_float64())
             yield
 
-    def _build(self, flat: dict[str, np.ndarray], device: str) -> keras.Model:
+    def _build(self, params: Any, device: str) -> keras.Model:
         # Keras picks the LSTM's cuDNN kernel by the backend's platform, not by the device: a
         # "cpu" LSTM on a GPU machine would fail to compile it ("rnn_fwd" has no CPU rule).
         use_cudnn = "auto" if device == "gpu" else False
-        model = build_model(self.cfg, flat, self.dtype, use_cudnn=use_cudnn)
+        model = build_model(self.cfg, params, self.dtype, use_cudnn=use_cudnn)
         model.compile(
             optimizer=keras.optimizers.Adagrad(
                 float(self.cfg.learning_rate),
@@ -313,7 +283,7 @@ class _WindowLosses(keras.callbacks.Callback):
     """Per-window losses from ``fit``'s logs, which hold the epoch's running mean of the loss.
 
     ``async_safe``: Keras may call it from a worker thread, so that reading the loss does not
-    stall the training loop on every step (as a callback without it would); keyed by batch.
+    stall the training loop on every step; keyed by batch.
     """
 
     async_safe = True
@@ -331,9 +301,8 @@ class _WindowLosses(keras.callbacks.Callback):
 
 
 class _WindowLoss(keras.metrics.Metric):
-    """Each step's loss, written into slot ``step`` of a (N,) variable inside the compiled step:
-    callbacks see one execution of N steps as one batch. It recomputes the window's mean
-    cross-entropy from the logits (B*T values: small beside the recurrent layers)."""
+    """Each step's loss in slot ``step`` of a (N,) variable, written inside the compiled step
+    (callbacks see one execution of N steps as one batch); recomputed from the logits."""
 
     def __init__(self, num_windows: int, dtype: str):
         super().__init__(name="window_loss", dtype=dtype)
@@ -354,10 +323,8 @@ class _WindowLoss(keras.metrics.Metric):
 
 
 class FitTrainer(TrainOnBatchTrainer):
-    """The same model trained by ``fit(shuffle=False)`` over an epoch (``PeerTrainer``).
-
-    ``train_window`` is the inherited ``train_on_batch``: ``fit`` has no per-window form.
-    """
+    """The same model trained by ``fit(shuffle=False)`` over an epoch (``keras-BACKEND-fit``);
+    ``train_window`` is ``train_on_batch``: ``fit`` has no per-window form."""
 
     name = f"keras-{BACKEND}-fit"
 
@@ -369,7 +336,7 @@ class FitTrainer(TrainOnBatchTrainer):
 
     def _fit_epoch(self, x_BxL: Any, y_BxL: Any, callbacks: list) -> None:
         """One ``fit`` epoch over the series' windows, from a zero state: batch k is window k."""
-        cfg, T = self.cfg, self.cfg.truncated_backprop_length
+        T = self.cfg.truncated_backprop_length
         x_NBxTx1 = self._inputs(split_windows(np.asarray(x_BxL), T)).reshape(-1, T, 1)
         y_NBxT = split_windows(np.asarray(y_BxL), T).reshape(-1, T)
         with self._scope():
@@ -377,7 +344,7 @@ class FitTrainer(TrainOnBatchTrainer):
             self.model.fit(
                 x_NBxTx1,
                 y_NBxT,
-                batch_size=cfg.batch_size,
+                batch_size=self.cfg.batch_size,
                 epochs=1,
                 shuffle=False,
                 verbose=0,
@@ -386,13 +353,13 @@ class FitTrainer(TrainOnBatchTrainer):
 
 
 class FitStepsTrainer(FitTrainer):
-    """``fit`` with ``compile(steps_per_execution=N)``: an epoch in one execution
-    (``PeerTrainer``). Its per-window losses come from ``_WindowLoss``, a metric."""
+    """``fit`` with ``compile(steps_per_execution=N)``, an epoch in one execution
+    (``keras-BACKEND-fit-steps``); its per-window losses come from ``_WindowLoss``, a metric."""
 
     name = f"keras-{BACKEND}-fit-steps"
 
-    def _build(self, flat: dict[str, np.ndarray], device: str) -> keras.Model:
-        model = super()._build(flat, device)
+    def _build(self, params: Any, device: str) -> keras.Model:
+        model = super()._build(params, device)
         self._window_loss = _WindowLoss(self.cfg.num_batches, self.dtype.name)
         model.compile(
             optimizer=model.optimizer,
@@ -417,12 +384,12 @@ SUFFIX = ".weights.h5"  # Keras 3 reads and writes weights files by this name on
 def params_to_keras_weights(params: Params | dict, cfg: EchoConfig, path: str | os.PathLike) -> str:
     """Writes ``params`` as the ``.weights.h5`` of the Keras model of ``cfg``; returns ``path``.
 
-    The weights are float32 (Keras' default), written by the model's ``save_weights`` and then
-    moved into place with ``io.atomic_write`` (an existing file is replaced whole, or kept).
+    The weights are float32 (Keras' default), written by the model's ``save_weights`` and moved
+    into place with ``io.atomic_write`` (an existing file is replaced whole, or kept).
     ``ValueError`` for params that are not ``cfg``'s or a name not ending in ``.weights.h5``.
     """
     path = _checked(path)
-    with _keras_scope(), tempfile.TemporaryDirectory() as tmp:
+    with jax.numpy_rank_promotion("allow"), tempfile.TemporaryDirectory() as tmp:
         written = Path(tmp, "model" + SUFFIX)
         build_model(cfg, params, np.float32, carried=False).save_weights(written)
         data = written.read_bytes()
@@ -443,7 +410,7 @@ def params_from_keras_weights(path: str | os.PathLike, cfg: EchoConfig) -> Param
         held = _layout(path)
     except OSError as e:
         raise CheckpointError(f"{path} is not a readable Keras weights file: {e}") from e
-    with _keras_scope():
+    with jax.numpy_rank_promotion("allow"):
         model = build_model(cfg, init_params(cfg), np.float32, carried=False)
         with tempfile.TemporaryDirectory() as tmp:
             model.save_weights(Path(tmp, "model" + SUFFIX))
@@ -457,11 +424,6 @@ def _checked(path: str | os.PathLike) -> Path:
     if not os.fspath(path).endswith(SUFFIX):
         raise ValueError(f"Keras weights files are named *{SUFFIX}, got {os.fspath(path)!r}")
     return Path(path)
-
-
-def _keras_scope() -> Any:
-    """Keras' ops broadcast ranks, which a caller (our tests) may forbid JAX to do."""
-    return jax.numpy_rank_promotion("allow")
 
 
 def _layout(path: Path) -> dict[str, tuple[int, ...]]:

@@ -1,31 +1,22 @@
-"""PyTorch benchmark rows: the echo model as PyTorch's documentation has a user write it.
+"""PyTorch rows: the echo model as PyTorch's documentation has a user write it, and at its best.
 
-An ``nn.Module`` of ``nn.RNN(nonlinearity="tanh")`` / ``nn.LSTM`` / ``nn.GRU`` (``num_layers``
-stacked, ``batch_first``) and an ``nn.Linear`` output, ``optim.Adagrad`` with TF1's settings
-(``initial_accumulator_value=0.1``, ``eps=0``), the mean cross-entropy over the window's B*T
-steps, one optimizer step per window and the state carried to the next window with
-``.detach()`` (zeros at the start of an epoch). ``EagerTrainer`` runs it eagerly;
-``CompiledTrainer`` runs the same training step under ``torch.compile``.
+``EagerTrainer`` (``torch-eager``) is an ``nn.Module`` of ``nn.RNN(nonlinearity="tanh")`` /
+``nn.LSTM`` / ``nn.GRU`` (``num_layers`` stacked, ``batch_first``) and an ``nn.Linear``,
+``optim.Adagrad`` with TF1's settings (``initial_accumulator_value=0.1``, ``eps=0``), the mean
+cross-entropy over B*T, one step per window and the state carried with ``.detach()``;
+``CompiledTrainer`` (``torch-compile``) runs the same step under ``torch.compile``.
+``WindowCompiledTrainer`` (``torch-compile-window``) is PyTorch at its best: the window as a
+function of tensors in TF1's math and layout, its gradient (``torch.func.grad_and_value``) and
+Adagrad's update in one ``torch.compile(fullgraph=True)`` graph; every cell, the GRU included, is
+parity-tested.
 
-``WindowCompiledTrainer`` is PyTorch at its best: the whole training window written as a
-function of its tensors (TF1's cell math, time-major, in TF1's own weight layout), its gradient
-taken by ``torch.func.grad_and_value`` and the Adagrad update applied in the same function, all
-compiled into one graph by ``torch.compile(fullgraph=True)`` with Inductor's C++ wrapper (on a
-GPU, also ``mode="reduce-overhead"``: CUDA graphs). Its weights are TF1's, so every cell, the GRU
-included, is parity-tested.
-
-Weights enter from TF1's flat layout (``jax_echo.cells.params_to_dict``), where a kernel is
-(I+S, G*S) with the input rows first: ``weight_ih_l{k} = kernel[:I].T``,
-``weight_hh_l{k} = kernel[I:].T``, ``bias_ih_l{k} = bias``. TF1's LSTM gate columns are
-(i, j, f, o), PyTorch's rows (i, f, g, o), so the gates are reordered. TF1's cells have one bias,
-PyTorch's two; each would take its own full Adagrad step, so ``bias_hh_l{k}`` is frozen
-(``requires_grad=False``) as a constant: zeros, or for the LSTM TF1's run-time forget bias
-(1.0) in the forget slice. ``params`` undoes all of this.
-
-The GRU is timed only: ``nn.GRU`` applies the reset gate after the matmul, TF1's ``GRUCell``
-before it, so no weights map between them. Its recurrent layers keep PyTorch's default
-initialisation, drawn from ``torch.manual_seed(cfg.seed)`` (the output layer still takes ``W2``,
-``b2``), and its ``params`` are PyTorch's ``state_dict`` names and layout, not TF1's.
+TF1's kernel (I+S, G*S), input rows first, gives ``weight_ih_l{k} = kernel[:I].T``,
+``weight_hh_l{k} = kernel[I:].T`` and ``bias_ih_l{k} = bias``, the LSTM's gates reordered (TF1:
+i, j, f, o; PyTorch: i, f, g, o). PyTorch's second bias would take its own Adagrad step, so
+``bias_hh_l{k}`` is frozen at a constant: zeros, with TF1's forget bias (1.0) in the LSTM's forget
+slice. ``nn.GRU`` applies the reset gate after the matmul, TF1's ``GRUCell`` before it: its layers
+keep PyTorch's initialisation (``torch.manual_seed(cfg.seed)``; only ``W2``, ``b2`` are taken) and
+its ``params`` are PyTorch's ``state_dict``.
 
 Shape legend: B batch, T time steps of a window, L steps of a series row, S state, C classes,
 N windows per epoch, K layers.
@@ -41,6 +32,7 @@ import torch
 from torch import nn
 
 from jax_echo.cells import LSTM_FORGET_BIAS, input_width, params_from_dict, params_to_dict
+from jax_echo.peers import checked_dtype
 from jax_echo.task import EchoConfig, split_windows
 
 # The longest unrolled window (time steps x layers) compiled with Inductor's C++ wrapper.
@@ -48,6 +40,8 @@ CPP_WRAPPER_CELL_STEPS = 64
 _DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 _DEVICES = {"cpu": "cpu", "gpu": "cuda"}
 _MODULES = {"tutorial": nn.RNN, "basic_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+Weights = dict[str, torch.Tensor]  # TF1's flat layout
+State = tuple[Any, ...]  # per layer h, or (c, h)
 
 
 class EchoRNN(nn.Module):
@@ -66,9 +60,8 @@ class EchoRNN(nn.Module):
 
 
 class _WindowLoop:
-    """What every PyTorch row shares: tensors on the row's device and dtype, and the tutorial's
-    loop over windows around the row's ``_train(x_BxT, y_BxT) -> loss`` (from the carried
-    state, which it carries on) and ``_zero_state()``."""
+    """The tutorial's loop over windows around a row's ``_train(x, y) -> loss`` (from the
+    carried state, which it carries on) and ``_zero_state()``, on the row's device and dtype."""
 
     cfg: EchoConfig
     dtype: torch.dtype
@@ -95,15 +88,8 @@ class _WindowLoop:
 
 
 class EagerTrainer(_WindowLoop):
-    """The ``torch-eager`` row: one ``PeerTrainer`` (``jax_echo.peers``) in PyTorch eager.
-
-    Args:
-      cfg: the configuration; ``keep_prob`` must be 1 (dropout rows are not compared).
-      params: a flat TF1-layout dict or ``jax_echo.cells.Params`` (for the GRU only ``W2``,
-        ``b2`` are used).
-      dtype: ``np.float32`` or ``np.float64``.
-      device: ``"cpu"`` or ``"gpu"`` (CUDA).
-    """
+    """The ``torch-eager`` row: the module and ``optim.Adagrad``, in PyTorch eager; built as
+    every peer is (``jax_echo.peers``), on CUDA for ``device="gpu"``."""
 
     name = "torch-eager"
 
@@ -157,29 +143,22 @@ class EagerTrainer(_WindowLoop):
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """The weights as a flat TF1-layout dict; PyTorch's ``state_dict`` layout for the GRU."""
-        torch_weights = {
-            k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()
-        }
-        if self.cfg.cell == "gru":
-            return torch_weights
-        return _tf1_weights(self.cfg, torch_weights)
+        """The weights as a flat TF1-layout dict; PyTorch's ``state_dict`` for the GRU."""
+        weights = {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+        return weights if self.cfg.cell == "gru" else _tf1_weights(self.cfg, weights)
 
     def close(self) -> None:
         del self.model, self.optimizer, self.state
 
 
 class CompiledTrainer(EagerTrainer):
-    """The ``torch-compile`` row: ``EagerTrainer`` with its training step under ``torch.compile``.
+    """The ``torch-compile`` row: ``EagerTrainer``'s step under ``torch.compile``.
 
-    With Dynamo's defaults (``allow_rnn=False``) the ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` call
-    is a graph break and runs eagerly, as does ``loss.backward()``; the output layer, the loss,
-    their backward and the Adagrad step are compiled. The first window compiles (seconds).
-
-    Dynamo guards the step on the trainer it belongs to and keeps at most ``recompile_limit``
-    (8) versions of one function, then silently runs it eagerly; so each trainer starts from
-    a clean cache (``torch.compiler.reset()``, which makes a trainer built earlier recompile on
-    its next call) and ``close`` drops its compiled code.
+    With Dynamo's defaults (``allow_rnn=False``) the recurrent module and ``loss.backward()`` are
+    graph breaks that run eagerly; the output layer, the loss, their backward and Adagrad's step
+    are compiled, on the first window. Dynamo keeps at most ``recompile_limit`` (8) versions of a
+    function, then silently runs it eagerly: each trainer starts from a clean cache
+    (``torch.compiler.reset()``: one built earlier recompiles) and ``close`` drops its code.
     """
 
     name = "torch-compile"
@@ -198,24 +177,14 @@ class CompiledTrainer(EagerTrainer):
 class WindowCompiledTrainer(_WindowLoop):
     """The ``torch-compile-window`` row: one training window as one compiled graph.
 
-    ``window_step(cfg)`` is a pure function of the weights, Adagrad's accumulators, the state
-    and the window; ``torch.compile(fullgraph=True)`` turns its forward, its backward (from
-    ``torch.func.grad_and_value``) and the update into one graph, so a window is one call with
-    no graph break and no Python between the steps. Inductor's C++ wrapper
-    (``options={"cpp_wrapper": True}``) launches its kernels from C++, which measured faster
-    (``benchmarks/torch_window.py``; docs/performance.md); but g++ compiles a wrapper as long as
-    the unrolled window, so it is used up to ``CPP_WRAPPER_CELL_STEPS`` cell steps (time steps x
-    layers): beyond, a kernel's launch from Python is small beside its work. On a GPU the graph
-    is also captured as a CUDA graph (``mode="reduce-overhead"``).
-
-    Tried and left out (``benchmarks/torch_window.py`` measures the forms side by side; the
-    figures are in docs/performance.md): the update in place (``add_`` / ``sub_`` on the inputs:
-    within the rounds' spread, and CUDA graphs skip a graph that mutates its inputs); the input
-    projection hoisted out of the time loop (no faster); several windows per compiled call
-    (slower, and longer to compile). Each trainer compiles its own
-    graph (seconds to minutes, on its first window; Inductor caches it on disk for the next
-    process) from a clean Dynamo cache (``torch.compiler.reset()``), as ``CompiledTrainer``
-    explains.
+    ``window_step(cfg)``, a pure function of the weights, Adagrad's accumulators, the state and
+    the window, compiled by ``torch.compile(fullgraph=True)``: a window is one call, no graph
+    break. Up to ``CPP_WRAPPER_CELL_STEPS`` cell steps (time steps x layers) Inductor's C++
+    wrapper launches the kernels (faster; g++ compiles a wrapper as long as the unrolled window);
+    on a GPU the graph is a CUDA graph (``mode="reduce-overhead"``). Forms tried and left out
+    (the update in place, the input projection hoisted, several windows a call) are measured by
+    ``benchmarks/torch_window.py`` (docs/performance.md). Each trainer compiles from a clean
+    Dynamo cache, as ``CompiledTrainer`` does.
     """
 
     name = "torch-compile-window"
@@ -237,7 +206,7 @@ class WindowCompiledTrainer(_WindowLoop):
         )
         self.state = self._zero_state()
 
-    def _zero_state(self) -> tuple[Any, ...]:
+    def _zero_state(self) -> State:
         return zero_state(self.cfg, self.dtype, self.device)
 
     def _train(self, x_BxT: torch.Tensor, y_BxT: torch.Tensor) -> torch.Tensor:
@@ -267,14 +236,21 @@ class WindowCompiledTrainer(_WindowLoop):
         torch.compiler.reset()
 
 
+def _checked(cfg: EchoConfig, dtype: Any, device: str) -> tuple[torch.dtype, torch.device]:
+    """The row's torch dtype and device, or a ``ValueError`` naming what it cannot run."""
+    dtype = checked_dtype("PyTorch", cfg, dtype, device)
+    if device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device='gpu' but PyTorch sees no CUDA device")
+    return _DTYPES[dtype], torch.device(_DEVICES[device])
+
+
 # --- the window as functions of tensors, TF1's math and layout ----------------------------------
 
 
 def window_logits(
-    cfg: EchoConfig, weights: dict[str, torch.Tensor], state: tuple[Any, ...], x_BxT: torch.Tensor
-) -> tuple[torch.Tensor, tuple[Any, ...]]:
-    """``(logits (T, B, C), final state)`` of one window from ``state`` (per layer ``h`` or
-    ``(c, h)``), with ``weights`` in TF1's flat layout; time-major, every step a Python step."""
+    cfg: EchoConfig, weights: Weights, state: State, x_BxT: torch.Tensor
+) -> tuple[torch.Tensor, State]:
+    """``(logits (T, B, C), final state)`` of one window; time-major, every step a Python step."""
     steps = list(x_BxT.T.unsqueeze(-1).unbind(0))  # T tensors (B, 1)
     final = []
     for k in range(cfg.num_layers):
@@ -285,12 +261,8 @@ def window_logits(
 
 
 def window_loss(
-    cfg: EchoConfig,
-    weights: dict[str, torch.Tensor],
-    state: tuple[Any, ...],
-    x_BxT: torch.Tensor,
-    y_BxT: torch.Tensor,
-) -> tuple[torch.Tensor, tuple[Any, ...]]:
+    cfg: EchoConfig, weights: Weights, state: State, x_BxT: torch.Tensor, y_BxT: torch.Tensor
+) -> tuple[torch.Tensor, State]:
     """``(mean cross-entropy over the window's B*T steps, final state)``."""
     logits_TxBxC, final = window_logits(cfg, weights, state, x_BxT)
     loss = nn.functional.cross_entropy(logits_TxBxC.flatten(0, 1), y_BxT.T.flatten())
@@ -303,11 +275,7 @@ def window_step(
     """``step(weights, accumulators, state, x_BxT, y_BxT) -> (weights, accumulators, state,
     loss)``: one window's forward, backward and TF1's Adagrad update, a pure function, over
     ``loss_fn(weights, state, x_BxT, y_BxT) -> (loss, state)`` (default ``window_loss``)."""
-    if loss_fn is None:
-
-        def loss_fn(w, s, x, y):
-            return window_loss(cfg, w, s, x, y)
-
+    loss_fn = loss_fn or (lambda w, s, x, y: window_loss(cfg, w, s, x, y))
     grad_and_loss = torch.func.grad_and_value(loss_fn, has_aux=True)
     rate = cfg.learning_rate
 
@@ -320,7 +288,7 @@ def window_step(
     return step
 
 
-def layer_weights(cfg: EchoConfig, weights: dict[str, torch.Tensor], k: int) -> tuple:
+def layer_weights(cfg: EchoConfig, weights: Weights, k: int) -> tuple:
     """Layer ``k``'s tensors from TF1's flat layout: ``(kernel, bias)``, or the GRU's
     ``(gates_kernel, gates_bias, candidate_kernel, candidate_bias)``; biases 1-D."""
     if cfg.cell == "tutorial":
@@ -376,23 +344,7 @@ _LAYERS = {
 }
 
 
-def _checked(cfg: EchoConfig, dtype: Any, device: str) -> tuple[torch.dtype, torch.device]:
-    """The row's torch dtype and device, or a ``ValueError`` naming what it cannot run."""
-    if cfg.keep_prob != 1:
-        raise ValueError(
-            f"the PyTorch rows have no dropout (keep_prob={cfg.keep_prob}): nn.LSTM's dropout "
-            "is not TF1's DropoutWrapper, and dropout rows are not compared"
-        )
-    if np.dtype(dtype) not in _DTYPES:
-        raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    if device not in _DEVICES:
-        raise ValueError(f"device must be one of {list(_DEVICES)}, got {device!r}")
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ValueError("device='gpu' but PyTorch sees no CUDA device")
-    return _DTYPES[np.dtype(dtype)], torch.device(_DEVICES[device])
-
-
-def zero_state(cfg: EchoConfig, dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+def zero_state(cfg: EchoConfig, dtype: torch.dtype, device: torch.device) -> State:
     """Per layer ``h`` (B, S), or ``(c, h)`` for the LSTM: zeros."""
 
     def zeros():
@@ -412,10 +364,7 @@ def _torch_weights(cfg: EchoConfig, flat: dict[str, np.ndarray]) -> dict[str, np
     if cfg.cell == "gru":
         return weights
     for k in range(cfg.num_layers):
-        if cfg.cell == "tutorial":
-            kernel, bias = flat["W"], flat["b"].reshape(-1)
-        else:
-            kernel, bias = flat[f"cell_{k}/kernel"], flat[f"cell_{k}/bias"]
+        kernel, bias = layer_weights(cfg, flat, k)
         if cfg.cell == "lstm":  # TF1's gate columns to PyTorch's gate order
             order = _lstm_gate_order(cfg.state_size)
             kernel, bias = kernel[:, order], bias[order]
@@ -455,8 +404,7 @@ def _lstm_gate_order(S: int) -> np.ndarray:
 
 
 def _frozen_bias_hh(cfg: EchoConfig, dtype: Any) -> np.ndarray:
-    """``bias_hh``'s constant: zeros; for the LSTM, TF1's run-time forget bias in PyTorch's
-    forget slice (rows S:2S)."""
+    """``bias_hh``'s constant: zeros, TF1's forget bias in the LSTM's forget slice (S:2S)."""
     G = 4 if cfg.cell == "lstm" else 1
     bias_hh = np.zeros(G * cfg.state_size, dtype)
     if cfg.cell == "lstm":

@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import os
 import platform
+from typing import Any, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -95,6 +96,39 @@ class Run:
 
     def has(self, name: str, device: str) -> bool:
         return self.absence(name, device) is None
+
+
+class Case(NamedTuple):
+    """One benchmark case: an implementation on a device, with what its group adds."""
+
+    name: str
+    device: str
+    model: str | None = None  # a series or accuracy model
+    size: Any = None  # a scaling or realistic size (its ``id`` names it), a population size
+
+    @property
+    def id(self) -> str:
+        parts = [self.model, getattr(self.size, "id", self.size), self.name, self.device]
+        return "-".join(str(p) for p in parts if p is not None)
+
+
+def each(run: Run, names, **fields) -> list[Case]:
+    """``names`` on every device where this run has them."""
+    return [Case(n, d, **fields) for d in run.devices for n in names if run.has(n, d)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cases(generate): the test's cases, generate(Run) lists them")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``cases(generate=...)`` runs each case ``generate`` lists for this run: a group
+    generates only the cases that run here (in quick mode, only those that are not another
+    case's calls again), so nothing is skipped at run time."""
+    mark = metafunc.definition.get_closest_marker("cases")
+    if mark is not None:
+        found = mark.kwargs["generate"](Run.of(metafunc.config))
+        metafunc.parametrize("case", [pytest.param(c, id=c.id) for c in found])
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import os
 import platform
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -117,17 +118,22 @@ def each(run: Run, names, **fields) -> list[Case]:
     return [Case(n, d, **fields) for d in run.devices for n in names if run.has(n, d)]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "cases(generate): the test's cases, generate(Run) lists them")
+def cases(generate: Callable[[Run], list[Case]]) -> Callable:
+    """Marks a test with the generator of its cases: ``generate(run)`` lists the cases that run
+    here (in quick mode, only those that are not another case's calls again), so nothing is
+    skipped at run time."""
+
+    def mark(test):
+        test.cases = generate
+        return test
+
+    return mark
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A test marked ``cases(generate=...)`` runs each case ``generate`` lists for this run: a group
-    generates only the cases that run here (in quick mode, only those that are not another
-    case's calls again), so nothing is skipped at run time."""
-    mark = metafunc.definition.get_closest_marker("cases")
-    if mark is not None:
-        found = mark.kwargs["generate"](Run.of(metafunc.config))
+    generate = getattr(metafunc.function, "cases", None)
+    if generate is not None:
+        found = generate(Run.of(metafunc.config))
         metafunc.parametrize("case", [pytest.param(c, id=c.id) for c in found])
 
 

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks.conftest import Case, Run, each
+from benchmarks.conftest import Case, Run, cases, each
 from jax_echo import registry, timing, xla_flags
 from jax_echo.cells import init_params
 from jax_echo.model import train_epoch
@@ -140,7 +140,7 @@ def window_cases(run: Run) -> list[Case]:
     return each(run, ALL)
 
 
-@pytest.mark.cases(generate=window_cases)
+@cases(window_cases)
 @pytest.mark.benchmark(group="window")
 def test_window(benchmark, quick, case):
     cfg = TINY if quick else TUTORIAL
@@ -155,7 +155,7 @@ def no_peers_in_quick_mode(run: Run) -> list[Case]:
     return each(run, IMPLEMENTATIONS if run.quick else ALL)
 
 
-@pytest.mark.cases(generate=no_peers_in_quick_mode)
+@cases(no_peers_in_quick_mode)
 @pytest.mark.benchmark(group="epoch")
 def test_epoch(benchmark, quick, case):
     cfg = TINY if quick else TUTORIAL
@@ -180,7 +180,7 @@ def series_cases(run: Run) -> list[Case]:
     return found
 
 
-@pytest.mark.cases(generate=series_cases)
+@cases(series_cases)
 @pytest.mark.benchmark(group="series")
 def test_series(benchmark, quick, case):
     """Cost per window of every model of the series at the tutorial's sizes; a peer whose cell's
@@ -194,7 +194,7 @@ def test_series(benchmark, quick, case):
     assert np.isfinite(loss).all()
 
 
-@pytest.mark.cases(generate=no_peers_in_quick_mode)
+@cases(no_peers_in_quick_mode)
 @pytest.mark.benchmark(group="compile")
 def test_compile(benchmark, quick, case):
     """First-call cost: build the trainer and run its first call (tracing and compilation)."""
@@ -268,7 +268,7 @@ def scaling_cases(run: Run) -> list[Case]:
     return found
 
 
-@pytest.mark.cases(generate=scaling_cases)
+@cases(scaling_cases)
 @pytest.mark.benchmark(group="scaling")
 def test_scaling(benchmark, quick, case):
     """Cost per window as sizes grow from the tutorial config (one call trains some windows)."""
@@ -306,7 +306,7 @@ def population_cases(run: Run) -> list[Case]:
     ]
 
 
-@pytest.mark.cases(generate=population_cases)
+@cases(population_cases)
 @pytest.mark.benchmark(group="population")
 def test_population(benchmark, quick, case):
     """One epoch for every member of a population, in one compiled call or a loop over members;
@@ -351,7 +351,7 @@ def accuracy_cases(run: Run) -> list[Case]:
     return each(run, names, model="part1") + lstm
 
 
-@pytest.mark.cases(generate=accuracy_cases)
+@cases(accuracy_cases)
 @pytest.mark.benchmark(group="accuracy")
 def test_accuracy(benchmark, quick, case):
     """Wall time from scratch (build, compile, train) to 99.9% accuracy after window 0: an
@@ -431,7 +431,7 @@ def realistic_cases(run: Run) -> list[Case]:
     return [c for size in REALISTIC for c in each(run, REALISTIC_NAMES, size=size)]
 
 
-@pytest.mark.cases(generate=realistic_cases)
+@cases(realistic_cases)
 @pytest.mark.benchmark(group="realistic")
 def test_realistic(benchmark, quick, case):
     """An LSTM of a realistic size, one epoch (per-window rows: one window) per timed call, from
@@ -466,7 +466,7 @@ def end_to_end_cases(run: Run) -> list[Case]:
     return found
 
 
-@pytest.mark.cases(generate=end_to_end_cases)
+@cases(end_to_end_cases)
 @pytest.mark.benchmark(group="end_to_end")
 def test_end_to_end(benchmark, quick, case, tmp_path):
     """The whole training run with the tutorial defaults as a subprocess (imports, compilation,

@@ -1,9 +1,9 @@
-"""Benchmark settings: the run (quick mode, devices, installed libraries) and library versions.
+"""Benchmark settings: the run (quick mode, devices, installed libraries), its cases, versions.
 
-With ``--benchmark-disable`` (the default in ``pyproject.toml``, so CI runs this suite as tests)
-every case uses a tiny configuration and runs once. ``make bench`` passes ``--benchmark-enable``
-for the real measurements. Which cases exist is decided here, once per run (``Run``): a case
-whose device or library this machine lacks is not generated, and the header says which are not.
+With ``--benchmark-disable`` (pyproject.toml's default, so CI runs this suite as tests) every
+case runs once on a tiny configuration; ``make bench`` passes ``--benchmark-enable``. Which cases
+exist is decided here, once per run (``Run``): a case whose device or library this machine lacks
+is not generated, and the header says which are not.
 """
 
 from __future__ import annotations
@@ -43,23 +43,16 @@ def jax_device(platform_name: str):
 
 
 @functools.cache
-def tf_gpu_available() -> bool:
-    try:
-        import tensorflow as tf
-    except ImportError:
-        return False
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-@functools.cache
 def sees_gpu(library: str, backend: str | None) -> bool:
-    """Whether a row's library (Keras: its backend) sees a GPU."""
+    """Whether a row's library (Keras: its backend), installed, sees a GPU."""
     if library == "torch":
         import torch
 
         return torch.cuda.is_available()
     if "tensorflow" in (library, backend):
-        return tf_gpu_available()
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
     return jax_device("gpu") is not None  # Flax, Keras on JAX
 
 
@@ -72,9 +65,8 @@ class Run:
 
     @classmethod
     def of(cls, config: pytest.Config) -> Run:
-        disabled = config.getoption("benchmark_disable") and not config.getoption(
-            "benchmark_enable"
-        )
+        option = config.getoption
+        disabled = option("benchmark_disable") and not option("benchmark_enable")
         quick = bool(disabled) or os.environ.get(QUICK_ENV) == "1"
         return cls(quick, tuple(d for d in DEVICES if jax_device(d) is not None))
 
@@ -82,9 +74,8 @@ class Run:
         """Why row ``name`` cannot run on ``device`` here, or ``None`` when it can."""
         if device not in self.devices:
             return f"JAX sees no {device.upper()}"
-        # ``jax-epoch`` with the batch split over every device of its platform: on a CPU, make
-        # bench runs it in processes with one device per core
-        # (``--xla_force_host_platform_device_count``).
+        # The batch split over every device of its platform: on a CPU, make bench runs it in
+        # processes with one device per core (``--xla_force_host_platform_device_count``).
         if name == DATA_PARALLEL and len(jax.devices(device)) < 2:
             return f"one {device.upper()} device (it splits the batch over two or more)"
         r = BY_NAME.get(name)  # "jax" alone: a JAX-only measurement
@@ -165,8 +156,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     versions = {"jax": jax.__version__, "python": platform.python_version()}
     for name in ("jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras"):
         try:
-            module = __import__(name)
-            versions[name] = module.__version__
+            versions[name] = __import__(name).__version__
         except ImportError:
             versions[name] = None
     machine_info["library_versions"] = versions

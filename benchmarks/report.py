@@ -54,11 +54,7 @@ SECTIONS = (
         "The series, each library at its best and as typically written",
         lambda bs: best_table(bs, SERIES),
     ),
-    (
-        "series",
-        "The series by implementation",
-        lambda bs: measure_table(bs, US_PER_WINDOW, SERIES),
-    ),
+    ("series", "The series by implementation", lambda bs: measure_table(bs, US_PER_WINDOW, SERIES)),
     (
         "realistic",
         "Realistic LSTM sizes, each library at its best and as typically written",

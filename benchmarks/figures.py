@@ -45,8 +45,7 @@ FIGURES = {
 
 
 def _decades(ax, values: list[float], axis: str = "x", one: bool = True) -> None:
-    """A log axis from the decade at or below every value (and 1, for a ratio) to the one at or
-    above."""
+    """A log axis of whole decades around every value (and 1, for a ratio)."""
     values = [*values, 1.0] if one else values
     lo = 10 ** math.floor(math.log10(min(values) / 1.0001))
     hi = 10 ** math.ceil(math.log10(max(values) * 1.0001))
@@ -187,10 +186,9 @@ def path(prefix: Path | str, figure: str, device: str) -> str:
     return f"{prefix}-{figure}.png" if device == "cpu" else f"{prefix}-{figure}-{device}.png"
 
 
-def draw(
-    benches: list[Bench], prefix: Path, device: str, population_bound: float | None
-) -> list[str]:
-    """Every figure this device's entries allow, into ``prefix``; their names (``FIGURES``)."""
+def draw(benches: list[Bench], prefix: Path, device: str, bound: float | None) -> list[str]:
+    """Every figure this device's entries allow, into ``prefix``, with the population target
+    ``bound``; their names (``FIGURES``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,7 +213,7 @@ def draw(
         title = f"One training window ({device}) relative to jax-epoch"
         _panels(plt, groups["window"], ONE, US_PER_WINDOW, _jax_epoch, title, out("window"))
     if groups.get("population"):
-        _population(plt, groups["population"], out("population"), population_bound)
+        _population(plt, groups["population"], out("population"), bound)
     return made
 
 

@@ -1,16 +1,13 @@
-"""What the results say, written from the results: each target with its measured value and
-whether it is met, and the few sentences the README leads with.
-
-Every number here is formatted as the tables format it (``rows.number``, ``rows.times``), so a
-sentence quotes a table's cell; ``tests/test_report_docs.py`` checks that it does.
+"""What the results say, from the results: each target, its measured value and whether it is met,
+and the sentences the README leads with. Every number is formatted as the tables format it
+(``rows.number``, ``rows.times``), so a sentence quotes a cell (``tests/test_report_docs.py``).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from jax_echo.tables import markdown
-
+from .report_tables import lines
 from .rows import (
     JAX_EPOCH,
     MEMBER_WINDOWS_PER_S,
@@ -28,8 +25,10 @@ from .rows import (
     name,
     number,
     one_program,
+    ratio,
     tf2,
     times,
+    us_of,
 )
 
 # A series model's jax-epoch may cost at most this many times part 1's window ...
@@ -53,50 +52,29 @@ class Target(NamedTuple):
         return {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[self.met]
 
 
-def _ratio_target(what: str, ratio: float | None, op: str, bound: float) -> Target:
-    if ratio is None:
+def ratio_target(what: str, measured: float | None, op: str, bound: float) -> Target:
+    """A target on a ratio: at most (``op`` "<=") or at least (">=") ``bound``."""
+    if measured is None:
         return Target(what, f"{op} {bound:g}x", "", None)
-    met = ratio <= bound if op == "<=" else ratio >= bound
-    return Target(what, f"{op} {bound:g}x", times(ratio), met)
-
-
-def _us(entries: list[Bench], row: str) -> float | None:
-    return next((US_PER_WINDOW.value(b) for b in entries if name(b) == row), None)
+    met = measured <= bound if op == "<=" else measured >= bound
+    return Target(what, f"{op} {bound:g}x", times(measured), met)
 
 
 def series_targets(series: list[Bench]) -> list[Target]:
     """Per model: TF1 / JAX and fastest TF2 / JAX; for parts 3 and 4 their cost vs part 1."""
     by_model = cases(series, SERIES)
-    base = _us(by_model.get("part1", []), JAX_EPOCH)
+    base = us_of(by_model.get("part1", []), JAX_EPOCH)
     out = []
     for model, entries in by_model.items():
-        head = SERIES.head(model)
-        jax = _us(entries, JAX_EPOCH)
+        head, jax = SERIES.head(model), us_of(entries, JAX_EPOCH)
         if model in COST_VS_PART1:
-            ratio = jax / base if jax and base else None
-            out.append(
-                _ratio_target(
-                    f"{head}: jax-epoch cost vs part 1", ratio, "<=", COST_VS_PART1[model]
-                )
-            )
-        tf1 = _us(entries, REFERENCE)
-        out.append(
-            _ratio_target(
-                f"{head}: TF1 / JAX", tf1 / jax if tf1 and jax else None, ">=", MIN_SPEEDUP_VS_TF1
-            )
-        )
-        modern = min(
-            (US_PER_WINDOW.value(b) for b in entries if tf2(b)),
-            default=None,
-        )
-        out.append(
-            _ratio_target(
-                f"{head}: fastest TF2 / JAX",
-                modern / jax if modern and jax else None,
-                ">=",
-                MIN_SPEEDUP_VS_TF2,
-            )
-        )
+            what, cost = f"{head}: jax-epoch cost vs part 1", ratio(jax, base)
+            out.append(ratio_target(what, cost, "<=", COST_VS_PART1[model]))
+        tf1 = ratio(us_of(entries, REFERENCE), jax)
+        out.append(ratio_target(f"{head}: TF1 / JAX", tf1, ">=", MIN_SPEEDUP_VS_TF1))
+        modern = min((US_PER_WINDOW.value(b) for b in entries if tf2(b)), default=None)
+        tf2_ratio = ratio(modern, jax)
+        out.append(ratio_target(f"{head}: fastest TF2 / JAX", tf2_ratio, ">=", MIN_SPEEDUP_VS_TF2))
     return out
 
 
@@ -107,21 +85,14 @@ def population_targets(population: list[Bench]) -> list[Target]:
         lanes = fastest(filter(one_program, entries), MEMBER_WINDOWS_PER_S)
         if members < MIN_MEMBERS or lanes is None:
             continue
-        rate = MEMBER_WINDOWS_PER_S.value(lanes)
-        out.append(
-            Target(
-                f"{members:,} members: {name(lanes)} member-windows / s",
-                f">= {MIN_MEMBER_WINDOWS_PER_S:,}",
-                number(rate),
-                rate >= MIN_MEMBER_WINDOWS_PER_S,
-            )
-        )
+        rate, bound = MEMBER_WINDOWS_PER_S.value(lanes), MIN_MEMBER_WINDOWS_PER_S
+        what = f"{members:,} members: {name(lanes)} member-windows / s"
+        out.append(Target(what, f">= {bound:,}", number(rate), rate >= bound))
     return out
 
 
 def realistic_targets(realistic: list[Bench]) -> list[Target]:
-    """Per size: PyTorch's fastest measured row's time relative to JAX's (JAX's at most as
-    slow is the target)."""
+    """Per size: PyTorch's fastest row's time over JAX's (at least 1: JAX at most as slow)."""
     out = []
     for size, entries in cases(realistic, SIZES).items():
         jax, torch = library_best(entries, "jax"), library_best(entries, "torch")
@@ -129,8 +100,8 @@ def realistic_targets(realistic: list[Bench]) -> list[Target]:
         if jax is None or torch is None:
             out.append(Target(what, ">= 1x", "", None))
             continue
-        ratio = MS_PER_WINDOW.value(torch) / MS_PER_WINDOW.value(jax)
-        out.append(Target(what, ">= 1x", times(ratio), ratio >= 1))
+        slower = MS_PER_WINDOW.value(torch) / MS_PER_WINDOW.value(jax)
+        out.append(Target(what, ">= 1x", times(slower), slower >= 1))
     return out
 
 
@@ -144,13 +115,12 @@ def targets(groups: dict[str, list[Bench]]) -> list[Target]:
 
 def targets_table(found: list[Target]) -> list[str]:
     rows = [(t.what, t.target, t.measured or None, t.status) for t in found]
-    return [
-        *markdown(["target", "bound", "measured", "status"], rows).splitlines(),
-        "",
+    note = (
         "Columns: `bound`: what the project aims for; `measured`: the value in the tables of "
         "this run (times per window from the series and realistic tables, throughput from the "
-        "population table).",
-    ]
+        "population table)."
+    )
+    return lines(["target", "bound", "measured", "status"], rows, note)
 
 
 def headline(groups: dict[str, list[Bench]], found: list[Target]) -> list[str]:
@@ -168,24 +138,21 @@ def headline(groups: dict[str, list[Bench]], found: list[Target]) -> list[str]:
         )
     realistic = cases(groups.get("realistic", []), SIZES)
     if realistic:
-        lines, led = [], 0
+        sizes, led = [], 0
         for size, entries in realistic.items():
             best = library_best(entries, "jax")
             leader = min(entries, key=MS_PER_WINDOW.value)
             led += leader is best
-            lines.append(
+            sizes.append(
                 f"{SIZES.head(size)}: {label(leader)} {number(MS_PER_WINDOW.value(leader))} ms "
                 f"against JAX's fastest, {label(best)}, {number(MS_PER_WINDOW.value(best))}"
             )
         out.append(
             f"At the realistic LSTM sizes JAX has the fastest measured row at {led} of "
-            f"{len(realistic)} sizes (ms per window: " + "; ".join(lines) + ")."
+            f"{len(realistic)} sizes (ms per window: " + "; ".join(sizes) + ")."
         )
     missed = [t for t in found if t.met is False]
     if missed:
-        out.append(
-            "Not met in this run: "
-            + "; ".join(f"{t.what} {t.measured} (bound {t.target})" for t in missed)
-            + "."
-        )
+        missed_text = "; ".join(f"{t.what} {t.measured} (bound {t.target})" for t in missed)
+        out.append(f"Not met in this run: {missed_text}.")
     return out

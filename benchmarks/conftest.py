@@ -1,9 +1,9 @@
-"""Benchmark settings: the run (quick mode, devices, installed libraries) and library versions.
+"""Benchmark settings: the run (quick mode, devices, installed libraries), its cases, versions.
 
-With ``--benchmark-disable`` (the default in ``pyproject.toml``, so CI runs this suite as tests)
-every case uses a tiny configuration and runs once. ``make bench`` passes ``--benchmark-enable``
-for the real measurements. Which cases exist is decided here, once per run (``Run``): a case
-whose device or library this machine lacks is not generated, and the header says which are not.
+With ``--benchmark-disable`` (pyproject.toml's default, so CI runs this suite as tests) every
+case runs once on a tiny configuration; ``make bench`` passes ``--benchmark-enable``. Which cases
+exist is decided here, once per run (``Run``): a case whose device or library this machine lacks
+is not generated, and the header says which are not.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import functools
 import importlib.util
 import os
 import platform
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -41,23 +43,16 @@ def jax_device(platform_name: str):
 
 
 @functools.cache
-def tf_gpu_available() -> bool:
-    try:
-        import tensorflow as tf
-    except ImportError:
-        return False
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-@functools.cache
 def sees_gpu(library: str, backend: str | None) -> bool:
-    """Whether a row's library (Keras: its backend) sees a GPU."""
+    """Whether a row's library (Keras: its backend), installed, sees a GPU."""
     if library == "torch":
         import torch
 
         return torch.cuda.is_available()
     if "tensorflow" in (library, backend):
-        return tf_gpu_available()
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
     return jax_device("gpu") is not None  # Flax, Keras on JAX
 
 
@@ -70,9 +65,8 @@ class Run:
 
     @classmethod
     def of(cls, config: pytest.Config) -> Run:
-        disabled = config.getoption("benchmark_disable") and not config.getoption(
-            "benchmark_enable"
-        )
+        option = config.getoption
+        disabled = option("benchmark_disable") and not option("benchmark_enable")
         quick = bool(disabled) or os.environ.get(QUICK_ENV) == "1"
         return cls(quick, tuple(d for d in DEVICES if jax_device(d) is not None))
 
@@ -80,9 +74,8 @@ class Run:
         """Why row ``name`` cannot run on ``device`` here, or ``None`` when it can."""
         if device not in self.devices:
             return f"JAX sees no {device.upper()}"
-        # ``jax-epoch`` with the batch split over every device of its platform: on a CPU, make
-        # bench runs it in processes with one device per core
-        # (``--xla_force_host_platform_device_count``).
+        # The batch split over every device of its platform: on a CPU, make bench runs it in
+        # processes with one device per core (``--xla_force_host_platform_device_count``).
         if name == DATA_PARALLEL and len(jax.devices(device)) < 2:
             return f"one {device.upper()} device (it splits the batch over two or more)"
         r = BY_NAME.get(name)  # "jax" alone: a JAX-only measurement
@@ -95,6 +88,44 @@ class Run:
 
     def has(self, name: str, device: str) -> bool:
         return self.absence(name, device) is None
+
+
+class Case(NamedTuple):
+    """One benchmark case: an implementation on a device, with what its group adds."""
+
+    name: str
+    device: str
+    model: str | None = None  # a series or accuracy model
+    size: Any = None  # a scaling or realistic size (its ``id`` names it), a population size
+
+    @property
+    def id(self) -> str:
+        parts = [self.model, getattr(self.size, "id", self.size), self.name, self.device]
+        return "-".join(str(p) for p in parts if p is not None)
+
+
+def each(run: Run, names, **fields) -> list[Case]:
+    """``names`` on every device where this run has them."""
+    return [Case(n, d, **fields) for d in run.devices for n in names if run.has(n, d)]
+
+
+def cases(generate: Callable[[Run], list[Case]]) -> Callable:
+    """Marks a test with the generator of its cases: ``generate(run)`` lists the cases that run
+    here (in quick mode, only those that are not another case's calls again), so nothing is
+    skipped at run time."""
+
+    def mark(test):
+        test.cases = generate
+        return test
+
+    return mark
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    generate = getattr(metafunc.function, "cases", None)
+    if generate is not None:
+        found = generate(Run.of(metafunc.config))
+        metafunc.parametrize("case", [pytest.param(c, id=c.id) for c in found])
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -125,8 +156,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     versions = {"jax": jax.__version__, "python": platform.python_version()}
     for name in ("jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras"):
         try:
-            module = __import__(name)
-            versions[name] = module.__version__
+            versions[name] = __import__(name).__version__
         except ImportError:
             versions[name] = None
     machine_info["library_versions"] = versions

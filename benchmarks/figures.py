@@ -27,10 +27,11 @@ from .rows import (
     by,
     cases,
     label,
+    libraries,
+    library,
     library_best,
     name,
     ranked_rows,
-    row_of,
 )
 
 # The figures each group gets (PREFIX-NAME.png), with their alt text.
@@ -44,8 +45,7 @@ FIGURES = {
 
 
 def _decades(ax, values: list[float], axis: str = "x", one: bool = True) -> None:
-    """A log axis from the decade at or below every value (and 1, for a ratio) to the one at or
-    above."""
+    """A log axis of whole decades around every value (and 1, for a ratio)."""
     values = [*values, 1.0] if one else values
     lo = 10 ** math.floor(math.log10(min(values) / 1.0001))
     hi = 10 ** math.ceil(math.log10(max(values) * 1.0001))
@@ -53,33 +53,33 @@ def _decades(ax, values: list[float], axis: str = "x", one: bool = True) -> None
     getattr(ax, f"set_{axis}lim")(lo, hi)
 
 
-def _legend(ax, libraries) -> None:
-    handles = [
-        ax.plot([], [], "o", color=COLOURS.get(lib, "tab:gray"), label=lib)[0]
-        for lib in dict.fromkeys(libraries)
-    ]
-    ax.legend(handles=handles, fontsize=7, loc="upper right")
+def _dot(ax, b: Bench, measure: Measure, base: float, at: float, across: bool, **kw) -> list:
+    """``b``'s value over ``base`` as a dot at ``at`` (on the x axis when ``across``) with the
+    spread over processes as whiskers, in its library's colour; the whiskers' ends."""
+    low, high = measure.ends(b)
+    v = measure.value(b)
+    spread = [[(v - low) / base], [(high - v) / base]]
+    style = {"fmt": "o", "color": COLOURS.get(library(b), "tab:gray"), "capsize": 3, **kw}
+    if across:
+        ax.errorbar(v / base, at, xerr=spread, **style)
+    else:
+        ax.errorbar(at, v / base, yerr=spread, **style)
+    return [low / base, high / base]
+
+
+def _save(plt, fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _ratio_panel(ax, entries: list[Bench], measure: Measure, ref: Bench, title: str) -> None:
     """One dot per row: its time over ``ref``'s, whiskers over processes, best at the top."""
     ranked = ranked_rows(entries, measure)[::-1]
     base = measure.value(ref)
-    values, libraries = [], []
+    values = []
     for i, b in enumerate(ranked):
-        low, high = measure.ends(b)
-        v = measure.value(b)
-        library = row_of(name(b))[0]
-        ax.errorbar(
-            v / base,
-            i,
-            xerr=[[(v - low) / base], [(high - v) / base]],
-            fmt="o",
-            color=COLOURS.get(library, "tab:gray"),
-            capsize=3,
-        )
-        values += [low / base, high / base]
-        libraries.append(library)
+        values += _dot(ax, b, measure, base, i, across=True)
     ax.axvline(1.0, color="black", linewidth=0.8)
     _decades(ax, values)
     ax.set_yticks(range(len(ranked)))
@@ -87,7 +87,11 @@ def _ratio_panel(ax, entries: list[Bench], measure: Measure, ref: Bench, title: 
     ax.set_xlabel(f"time / {label(ref)}'s (log; 1 = {label(ref)})", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.grid(axis="x", which="major", alpha=0.3)
-    _legend(ax, sorted(libraries, key=lambda lib: (lib != "jax", lib)))
+    handles = [
+        ax.plot([], [], "o", color=COLOURS.get(lib, "tab:gray"), label=lib)[0]
+        for lib in libraries(ranked)
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper right")
 
 
 def _panels(plt, benches: list[Bench], case: Case, measure: Measure, reference, title: str, path):
@@ -102,9 +106,7 @@ def _panels(plt, benches: list[Bench], case: Case, measure: Measure, reference, 
     for ax in list(axes.flat)[len(by_case) :]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _jax_epoch(entries: list[Bench]) -> Bench:
@@ -118,39 +120,24 @@ def _jax_best(entries: list[Bench]) -> Bench:
 def _headline(plt, groups: dict[str, list[Bench]], device: str, path) -> None:
     """Per case of the series and the realistic sizes, each library's fastest row's time over
     JAX's fastest row's."""
-    columns = []
-    for group, case, measure in (
-        ("series", SERIES, US_PER_WINDOW),
-        ("realistic", SIZES, MS_PER_WINDOW),
-    ):
-        for k, entries in cases(groups.get(group, []), case).items():
-            columns.append((case.head(k), entries, measure))
+    parts = (("series", SERIES, US_PER_WINDOW), ("realistic", SIZES, MS_PER_WINDOW))
+    columns = [
+        (case.head(k), entries, measure)
+        for group, case, measure in parts
+        for k, entries in cases(groups.get(group, []), case).items()
+    ]
     if not columns:
         return
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(columns) + 2), 4.2))
-    libraries = sorted(
-        {row_of(name(b))[0] for _, e, _ in columns for b in e}, key=lambda x: (x != "jax", x)
-    )
+    found = libraries(b for _, entries, _ in columns for b in entries)
     values = []
-    for j, library in enumerate(libraries):
-        offset = (j - (len(libraries) - 1) / 2) * 0.1
+    for j, lib in enumerate(found):
+        offset = (j - (len(found) - 1) / 2) * 0.1
         for i, (_, entries, measure) in enumerate(columns):
-            b, jax = library_best(entries, library), library_best(entries, "jax")
-            if b is None or jax is None:
-                continue
-            base = measure.value(jax)
-            low, high = measure.ends(b)
-            v = measure.value(b)
-            ax.errorbar(
-                i + offset,
-                v / base,
-                yerr=[[(v - low) / base], [(high - v) / base]],
-                fmt="o",
-                color=COLOURS.get(library, "tab:gray"),
-                capsize=3,
-                label=library if i == 0 else None,
-            )
-            values += [low / base, high / base]
+            b, jax = library_best(entries, lib), library_best(entries, "jax")
+            if b is not None and jax is not None:
+                base, once = measure.value(jax), lib if i == 0 else None
+                values += _dot(ax, b, measure, base, i + offset, False, label=once)
     ax.axhline(1.0, color="black", linewidth=0.8)
     _decades(ax, values, "y")
     ax.set_xticks(range(len(columns)))
@@ -162,10 +149,8 @@ def _headline(plt, groups: dict[str, list[Bench]], device: str, path) -> None:
         fontsize=9,
     )
     ax.grid(axis="y", which="major", alpha=0.3)
-    ax.legend(fontsize=7, ncol=len(libraries), loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    ax.legend(fontsize=7, ncol=len(found), loc="upper left")
+    _save(plt, fig, path)
 
 
 def _population(plt, benches: list[Bench], path, bound: float | None) -> None:
@@ -173,25 +158,16 @@ def _population(plt, benches: list[Bench], path, bound: float | None) -> None:
     values = []
     for implementation, entries in sorted(by(benches, "implementation").items()):
         points = sorted(entries, key=MEMBERS.key)
-        xs = [MEMBERS.key(b) for b in points]
         ys = [MEMBER_WINDOWS_PER_S.value(b) for b in points]
         ends = [MEMBER_WINDOWS_PER_S.ends(b) for b in points]
-        ax.errorbar(
-            xs,
-            ys,
-            yerr=[
-                [y - lo for y, (lo, _) in zip(ys, ends, strict=True)],
-                [hi - y for y, (_, hi) in zip(ys, ends, strict=True)],
-            ],
-            marker="o",
-            capsize=3,
-            label=implementation,
-        )
+        spread = [[y - lo for y, (lo, _) in zip(ys, ends, strict=True)]]
+        spread.append([hi - y for y, (_, hi) in zip(ys, ends, strict=True)])
+        xs = [MEMBERS.key(b) for b in points]
+        ax.errorbar(xs, ys, yerr=spread, marker="o", capsize=3, label=implementation)
         values += [v for pair in ends for v in pair]
     if bound:
-        ax.axhline(
-            bound, color="black", linestyle="--", linewidth=0.8, label=f"target {bound:,.0f}"
-        )
+        target = f"target {bound:,.0f}"
+        ax.axhline(bound, color="black", linestyle="--", linewidth=0.8, label=target)
         values.append(bound)
     ax.set_xscale("log")
     _decades(ax, values, "y", one=False)
@@ -202,9 +178,7 @@ def _population(plt, benches: list[Bench], path, bound: float | None) -> None:
     )
     ax.legend(fontsize=7)
     ax.grid(which="major", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def path(prefix: Path | str, figure: str, device: str) -> str:
@@ -212,10 +186,9 @@ def path(prefix: Path | str, figure: str, device: str) -> str:
     return f"{prefix}-{figure}.png" if device == "cpu" else f"{prefix}-{figure}-{device}.png"
 
 
-def draw(
-    benches: list[Bench], prefix: Path, device: str, population_bound: float | None
-) -> list[str]:
-    """Every figure this device's entries allow, into ``prefix``; their names (``FIGURES``)."""
+def draw(benches: list[Bench], prefix: Path, device: str, bound: float | None) -> list[str]:
+    """Every figure this device's entries allow, into ``prefix``, with the population target
+    ``bound``; their names (``FIGURES``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,7 +213,7 @@ def draw(
         title = f"One training window ({device}) relative to jax-epoch"
         _panels(plt, groups["window"], ONE, US_PER_WINDOW, _jax_epoch, title, out("window"))
     if groups.get("population"):
-        _population(plt, groups["population"], out("population"), population_bound)
+        _population(plt, groups["population"], out("population"), bound)
     return made
 
 

@@ -3,19 +3,15 @@
     python -m benchmarks.gpu [--dry-run] [--quick] [--out DIR] [--allow-dirty]
 
 A lent GPU comes for minutes, so this runs the groups that say something about a GPU (series,
-window, realistic with peak memory, population, accuracy) once each, one pytest process per
-step (``STEPS``): a step that runs past its time limit is stopped and loses only its own
-tables, and the time limits add up to about 8 minutes. TensorFlow and Keras are left out (the
-lent machines have neither); any other row whose library this machine lacks is not generated,
-and ``run.json`` names it with the reason. Everything goes into
-``benchmarks/results/gpu-DATE/``: one JSON per step, ``run.json`` (commit, machine, each step's
-command, time and outcome, the rows left out) and the report ``benchmarks.report`` writes
-(``report.md``, ``report-GROUP.png``).
+window, realistic with peak memory, population, accuracy) once each, one pytest process per step
+(``STEPS``): a step past its time limit is stopped and loses only its own tables. TensorFlow and
+Keras are left out (the lent machines have neither); a row whose library this machine lacks is
+not generated. ``benchmarks/results/gpu-DATE/`` gets one JSON per step, ``run.json`` (commit,
+machine, each step's command, time and outcome, the rows left out and why) and the report.
 
-``--dry-run`` prints the plan (every step's groups, selection, time limit and command, and the
-rows left out) and runs nothing. ``--quick`` runs the same plan on this machine's CPU with every
-group's quick sizes (one round each, timed and saved as a real run's), for checking the plan
-end to end where there is no GPU: its numbers measure nothing.
+``--dry-run`` prints the plan and runs nothing. ``--quick`` runs the plan on this machine's CPU
+with every group's quick sizes (timed and saved as a real run's): a check of the plan end to end
+where there is no GPU, whose numbers measure nothing.
 """
 
 from __future__ import annotations
@@ -30,10 +26,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from benchmarks import report
-from benchmarks.conftest import QUICK_ENV, Run, jax_device
+from benchmarks.conftest import DEVICES, QUICK_ENV, Run, jax_device
 from benchmarks.run import RESULTS, pytest_command, source_state
 from jax_echo.registry import DATA_PARALLEL, JAX_IMPLEMENTATIONS, PEER_ROWS
 
@@ -63,22 +59,11 @@ class Step(NamedTuple):
 
 
 SHORT = ("--benchmark-max-time=0.25", "--benchmark-min-rounds=3")
+WINDOWS = ("series", "window")
 STEPS = (
     # PyTorch apart: torch.compile's first calls take tens of seconds.
-    Step(
-        "series-window",
-        ("series", "window"),
-        "(test_series or test_window) and not torch",
-        100,
-        SHORT,
-    ),
-    Step(
-        "series-window-torch",
-        ("series", "window"),
-        "(test_series or test_window) and torch",
-        130,
-        SHORT,
-    ),
+    Step("series-window", WINDOWS, "(test_series or test_window) and not torch", 100, SHORT),
+    Step("series-window-torch", WINDOWS, "(test_series or test_window) and torch", 130, SHORT),
     Step("realistic", ("realistic",), "test_realistic", 90),
     Step("population", ("population",), "test_population", 60),
     Step("accuracy", ("accuracy",), "test_accuracy and (" + " or ".join(ACCURACY_ROWS) + ")", 90),
@@ -87,21 +72,14 @@ STEPS = (
 
 def left_out(device: str, quick: bool = False) -> dict[str, str]:
     """Every JAX, PyTorch and Flax row that will not run on ``device`` here, with the reason
-    (``benchmarks.conftest.Run.absence``), and the libraries the plan leaves out."""
-    run = Run(quick, tuple(d for d in ("cpu", "gpu") if _has(d)))
-    names = [
-        *JAX_IMPLEMENTATIONS,
-        DATA_PARALLEL,
-        *(r.name for r in PEER_ROWS if r.library in LIBRARIES),
-    ]
-    absent = {name: run.absence(name, device) for name in names}
+    (``conftest.Run.absence``), and the libraries the plan leaves out."""
+    run = Run(quick, tuple(d for d in DEVICES if jax_device(d) is not None))
+    peers = [r.name for r in PEER_ROWS if r.library in LIBRARIES]
+    absent = {name: run.absence(name, device) for name in [*JAX_IMPLEMENTATIONS, DATA_PARALLEL]}
+    absent |= {name: run.absence(name, device) for name in peers}
     found = {name: reason for name, reason in absent.items() if reason is not None}
     found["tensorflow and keras rows"] = "left out of the GPU plan (the lent machines have neither)"
     return found
-
-
-def _has(device: str) -> bool:
-    return jax_device(device) is not None
 
 
 def machine() -> str:
@@ -117,27 +95,21 @@ def machine() -> str:
             versions.append(f"no {package}")
     memory = (device.memory_stats() or {}).get("bytes_limit") if device.platform == "gpu" else None
     size = f" ({memory / 2**30:.0f} GiB)" if memory else ""
-    return (
-        f"{device.device_kind}{size} [{device.platform}], {os.cpu_count()} CPU cores; "
-        + ", ".join(versions)
-    )
+    cores = f"[{device.platform}], {os.cpu_count()} CPU cores"
+    return f"{device.device_kind}{size} {cores}; " + ", ".join(versions)
 
 
 def plan_lines(out: Path, device: str) -> list[str]:
-    lines = [
-        f"benchmarks.gpu: {len(STEPS)} steps on {device}, {sum(s.limit_s for s in STEPS)} s at most"
-    ]
+    total = sum(s.limit_s for s in STEPS)
+    lines = [f"benchmarks.gpu: {len(STEPS)} steps on {device}, {total} s at most"]
     for step in STEPS:
         lines.append(f"  {step.name} ({', '.join(step.groups)}; at most {step.limit_s} s):")
         lines.append("    " + " ".join(step.command(out, device)))
-    for name, reason in left_out(device).items():
-        lines.append(f"  not run: {name}: {reason}")
+    lines += [f"  not run: {name}: {reason}" for name, reason in left_out(device).items()]
     return lines
 
 
-def run_step(
-    step: Step, out: Path, device: str, env: dict[str, str], scale: float
-) -> dict[str, Any]:
+def run_step(step: Step, out: Path, device: str, env: dict[str, str], scale: float) -> dict:
     """Runs one step within its time limit (times ``scale``); what happened, for run.json."""
     command = step.command(out, device)
     start = time.perf_counter()
@@ -147,14 +119,13 @@ def run_step(
         outcome = {0: "ok", 1: "some cases failed", 5: "no case to run"}.get(code, f"exit {code}")
     except subprocess.TimeoutExpired:
         outcome = f"stopped after its limit of {step.limit_s * scale:.0f} s (no JSON)"
-    seconds = round(time.perf_counter() - start, 1)
     saved = (out / f"{step.name}.json").exists()
     return {
         "json": f"{step.name}.json" if saved else None,
         "groups": list(step.groups),
         "selection": command[command.index("-k") + 1],
         "command": command,
-        "seconds": seconds,
+        "seconds": round(time.perf_counter() - start, 1),
         "outcome": outcome,
     }
 
@@ -177,13 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print("\n".join(plan_lines(out, device)))
         return 0
+    missing = None
     if importlib.util.find_spec("pytest_benchmark") is None:
-        print("benchmarks.gpu: needs pytest-benchmark (the bench extra)", file=sys.stderr)
-        return 2
-    if not args.quick and not _has("gpu"):
-        print(
-            "benchmarks.gpu: JAX sees no GPU (--quick checks the plan on the CPU)", file=sys.stderr
-        )
+        missing = "needs pytest-benchmark (the bench extra)"
+    elif not args.quick and jax_device("gpu") is None:
+        missing = "JAX sees no GPU (--quick checks the plan on the CPU)"
+    if missing:
+        print(f"benchmarks.gpu: {missing}", file=sys.stderr)
         return 2
     state = source_state()
     if state["dirty"] and not args.allow_dirty:
@@ -194,22 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     env[QUICK_ENV] = "1" if args.quick else "0"
     print("\n".join(plan_lines(out, device)), flush=True)
     steps = [run_step(step, out, device, env, 3.0 if args.quick else 1.0) for step in STEPS]
-    run = {
-        **state,
-        "machine": machine(),
-        "quick": args.quick,
-        "runs": steps,
-        "not_run": left_out(device, args.quick),
-    }
-    text = json.dumps(run, indent=1) + "\n"
+    not_run = left_out(device, args.quick)
+    run = {**state, "machine": machine(), "quick": args.quick, "runs": steps, "not_run": not_run}
     tmp = out / "run.json.tmp"
-    tmp.write_text(text)
+    tmp.write_text(json.dumps(run, indent=1) + "\n")
     tmp.replace(out / "run.json")
     for step in steps:
-        print(
-            f"benchmarks.gpu: {step['command'][step['command'].index('-k') + 1]}: "
-            f"{step['outcome']} in {step['seconds']} s"
-        )
+        print(f"benchmarks.gpu: {step['selection']}: {step['outcome']} in {step['seconds']} s")
     if not any(step["json"] for step in steps):
         print(f"benchmarks.gpu: no step saved results in {out}", file=sys.stderr)
         return 1

@@ -2,14 +2,11 @@
 
     python -m benchmarks.hlo [--models part1 part3 part4 gru]
 
-At the tutorial's sizes XLA:CPU's time follows the number of kernels it launches (each fusion,
-or op left unfused, is one call with a fixed cost), not the arithmetic. This compiles one epoch
-of each series model with ``jax_echo`` (``make_train_epoch``) and with ``tf_echo``'s
-``tf.function`` epoch under XLA (``jit_compile=True``), and counts in each optimized HLO module
-the kernels one epoch launches, following every while loop's known trip count (a loop that the
-small-loop option compiled whole is one kernel), per epoch and per window. Prints a Markdown
-table; README's "Why the LSTM parts cost what they cost" quotes it. ``JAX_ECHO_XLA_FLAGS=0``
-counts the programs without the option.
+At the tutorial's sizes XLA:CPU's time follows the kernels it launches (each fusion, or op left
+unfused, is a call with a fixed cost), not the arithmetic. This compiles one epoch of each series
+model with ``jax_echo`` (``make_train_epoch``) and with ``tf_echo``'s ``tf.function`` epoch under
+XLA, and prints a Markdown table of the kernels one epoch launches, per epoch and per window
+(docs/performance.md quotes it). ``JAX_ECHO_XLA_FLAGS=0`` counts them without the small-loop option.
 """
 
 from __future__ import annotations
@@ -17,6 +14,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+
+import jax
+
+from jax_echo import model, xla_flags
+from jax_echo.cells import init_params
+from jax_echo.optim import make_optimizer
+from jax_echo.tables import Column, markdown
+from jax_echo.task import DISTINCT_MODELS, MODELS, epoch_data
 
 # A loop that XLA:CPU's small-loop option (jax_echo.xla_flags) compiled whole is a call with this
 # attribute: one kernel, however many ops and trips it holds.
@@ -38,13 +43,11 @@ def _computations(hlo: str) -> tuple[dict[str, list[str]], str]:
 
 
 def launched_kernels(hlo: str, unknown_trips: int | None = None) -> tuple[int, int]:
-    """``(kernels, dots)`` one run of an optimized HLO module launches: the entry's and every
-    while loop's instructions that do work (fusions and unfused ops), each loop's body and
-    condition counted its known trip count times, a ``call``'s computation once, and a call that
-    the small-loop option compiled whole (``SMALL_CALL``) as one kernel. ``dots``
-    counts the ``dot`` ops among them or inside their fusions (a fusion counted once however
-    many dots it holds). A loop without a known trip count runs ``unknown_trips`` times;
-    without it, it raises ValueError."""
+    """``(kernels, dots)`` one run of an optimized HLO module launches: the instructions that do
+    work (fusions, unfused ops) of the entry and of every while loop, a loop's body and condition
+    counted its known trip count times (else ``unknown_trips`` times; without it, ValueError), a
+    ``call``'s computation once and a ``SMALL_CALL`` as one kernel; ``dots``: the kernels that
+    are, or fuse, a ``dot``."""
     computations, entry = _computations(hlo)
     has_dot = {name for name, lines in computations.items() if any(" dot(" in x for x in lines)}
 
@@ -64,9 +67,7 @@ def launched_kernels(hlo: str, unknown_trips: int | None = None) -> tuple[int, i
                     kernels, dots = kernels + n * k, dots + n * d
             elif op.group(1) == "call":  # XLA:CPU wraps some loops in a call
                 k, d = count(re.search(r"to_apply=%?([\w.\-]+)", line).group(1))
-                if SMALL_CALL in line:  # the small-loop option: compiled into one kernel
-                    k = 1
-                kernels, dots = kernels + k, dots + d
+                kernels, dots = kernels + (1 if SMALL_CALL in line else k), dots + d
             elif op.group(1) not in _NOT_KERNELS:
                 kernels += 1
                 called = re.search(r"calls=%?([\w.\-]+)", line)
@@ -77,13 +78,6 @@ def launched_kernels(hlo: str, unknown_trips: int | None = None) -> tuple[int, i
 
 
 def jax_epoch_hlo(cfg) -> str:
-    import jax
-
-    from jax_echo import model
-    from jax_echo.cells import init_params
-    from jax_echo.optim import make_optimizer
-    from jax_echo.task import epoch_data
-
     params = init_params(cfg)
     opt_state = make_optimizer(cfg).init(params)
     epoch = jax.jit(model.make_train_epoch(cfg))
@@ -91,19 +85,13 @@ def jax_epoch_hlo(cfg) -> str:
 
 
 def tf_epoch_hlo(cfg) -> str:
-    import tf_echo
-    from jax_echo.cells import init_params
-    from jax_echo.task import epoch_data
+    import tf_echo  # TensorFlow: imported by the one function that needs it
 
     trainer = tf_echo.make_trainer("function-epoch-xla", cfg, init_params(cfg))
     return trainer.epoch_hlo(*epoch_data(cfg, 0))
 
 
 def main(argv: list[str]) -> int:
-    from jax_echo import xla_flags
-    from jax_echo.tables import Column, markdown
-    from jax_echo.task import DISTINCT_MODELS, MODELS
-
     models = {name: MODELS[name].config for name in DISTINCT_MODELS}
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hlo")
     parser.add_argument("--models", nargs="+", choices=list(models), default=list(models))
@@ -113,22 +101,14 @@ def main(argv: list[str]) -> int:
         cfg = models[name]
         # TF's loop over the epoch's windows (a tf.range of the data's length) has no known
         # trip count in the HLO: it runs once per window.
-        counts = [
-            launched_kernels(jax_epoch_hlo(cfg)),
-            launched_kernels(tf_epoch_hlo(cfg), unknown_trips=cfg.num_batches),
-        ]
-        rows.append(
-            (name, *(n for kernels, _ in counts for n in (kernels, kernels / cfg.num_batches)))
-        )
-    heads = (
-        "jax-epoch kernels/epoch",
-        "per window",
-        "tf-function-epoch-xla kernels/epoch",
-        "per window",
-    )
-    fmts = ("{:,.0f}", "{:.2f}", "{:,.0f}", "{:.2f}")
+        jax_k, _ = launched_kernels(jax_epoch_hlo(cfg))
+        tf_k, _ = launched_kernels(tf_epoch_hlo(cfg), unknown_trips=cfg.num_batches)
+        rows.append((name, jax_k, jax_k / cfg.num_batches, tf_k, tf_k / cfg.num_batches))
+    per_window = Column("per window", "{:.2f}")
+    columns = ["model", Column("jax-epoch kernels/epoch", "{:,.0f}"), per_window]
+    columns += [Column("tf-function-epoch-xla kernels/epoch", "{:,.0f}"), per_window]
     print(f"XLA:CPU's small-loop option: {'on' if xla_flags.SMALL_LOOPS else 'off'}\n")
-    print(markdown([Column("model", right=False), *map(Column, heads, fmts)], rows))
+    print(markdown(columns, rows))
     return 0
 
 

@@ -3,16 +3,14 @@
     python -m benchmarks.population_profile [--members 256] [--rounds 7] [--chunks 4 8 16 32 64]
                                             [--part 1]
 
-``train_population_epoch`` runs a population chunk after chunk (``population.by_chunks``), each
-chunk either with its members on the last axis of every array (lanes) or as a ``vmap`` of the epoch
-(``population.make_population_epoch``). This measures, in one process and interleaved round by round
-(so a noisy neighbour hits every row alike), the population's training throughput for each
-layout and chunk width (one program, one thread), and of the form ``train_population_epoch``
-ships (the policy's chunk, shared out over one thread per core), against a loop of
-``train_epoch`` calls over the same members, and what
-XLA launches for each width (``benchmarks.hlo.launched_kernels``): kernels per trained window
-(a chunk's kernel serves every member in it) and how many of them are dots. Prints a Markdown table;
-docs/scaling.md quotes it.
+``train_population_epoch`` trains a population chunk after chunk, each chunk's members in the
+lanes of every array or in a ``vmap`` of the epoch. This measures, in one process and interleaved
+round by round (a noisy neighbour hits every row alike), the throughput of each layout and chunk
+width (one program, one thread), of the form ``train_population_epoch`` ships (the policy's
+chunk over one thread per core) and of a loop of ``train_epoch`` over the same members, with the
+kernels XLA launches per trained window (``benchmarks.hlo.launched_kernels``: a chunk's kernel
+serves every member in it) and how many are dots. Prints a Markdown table; docs/scaling.md
+quotes it.
 """
 
 from __future__ import annotations
@@ -55,34 +53,8 @@ def main(argv: list[str]) -> int:
     stacked = stack(members)
     xs, ys = np.broadcast_to(x, (P, *x.shape)), np.broadcast_to(y, (P, *y.shape))
 
-    def chunked(width: int, lanes: bool):
-        population = population_program(cfg, width, lanes, size=P)
-        lowered = population.lower(stacked, jax.vmap(optimizer.init)(stacked), xs, ys, None)
-        counts = launched_kernels(lowered.compile().as_text())
-
-        def run():
-            state = (jax.tree.map(np.copy, stacked), jax.vmap(optimizer.init)(stacked))
-            t0 = time.perf_counter()
-            jax.block_until_ready(population(*state, xs, ys, None))
-            return time.perf_counter() - t0
-
-        return run, counts, P
-
-    def one_by_one():
-        state = [(p, optimizer.init(p)) for p in members]
-        t0 = time.perf_counter()
-        jax.block_until_ready([model.train_epoch(p, s, x, y, cfg) for p, s in state])
-        return time.perf_counter() - t0
-
-    def shipped(rows):
-        """``train_population_epoch``'s form: the policy's layout and chunk, the chunks shared
-        out over ``policy.population_threads`` threads (``population.population_trainer``); its
-        kernel counts are those of its program's row, compiled for them if ``rows`` lacks it."""
-        chunk, threads = policy.population_chunk(cfg, P), policy.population_threads(cfg, P)
-        train = population_trainer(cfg, P)
-        lanes = policy.population_lanes(cfg)
-        same = rows.get(f"{'lanes' if lanes else 'vmap'}, chunks of {chunk}")
-        _, counts, _ = same or chunked(chunk, lanes)
+    def timed(train):
+        """One call of ``train`` from every member's initial state: its seconds."""
 
         def run():
             state = (jax.tree.map(np.copy, stacked), jax.vmap(optimizer.init)(stacked))
@@ -90,14 +62,30 @@ def main(argv: list[str]) -> int:
             jax.block_until_ready(train(*state, xs, ys, None))
             return time.perf_counter() - t0
 
-        return f"shipped: chunks of {chunk} over {threads} thread(s)", (run, counts, P)
+        return run
+
+    def chunked(width: int, lanes: bool):
+        population = population_program(cfg, width, lanes, size=P)
+        lowered = population.lower(stacked, jax.vmap(optimizer.init)(stacked), xs, ys, None)
+        return timed(population), launched_kernels(lowered.compile().as_text()), P
+
+    def one_by_one():
+        state = [(p, optimizer.init(p)) for p in members]
+        t0 = time.perf_counter()
+        jax.block_until_ready([model.train_epoch(p, s, x, y, cfg) for p, s in state])
+        return time.perf_counter() - t0
 
     rows = {"one by one": (one_by_one, launched_kernels(jax_epoch_hlo(cfg)), 1)}
     for lanes in (False, True):
         layout = "lanes" if lanes else "vmap"
         rows |= {f"{layout}, chunks of {w}": chunked(w, lanes) for w in args.chunks if w <= P}
-    name, row = shipped(rows)
-    rows[name] = row
+    # What train_population_epoch ships (population.population_trainer): the policy's layout and
+    # chunk, the chunks shared out over threads; its kernels are its program's row's.
+    chunk, threads = policy.population_chunk(cfg, P), policy.population_threads(cfg, P)
+    train, lanes = population_trainer(cfg, P), policy.population_lanes(cfg)
+    same = rows.get(f"{'lanes' if lanes else 'vmap'}, chunks of {chunk}")
+    _, counts, _ = same or chunked(chunk, lanes)
+    rows[f"shipped: chunks of {chunk} over {threads} thread(s)"] = (timed(train), counts, P)
     for run, *_ in rows.values():
         run()  # compile and warm up
     seconds = {name: [] for name in rows}
@@ -106,34 +94,18 @@ def main(argv: list[str]) -> int:
             seconds[name].append(run())
     windows = P * cfg.num_batches
     base = statistics.median(seconds["one by one"])
-    print(
-        f"{P} members x {cfg.num_batches} windows, {args.rounds} interleaved rounds, "
-        f"{jax.devices()[0].device_kind}\n"
-    )
-    columns = [
-        Column("form", right=False),
-        Column("windows/s (median)", "{:,.0f}"),
-        Column("min-max", right=False),
-        Column("vs one by one", "{:.2f}x"),
-        Column("kernels per window", "{:.3f}"),
-        Column("dots", "{:.2f}"),
-        Column("us per kernel", "{:.2f}"),
-    ]
+    device = jax.devices()[0].device_kind
+    print(f"{P} members x {cfg.num_batches} windows, {args.rounds} interleaved rounds, {device}\n")
+    columns = ["form", Column("windows/s (median)", "{:,.0f}"), "min-max"]
+    columns += [Column("vs one by one", "{:.2f}x"), Column("kernels per window", "{:.3f}")]
+    columns += [Column("dots", "{:.2f}"), Column("us per kernel", "{:.2f}")]
     table = []
     for name, (_, (kernels, dots), members) in rows.items():
         t, per_window = statistics.median(seconds[name]), members * cfg.num_batches
-        fastest, slowest = windows / min(seconds[name]), windows / max(seconds[name])
-        table.append(
-            (
-                name,
-                windows / t,
-                f"{slowest:,.0f}-{fastest:,.0f}",
-                base / t,
-                kernels / per_window,
-                dots / per_window,
-                t / (kernels * P // members) * 1e6,
-            )
-        )
+        spread = f"{windows / max(seconds[name]):,.0f}-{windows / min(seconds[name]):,.0f}"
+        per_kernel = t / (kernels * P // members) * 1e6
+        ratios = (base / t, kernels / per_window, dots / per_window, per_kernel)
+        table.append((name, windows / t, spread, *ratios))
     print(markdown(columns, table))
     return 0
 

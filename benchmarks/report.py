@@ -3,15 +3,12 @@
     python -m benchmarks.report benchmarks/results/DIR [DIR ...] [--docs docs/benchmarks.md]
         [--readme README.md]
 
-A directory is one ``benchmarks.run``: one JSON per process, merged (``runs.merge``: every value
-the median over the processes of each process's median, with the min-max over processes).
-Several directories make one report of runs of different groups on one machine
-(``runs.combine``): each group's table whole from the one run that measured it; a group in two
-runs, or a run from another machine, is refused. The report goes into the first directory
-(``report.md`` and ``report-*.png``); ``--docs`` replaces the block between
-``<!-- bench:DEVICE:start -->`` and ``<!-- bench:DEVICE:end -->`` with every table, ``--readme``
-the block between ``<!-- headline:DEVICE:start -->`` and its end with the headline (each
-library at its best and as typically written, the figure, the sentences).
+A directory is one ``benchmarks.run``, its processes merged (``runs.merge``); several directories
+are runs of different groups on one machine, each group whole from one run (``runs.combine``).
+The report goes into the first directory (``report.md``, ``report-*.png``); ``--docs`` replaces
+the block between ``<!-- bench:DEVICE:start -->`` and ``<!-- bench:DEVICE:end -->`` with every
+table, ``--readme`` the ``headline:DEVICE`` block with the headline (each library at its best and
+as typically written, the figure, the sentences).
 """
 
 from __future__ import annotations
@@ -57,11 +54,7 @@ SECTIONS = (
         "The series, each library at its best and as typically written",
         lambda bs: best_table(bs, SERIES),
     ),
-    (
-        "series",
-        "The series by implementation",
-        lambda bs: measure_table(bs, US_PER_WINDOW, SERIES),
-    ),
+    ("series", "The series by implementation", lambda bs: measure_table(bs, US_PER_WINDOW, SERIES)),
     (
         "realistic",
         "Realistic LSTM sizes, each library at its best and as typically written",
@@ -109,14 +102,11 @@ FIGURES_OF |= {"population": ("population",), "window": ("window",)}
 __all__ = ["combine", "headline", "library_and_form", "load", "machine_line", "main", "render"]
 
 
-def library_and_form(name: str) -> tuple[str, str]:
-    """A row's library and form (``rows.row_of``)."""
-    return row_of(name)
+library_and_form = row_of  # a row's library and form
+Made = dict[str, list[str]]  # per device, the figures drawn
 
 
-def render(
-    data: dict[str, Any], prefix: str, made: dict[str, list[str]] | None = None
-) -> dict[str, str]:
+def render(data: dict[str, Any], prefix: str, made: Made | None = None) -> dict[str, str]:
     """Per device, every section's table, the targets and the sentences; figures linked as
     ``prefix-NAME.png`` where ``made`` (per device) lists them."""
     docs = {}
@@ -138,9 +128,7 @@ def render(
     return docs
 
 
-def headline(
-    data: dict[str, Any], prefix: str, made: dict[str, list[str]] | None = None
-) -> dict[str, str]:
+def headline(data: dict[str, Any], prefix: str, made: Made | None = None) -> dict[str, str]:
     """Per device: each library at its best and as typically written on the series and the
     realistic sizes, the headline figure and the generated sentences."""
     out = {}
@@ -152,12 +140,8 @@ def headline(
             ("realistic", SIZES, MS_PER_WINDOW, "Realistic LSTM sizes"),
         ):
             if groups.get(group):
-                lines += [
-                    f"**{what}** ({device})",
-                    "",
-                    *best_table(groups[group], case, measure),
-                    "",
-                ]
+                table = best_table(groups[group], case, measure)
+                lines += [f"**{what}** ({device})", "", *table, ""]
         if "headline" in (made or {}).get(device, []):
             lines += [*figures.figure_lines(prefix, device, ["headline"]), ""]
         lines += [*claims.headline(groups, claims.targets(groups)), ""]
@@ -185,12 +169,11 @@ def block(path: Path, marker: str, device: str) -> str:
 
 
 def prefix_of(first: Path) -> Path:
-    """Where a report's own files go: ``DIR/report`` for a run's directory, ``FILE`` beside a
-    JSON file."""
+    """Where a report's files go: ``DIR/report`` for a run's directory, ``FILE`` for a JSON's."""
     return first / "report" if first.is_dir() else first.with_suffix("")
 
 
-def made_figures(data: dict[str, Any], prefix: Path) -> dict[str, list[str]]:
+def made_figures(data: dict[str, Any], prefix: Path) -> Made:
     """The figures of each device, drawn (``figures.draw``)."""
     return {
         device: figures.draw(benches, prefix, device, claims.MIN_MEMBER_WINDOWS_PER_S)
@@ -204,12 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "file",
-        type=Path,
-        nargs="+",
-        help="benchmarks.run directories (each group from one of them), or one JSON file",
-    )
+    what = "benchmarks.run directories (each group from one of them), or one JSON file"
+    parser.add_argument("file", type=Path, nargs="+", help=what)
     parser.add_argument("--docs", type=Path, help="update this file's bench:DEVICE blocks")
     parser.add_argument("--readme", type=Path, help="update this README's headline:DEVICE blocks")
     args = parser.parse_args(argv)
@@ -218,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     made = made_figures(data, prefix)
     docs = render(data, prefix.name, made)
     md = "\n\n".join(f"### {device.upper()}\n\n{doc}" for device, doc in docs.items())
-    text = md + "\n"
-    atomic_write(prefix.with_suffix(".md"), lambda f: f.write(text), "w")
+    atomic_write(prefix.with_suffix(".md"), lambda f: f.write(md + "\n"), "w")
     print(md)
     for path, marker, build in ((args.docs, "bench", render), (args.readme, "headline", headline)):
         if path:

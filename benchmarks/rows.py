@@ -1,8 +1,7 @@
 """What the report knows about a benchmark entry: its row (library, form), its case, its measures.
 
-``row_of`` is the one place that reads a row's library and form, from its record in
-``jax_echo.registry.ROWS``. The
-series' order and labels come from ``jax_echo.task.MODELS``; the realistic sizes from the data.
+``row_of`` is the one place that reads a row's library and form (``jax_echo.registry.ROWS``);
+the series' order and labels come from ``jax_echo.task.MODELS``, the realistic sizes from the data.
 """
 
 from __future__ import annotations
@@ -34,9 +33,18 @@ def row_of(implementation: str) -> tuple[str, str]:
     return r.library, r.form
 
 
+def library(b: Bench) -> str:
+    return row_of(name(b))[0]
+
+
+def libraries(benches: Iterable[Bench]) -> list[str]:
+    """The entries' libraries, JAX's first."""
+    return sorted({library(b) for b in benches}, key=lambda lib: (lib != "jax", lib))
+
+
 def tf2(b: Bench) -> bool:
     """Whether the row is one of TensorFlow 2's (``tf.function``) forms."""
-    return row_of(name(b))[0] == "tensorflow" and name(b) != REFERENCE
+    return library(b) == "tensorflow" and name(b) != REFERENCE
 
 
 def one_program(b: Bench) -> bool:
@@ -66,14 +74,10 @@ class Measure(NamedTuple):
     lower_is_better: bool = True
     per_process: bool = True  # whether processes measure it apart (a compiled size does not)
 
-    def at(self, b: Bench, median: float) -> float | None:
-        """The measure had the call's median been ``median`` (one process's)."""
-        return self.value({**b, "stats": {**b["stats"], "median": median}})
-
     def ends(self, b: Bench) -> tuple[float, float]:
         """The lowest and highest value over the processes' medians."""
         medians = b["stats"].get("process_medians") or [b["stats"]["median"]]
-        values = sorted(self.at(b, m) for m in medians)
+        values = sorted(self.value({**b, "stats": {**b["stats"], "median": m}}) for m in medians)
         return values[0], values[-1]
 
     def faster(self, a: float, b: float) -> float:
@@ -116,6 +120,15 @@ PEAK_MIB = Measure(
     lambda b: (b["extra_info"].get("peak_bytes") or 0) / 2**20 or None,
     per_process=False,
 )
+
+
+def us_of(entries: list[Bench], row: str) -> float | None:
+    """Row ``row``'s us per window among ``entries``, or ``None``."""
+    return next((US_PER_WINDOW.value(b) for b in entries if name(b) == row), None)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
 
 
 def number(v: float) -> str:
@@ -163,13 +176,9 @@ def size(b: Bench) -> tuple[int, int, int]:
     return (e["state_size"], e["batch_size"], e["window_length"])
 
 
-def size_head(key: tuple[int, int, int]) -> str:
-    return "S{}, B{}, T{}".format(*key)
-
-
 TUTORIAL = EchoConfig()
 SERIES = Case(lambda b: b["extra_info"]["model"], model_head, model_order)
-SIZES = Case(size, size_head)
+SIZES = Case(size, lambda key: "S{}, B{}, T{}".format(*key))
 ONE = Case(lambda b: "tutorial", lambda _: "tutorial config")
 MEMBERS = Case(
     lambda b: b["extra_info"]["population"], lambda n: f"{n:,} member{'s' if n != 1 else ''}"
@@ -190,22 +199,17 @@ def by(benches: Iterable[Bench], field: str) -> dict[str, list[Bench]]:
     return out
 
 
-def fastest(benches: Iterable[Bench], measure: Measure = US_PER_WINDOW) -> Bench | None:
-    """The best entry by ``measure`` (``None`` for none)."""
-    ranked = ranked_rows(benches, measure)
-    return ranked[0] if ranked else None
-
-
 def ranked_rows(benches: Iterable[Bench], measure: Measure) -> list[Bench]:
     """Best first: the one sort of rows every table and figure uses."""
     sign = 1 if measure.lower_is_better else -1
     return sorted(benches, key=lambda b: (sign * measure.value(b), name(b)))
 
 
-def library_best(benches: Iterable[Bench], library: str, form: str | None = None) -> Bench | None:
+def fastest(benches: Iterable[Bench], measure: Measure = US_PER_WINDOW) -> Bench | None:
+    """The best entry by ``measure`` (``None`` for none)."""
+    return next(iter(ranked_rows(benches, measure)), None)
+
+
+def library_best(benches: Iterable[Bench], lib: str, form: str | None = None) -> Bench | None:
     """A library's fastest measured entry (of one form where ``form`` is given)."""
-    return fastest(
-        b
-        for b in benches
-        if row_of(name(b))[0] == library and (form is None or row_of(name(b))[1] == form)
-    )
+    return fastest(b for b in benches if library(b) == lib and form in (None, row_of(name(b))[1]))

@@ -4,20 +4,17 @@
                              [extra pytest arguments]
 
 XLA:CPU timings of one program differ by up to 2x from process to process, so every speed group
-runs in ``--processes`` fresh processes (default 3) and the report shows each row's median over
-them with the min-max spread. The ``accuracy`` and ``end_to_end`` groups run in the first
-process only: they take minutes, and ``end_to_end`` starts a new process every round anyway. The
-Keras rows run once more under ``KERAS_BACKEND=tensorflow`` (Keras has one backend a process),
-TensorFlow's XLA rows at the realistic sizes run in processes without XLA:CPU's small-loop
-option (``JAX_ECHO_XLA_FLAGS=0``), which makes TF's XLA slower there: rows
-``...-no-small-loops``, and the realistic sizes' ``jax-epoch-data-parallel`` row runs in
-processes with one CPU device per core (``--xla_force_host_platform_device_count``).
+runs in ``--processes`` fresh processes (default 3); the report shows each row's median over them
+with the min-max. ``accuracy`` and ``end_to_end`` run in the first process only (minutes each).
+The Keras rows run once more under ``KERAS_BACKEND=tensorflow`` (one backend a process),
+TensorFlow's XLA rows at the realistic sizes in processes without XLA:CPU's small-loop option
+(rows ``...-no-small-loops``), and the realistic ``jax-epoch-data-parallel`` row in processes
+with one CPU device per core.
 
 Everything goes into ``benchmarks/results/DEVICE-DATE/``: one JSON per process, ``run.json``
-(the commit, whether the tree had uncommitted changes, the commands) and the report. The run
-refuses a tree with uncommitted changes to tracked files, unless ``--allow-dirty``; tables made
-from one say so. With ``--readme`` the report goes into docs/benchmarks.md's and README.md's
-blocks too (``make bench-docs``).
+(the commit, the tracked files changed, the commands) and the report. A tree with uncommitted
+changes is refused unless ``--allow-dirty`` (tables made from one say so). ``--readme`` writes
+the report into docs/benchmarks.md's and README.md's blocks too (``make bench-docs``).
 """
 
 from __future__ import annotations
@@ -56,16 +53,9 @@ def source_state() -> dict[str, object]:
 def pytest_command(json_path: Path, selection: str | None, extra: list[str]) -> list[str]:
     command = [
         sys.executable,
-        "-m",
-        "pytest",
-        "benchmarks",
-        "-p",
-        "no:cacheprovider",
-        "--benchmark-enable",
-        f"--benchmark-json={json_path}",
-        "--benchmark-columns=median,iqr,rounds",
-        *extra,
+        *"-m pytest benchmarks -p no:cacheprovider --benchmark-enable".split(),
     ]
+    command += [f"--benchmark-json={json_path}", "--benchmark-columns=median,iqr,rounds", *extra]
     return command + (["-k", selection] if selection else [])
 
 
@@ -74,11 +64,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--processes", type=int, default=3, metavar="N")
     parser.add_argument("--readme", action="store_true", help="write the docs' blocks")
     parser.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
-    parser.add_argument(
-        "--select",
-        metavar="EXPR",
-        help="only these cases (a pytest -k expression, e.g. test_series)",
-    )
+    what = "only these cases (a pytest -k expression, e.g. test_series)"
+    parser.add_argument("--select", metavar="EXPR", help=what)
     args, extra = parser.parse_known_args(argv)
     if args.processes < 1:
         parser.error(f"--processes must be at least 1, got {args.processes}")
@@ -94,7 +81,7 @@ def main(argv: list[str]) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
     out = RESULTS / f"{jax.default_backend()}-{stamp}"
     out.mkdir(parents=True, exist_ok=True)
-    repeats = " and ".join(f"not {g}" for g in ONE_PROCESS_GROUPS)
+    repeats = " and ".join(f"not {g}" for g in ONE_PROCESS_GROUPS)  # after the first process
 
     def select(*parts: str | None) -> str | None:
         chosen = [f"({p})" for p in (args.select, *parts) if p]
@@ -105,27 +92,16 @@ def main(argv: list[str]) -> int:
     # smaller sizes, and no program at the largest: cpu-20261201-1654), so its rows there run in
     # processes of their own without it (``...-no-small-loops``), where it is at its best.
     skip_tf = f"not ({TF_XLA_REALISTIC})"
-    runs = [
-        (f"process-{k}.json", select(None if k == 1 else repeats, skip_tf), {})
-        for k in range(1, args.processes + 1)
-    ]
-    runs += [
-        (
-            f"keras-tensorflow-{k}.json",
-            select("keras", None if k == 1 else repeats),
-            {"KERAS_BACKEND": "tensorflow"},
-        )
-        for k in range(1, args.processes + 1)
-    ]
-    runs += [
-        (f"tf-without-small-loops-{k}.json", select(TF_XLA_REALISTIC), xla_flags.without())
-        for k in range(1, args.processes + 1)
-    ]
-    # The data-parallel row needs several devices: on a CPU, processes with one per core.
-    runs += [
-        (f"data-parallel-{k}.json", select(DATA_PARALLEL_REALISTIC), cpu_devices())
-        for k in range(1, args.processes + 1)
-    ]
+    runs = []
+    for stem, part, env in (
+        ("process", skip_tf, {}),
+        ("keras-tensorflow", "keras", {"KERAS_BACKEND": "tensorflow"}),
+        ("tf-without-small-loops", TF_XLA_REALISTIC, xla_flags.without()),
+        # The data-parallel row needs several devices: on a CPU, processes with one per core.
+        ("data-parallel", DATA_PARALLEL_REALISTIC, cpu_devices()),
+    ):
+        for k in range(1, args.processes + 1):
+            runs.append((f"{stem}-{k}.json", select(part, None if k == 1 else repeats), env))
     commands = []
     for name, selection, env in runs:
         command = pytest_command(out / name, selection, extra)

@@ -55,11 +55,8 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def machine(data: dict[str, Any]) -> tuple[str, object, str]:
     """A run's CPU, core count and system: what ``combine`` requires to be the same."""
     m = data.get("machine_info", {})
-    return (
-        m.get("cpu", {}).get("brand_raw", m.get("processor", "")),
-        m.get("cpu_count"),
-        m.get("system", ""),
-    )
+    cpu = m.get("cpu", {}).get("brand_raw", m.get("processor", ""))
+    return cpu, m.get("cpu_count"), m.get("system", "")
 
 
 def source(path: Path, data: dict[str, Any]) -> dict[str, Any]:
@@ -75,11 +72,8 @@ def source(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def combine(paths: list[Path]) -> dict[str, Any]:
-    """Runs of different groups on one machine as one report (``load`` of each).
-
-    A group must come whole from one run, so a group found in two of them is refused, as is a
-    run from another machine (a different CPU or core count).
-    """
+    """Runs of different groups on one machine as one report (``load`` of each); a group found
+    in two of them is refused (each comes whole from one run), as is another machine's run."""
     runs = [load(path) for path in paths]
     sources = [source(path, data) for path, data in zip(paths, runs, strict=True)]
     owner: dict[str, str] = {}
@@ -96,11 +90,8 @@ def combine(paths: list[Path]) -> dict[str, Any]:
                     "comes from one run"
                 )
             owner[group] = where["path"]
-    return {
-        **runs[0],
-        "benchmarks": [b for data in runs for b in data["benchmarks"]],
-        "sources": sources,
-    }
+    benches = [b for data in runs for b in data["benchmarks"]]
+    return {**runs[0], "benchmarks": benches, "sources": sources}
 
 
 def read(paths: list[Path]) -> dict[str, Any]:
@@ -108,17 +99,12 @@ def read(paths: list[Path]) -> dict[str, Any]:
     return load(paths[0]) if len(paths) == 1 else combine(paths)
 
 
-def processes(data: dict[str, Any]) -> int:
-    """The most processes any case was measured in."""
-    return max((len(b["stats"].get("process_medians", [])) for b in data["benchmarks"]), default=1)
-
-
 def machine_line(data: dict[str, Any]) -> str:
     """The machine, the libraries' versions, and each run's groups, start and commit."""
     m = data["machine_info"]
-    v = m.get("library_versions", {})
-    libs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
+    libs = ", ".join(f"{k} {v}" for k, v in m.get("library_versions", {}).items() if v)
     cpu, cores, system = machine(data)
+    counts = [len(b["stats"].get("process_medians", [])) for b in data["benchmarks"]]
 
     def run(where: dict[str, Any]) -> str:
         dirty = " WITH UNCOMMITTED CHANGES" if where["dirty"] else ""
@@ -132,5 +118,5 @@ def machine_line(data: dict[str, Any]) -> str:
     return (
         f"Machine: {cpu}, {cores} cores, {system} {m.get('release', '')}; "
         f"JAX devices: {', '.join(m.get('jax_devices', []))}. {libs}. "
-        f"{runs}; medians over up to {processes(data)} processes."
+        f"{runs}; medians over up to {max(counts, default=1)} processes."
     )

@@ -7,10 +7,9 @@ dots with whiskers, never bars (a bar's length on a log axis depends on where th
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from jax_echo.plot import COLOURS
+from jax_echo.plot import Row, decades, dot, ratio_panel
 
 from .rows import (
     JAX_EPOCH,
@@ -44,27 +43,12 @@ FIGURES = {
 }
 
 
-def _decades(ax, values: list[float], axis: str = "x", one: bool = True) -> None:
-    """A log axis of whole decades around every value (and 1, for a ratio)."""
-    values = [*values, 1.0] if one else values
-    lo = 10 ** math.floor(math.log10(min(values) / 1.0001))
-    hi = 10 ** math.ceil(math.log10(max(values) * 1.0001))
-    getattr(ax, f"set_{axis}scale")("log")
-    getattr(ax, f"set_{axis}lim")(lo, hi)
+def _row(b: Bench, measure: Measure) -> Row:
+    return (label(b), library(b), measure.value(b), *measure.ends(b))
 
 
 def _dot(ax, b: Bench, measure: Measure, base: float, at: float, across: bool, **kw) -> list:
-    """``b``'s value over ``base`` as a dot at ``at`` (on the x axis when ``across``) with the
-    spread over processes as whiskers, in its library's colour; the whiskers' ends."""
-    low, high = measure.ends(b)
-    v = measure.value(b)
-    spread = [[(v - low) / base], [(high - v) / base]]
-    style = {"fmt": "o", "color": COLOURS.get(library(b), "tab:gray"), "capsize": 3, **kw}
-    if across:
-        ax.errorbar(v / base, at, xerr=spread, **style)
-    else:
-        ax.errorbar(at, v / base, yerr=spread, **style)
-    return [low / base, high / base]
+    return dot(ax, _row(b, measure), base, at, across, **kw)
 
 
 def _save(plt, fig, path) -> None:
@@ -73,36 +57,16 @@ def _save(plt, fig, path) -> None:
     plt.close(fig)
 
 
-def _ratio_panel(ax, entries: list[Bench], measure: Measure, ref: Bench, title: str) -> None:
-    """One dot per row: its time over ``ref``'s, whiskers over processes, best at the top."""
-    ranked = ranked_rows(entries, measure)[::-1]
-    base = measure.value(ref)
-    values = []
-    for i, b in enumerate(ranked):
-        values += _dot(ax, b, measure, base, i, across=True)
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    _decades(ax, values)
-    ax.set_yticks(range(len(ranked)))
-    ax.set_yticklabels([label(b) for b in ranked], fontsize=7)
-    ax.set_xlabel(f"time / {label(ref)}'s (log; 1 = {label(ref)})", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    ax.grid(axis="x", which="major", alpha=0.3)
-    handles = [
-        ax.plot([], [], "o", color=COLOURS.get(lib, "tab:gray"), label=lib)[0]
-        for lib in libraries(ranked)
-    ]
-    ax.legend(handles=handles, fontsize=7, loc="upper right")
-
-
 def _panels(plt, benches: list[Bench], case: Case, measure: Measure, reference, title: str, path):
-    """A ``_ratio_panel`` per case, two to a row."""
+    """A ``plot.ratio_panel`` per case, two to a row."""
     by_case = cases(benches, case)
     columns = min(len(by_case), 2)
     rows = -(-len(by_case) // columns)
     height = max(3.0, 0.22 * max(len(v) for v in by_case.values()) + 1.2)
     fig, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, height * rows), squeeze=False)
     for ax, (k, entries) in zip(axes.flat, by_case.items(), strict=False):  # spare panels
-        _ratio_panel(ax, entries, measure, reference(entries), case.head(k))
+        rows = [_row(b, measure) for b in ranked_rows(entries, measure)]
+        ratio_panel(ax, rows, label(reference(entries)), case.head(k))
     for ax in list(axes.flat)[len(by_case) :]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
@@ -139,7 +103,7 @@ def _headline(plt, groups: dict[str, list[Bench]], device: str, path) -> None:
                 base, once = measure.value(jax), lib if i == 0 else None
                 values += _dot(ax, b, measure, base, i + offset, False, label=once)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    _decades(ax, values, "y")
+    decades(ax, values, "y")
     ax.set_xticks(range(len(columns)))
     ax.set_xticklabels([head for head, _, _ in columns], fontsize=8, rotation=20)
     ax.set_ylabel("fastest row's time / JAX's fastest (log)", fontsize=8)
@@ -170,7 +134,7 @@ def _population(plt, benches: list[Bench], path, bound: float | None) -> None:
         ax.axhline(bound, color="black", linestyle="--", linewidth=0.8, label=target)
         values.append(bound)
     ax.set_xscale("log")
-    _decades(ax, values, "y", one=False)
+    decades(ax, values, "y", one=False)
     ax.set(xlabel="members (tutorial models)", ylabel="member-windows per second (log)")
     ax.set_title(
         "Populations: one call trains every member's epoch\n(whiskers: min-max over processes)",

@@ -201,7 +201,8 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cores", choices=("all", "one", "both"), default="all", help=cores_help)
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
-    parser.add_argument("--plot", metavar="FILE", help="write a bar chart (PNG)")
+    plot_help = "write a figure of each row against the fastest (PNG)"
+    parser.add_argument("--plot", metavar="FILE", help=plot_help)
 
 
 def exit_program(entry: Callable[[], int]) -> NoReturn:

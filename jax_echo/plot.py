@@ -1,5 +1,5 @@
 """Figures: the tutorial's (loss history and one window), loss overlays, ``compare``'s losses
-with their differences from the reference, and ``bench``'s bars.
+with their differences from the reference, and the ratio dots of ``bench`` and the report.
 
 Drawn on ``matplotlib.figure.Figure`` directly: no pyplot, no global figure state. Matplotlib is
 imported by the functions that draw: it takes about as long to import as JAX, and only the
@@ -141,68 +141,67 @@ def compare_figure(curves: dict[str, Any], reference: str, title: str) -> Figure
 
 
 def bench_figure(report: dict[str, Any]) -> Figure:
-    """``jax-echo bench``'s report as ``bars``: one bar per row, relative to the fastest."""
+    """``jax-echo bench``'s report as ``ratio_panel``: each row against the fastest."""
     from matplotlib.figure import Figure
 
-    results = report["results"]
-    fig = Figure(figsize=(max(6.5, 0.6 * len(results) + 3), 5.5), layout="constrained")
-    cfg, settings = report["config"], report["settings"]
     keys = ("implementation", "library", "us_per_window", "us_per_window_min", "us_per_window_max")
-    rows = [tuple(r[k] for k in keys) for r in results]
+    rows = sorted((tuple(r[k] for k in keys) for r in report["results"]), key=lambda r: r[2])
+    cfg, settings = report["config"], report["settings"]
     title = (
         f"{cfg['cell']}, state {cfg['state_size']}, batch {cfg['batch_size']}, window "
-        f"{cfg['truncated_backprop_length']} ({settings['dtype']}, {settings['device']}): "
-        f"median of {settings['processes']} processes"
+        f"{cfg['truncated_backprop_length']} ({settings['dtype']}, {settings['device']}): us per "
+        f"window, median of {settings['processes']} processes (whiskers: min-max)"
     )
-    bars(fig.subplots(), rows, ylabel="us per window", title=title)
+    fig = Figure(figsize=(6.5, max(3.0, 0.22 * len(rows) + 1.6)), layout="constrained")
+    ratio_panel(fig.subplots(), rows, rows[0][0], title)
     return fig
 
 
-def bars(
-    ax: Axes, rows: Sequence[tuple[str, str, float, float, float]], *, ylabel: str, title: str
-) -> None:
-    """Bars of ``(name, library, median, min, max)`` rows on ``ax``, each as its ratio to the
-    fastest row's median: a linear axis from 0 up to ratio 10, beyond that a log axis of whole
-    decades; a dashed line at 1, min-max whiskers, each bar labelled with its median in
-    ``ylabel``'s unit, one colour per library (``COLOURS``). A long ``title`` is wrapped.
-    """
-    from matplotlib.patches import Patch
+Row = tuple[str, str, float, float, float]  # name, library, median, min, max
 
-    names, libraries, value, low, high = (list(column) for column in zip(*rows, strict=True))
-    value, low, high = (np.asarray(v, np.float64) for v in (value, low, high))
-    fastest = int(np.argmin(value))
-    unit = value[fastest]
-    ratio, ratio_low, ratio_high = value / unit, low / unit, high / unit
-    x = np.arange(len(rows))
-    colour = {lib: COLOURS.get(lib, "tab:gray") for lib in libraries}
-    ax.bar(x, ratio, color=[colour[lib] for lib in libraries], width=0.7)
-    whiskers = [ratio - ratio_low, ratio_high - ratio]
-    ax.errorbar(x, ratio, yerr=whiskers, fmt="none", ecolor="black", elinewidth=1, capsize=3)
-    unit_name = ylabel.replace(" (log)", "")
-    top = float(max(ratio_high.max(), ratio.max()))
-    if top <= 10:
-        ax.set_ylim(0, top * 1.3)  # room for the labels and the legend
-        scale = "linear"
+
+def dot(ax: Axes, row: Row, base: float, at: float, across: bool, **style: Any) -> list[float]:
+    """``row``'s median over ``base`` as a dot at ``at`` (on the x axis when ``across``), its
+    min-max as whiskers, in its library's colour; the whiskers' ends."""
+    _, library, value, low, high = row
+    spread = [[(value - low) / base], [(high - value) / base]]
+    style = {"fmt": "o", "color": COLOURS.get(library, "tab:gray"), "capsize": 3, **style}
+    if across:
+        ax.errorbar(value / base, at, xerr=spread, **style)
     else:
-        bottom = min(float(ratio_low.min()), 1.0) * 0.999  # the fastest bar: a decade at least
-        ax.set_yscale("log")
-        ax.set_ylim(10 ** math.floor(math.log10(bottom)), 10 ** math.ceil(math.log10(top * 1.3)))
-        scale = "log"
-    for k, v in enumerate(value):
-        text = f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
-        where = {"xytext": (0, 2), "textcoords": "offset points", "ha": "center", "va": "bottom"}
-        ax.annotate(text, (x[k], ratio_high[k]), **where, fontsize=7)
-    one = f"1 = {names[fastest]}"
-    line = ax.axhline(1, color="black", linestyle="--", linewidth=0.8, label=one)
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel(f"{unit_name}, x the fastest row ({scale} axis)", fontsize=9)
+        ax.errorbar(at, value / base, yerr=spread, **style)
+    return [low / base, high / base]
+
+
+def decades(ax: Axes, values: Sequence[float], axis: str = "x", one: bool = True) -> None:
+    """A log axis of whole decades around every value (and 1, for a ratio)."""
+    values = [*values, 1.0] if one else list(values)
+    low = 10 ** math.floor(math.log10(min(values) / 1.0001))
+    high = 10 ** math.ceil(math.log10(max(values) * 1.0001))
+    getattr(ax, f"set_{axis}scale")("log")
+    getattr(ax, f"set_{axis}lim")(low, high)
+
+
+def ratio_panel(ax: Axes, rows: Sequence[Row], reference: str, title: str) -> None:
+    """One dot per row, best first at the top: its median over ``reference``'s, on a log axis of
+    whole decades with the ratio-1 line; min-max whiskers; one colour per library, a legend."""
+    base = next(row[2] for row in rows if row[0] == reference)
+    values = []
+    for i, row in enumerate(rows[::-1]):
+        values += dot(ax, row, base, i, across=True)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    decades(ax, values)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([row[0] for row in rows[::-1]], fontsize=7)
+    ax.set_xlabel(f"time / {reference}'s (log; 1 = {reference})", fontsize=8)
     width = ax.get_figure().get_figwidth() * ax.get_position().width
     ax.set_title(textwrap.fill(title, max(40, int(width * 12))), fontsize=9)
-    handles = [Patch(color=c, label=lib) for lib, c in colour.items()]
-    ncols = 2 if len(handles) > 2 else 1
-    legend = {"title": f"bar labels: {unit_name}", "title_fontsize": 7, "fontsize": 7}
-    ax.legend(handles=[*handles, line], loc="upper left", ncols=ncols, **legend)
+    ax.grid(axis="x", which="major", alpha=0.3)
+    libraries = sorted({row[1] for row in rows}, key=lambda lib: (lib != "jax", lib))
+    handles = [
+        ax.plot([], [], "o", color=COLOURS.get(lib, "tab:gray"), label=lib)[0] for lib in libraries
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper right")
 
 
 def sweep_figure(history: dict[str, Any]) -> Figure:

@@ -71,46 +71,42 @@ def report(us: dict[str, tuple[str, float]]) -> dict:
     }
 
 
-def bar_heights(ax) -> list[float]:
-    return [patch.get_height() for patch in ax.patches]
+def dots(ax) -> dict[str, tuple[float, float, float]]:
+    """Each row's (ratio, whisker low, whisker high), by its tick label."""
+    names = [tick.get_text() for tick in ax.get_yticklabels()]
+    found = {}
+    for container in ax.containers:
+        (x,), (y,) = container.lines[0].get_data()
+        (segment,) = container.lines[2][0].get_segments()
+        found[names[round(y)]] = (x, segment[0][0], segment[1][0])
+    return found
 
 
-def test_bench_bars_close_together_are_ratios_on_a_linear_axis_from_zero(tmp_path):
-    fig = plot.bench_figure(
-        report({"jax-epoch": ("jax", 10.0), "torch-eager": ("torch", 12.9), "flax": ("flax", 20)})
-    )
+def test_bench_rows_are_ratios_to_the_fastest_on_a_log_axis_of_whole_decades(tmp_path):
+    us = {"jax-step": ("jax", 300.0), "jax-epoch": ("jax", 3.9), "tf-graph": ("tensorflow", 1200)}
+    fig = plot.bench_figure(report(us))
     (ax,) = fig.axes
-    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
-    np.testing.assert_allclose(bar_heights(ax), [1.0, 1.29, 2.0])
-    assert ax.get_ylim()[1] >= 1.2 * 2.0  # the slowest whisker's top is inside
-    assert [tuple(line.get_ydata()) for line in ax.get_lines() if line.get_linestyle() == "--"] == [
-        (1, 1)
-    ]
-    assert legend_labels(ax) == ["jax", "torch", "flax", "1 = jax-epoch"]
-    assert "x the fastest row" in ax.get_ylabel()
-    # One colour per library.
-    colours = {tuple(patch.get_facecolor()) for patch in ax.patches}
-    assert len(colours) == 3
+    assert ax.get_xscale() == "log"
+    low, high = ax.get_xlim()
+    assert math.log10(low).is_integer() and math.log10(high).is_integer()
+    ratios = dots(ax)
+    np.testing.assert_allclose(ratios["jax-epoch"][0], 1.0)
+    np.testing.assert_allclose(ratios["tf-graph"][0], 1200 / 3.9)
+    assert low <= min(r[1] for r in ratios.values()) and max(r[2] for r in ratios.values()) <= high
+    ones = [line for line in ax.get_lines() if tuple(line.get_xdata()) == (1, 1)]
+    assert len(ones) == 1  # the ratio-1 line
+    assert [t.get_text() for t in ax.get_yticklabels()][-1] == "jax-epoch"  # the fastest on top
+    assert legend_labels(ax) == ["jax", "tensorflow"]  # one colour per library
+    assert "1 = jax-epoch" in ax.get_xlabel()
     plot.save_figure(fig, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").stat().st_size > 10_000
 
 
-def test_bench_bars_far_apart_are_on_a_log_axis_of_whole_decades_with_ratio_1_inside():
-    fig = plot.bench_figure(
-        report(
-            {
-                "jax-step": ("jax", 300.0),
-                "jax-epoch": ("jax", 3.9),
-                "tf-graph": ("tensorflow", 1200),
-            }
-        )
-    )
-    (ax,) = fig.axes
-    assert ax.get_yscale() == "log"
-    low, high = ax.get_ylim()
-    assert math.log10(low).is_integer() and math.log10(high).is_integer()
-    assert low < 0.9 and high >= 1.2 * 1200 / 3.9  # ratio 1 and every whisker inside
-    assert legend_labels(ax) == ["jax", "tensorflow", "1 = jax-epoch"]
+def test_bench_whiskers_are_the_spread_over_processes():
+    us = {"jax-epoch": ("jax", 10.0), "torch-eager": ("torch", 12.9), "flax-nnx-scan": ("flax", 20)}
+    ratios = dots(plot.bench_figure(report(us)).axes[0])
+    np.testing.assert_allclose(ratios["torch-eager"], [1.29, 1.29 * 0.9, 1.29 * 1.2])
+    np.testing.assert_allclose(ratios["flax-nnx-scan"], [2.0, 1.8, 2.4])
 
 
 def test_bench_titles_are_wrapped_to_the_axis():
@@ -118,6 +114,5 @@ def test_bench_titles_are_wrapped_to_the_axis():
     from matplotlib.figure import Figure
 
     ax = Figure(figsize=(6, 4)).subplots()
-    plot.bars(ax, rows, ylabel="us per window (log)", title="word " * 40)
+    plot.ratio_panel(ax, rows, "a", title="word " * 40)
     assert max(len(line) for line in ax.get_title().splitlines()) <= 80
-    assert ax.get_ylabel().startswith("us per window, x the fastest row")

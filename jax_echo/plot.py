@@ -144,8 +144,17 @@ def bench_figure(report: dict[str, Any]) -> Figure:
     """``jax-echo bench``'s report as ``ratio_panel``: each row against the fastest."""
     from matplotlib.figure import Figure
 
-    keys = ("implementation", "library", "us_per_window", "us_per_window_min", "us_per_window_max")
-    rows = sorted((tuple(r[k] for k in keys) for r in report["results"]), key=lambda r: r[2])
+    results = report["results"]
+    both = len({r.get("cores") for r in results}) > 1  # --cores both: each row twice
+    cores = {"all": ", all cores", "one": ", one core", None: ""}
+    keys = ("library", "us_per_window", "us_per_window_min", "us_per_window_max")
+    rows = sorted(
+        (
+            (r["implementation"] + cores[r.get("cores") if both else None], *(r[k] for k in keys))
+            for r in results
+        ),
+        key=lambda row: row[2],
+    )
     cfg, settings = report["config"], report["settings"]
     title = (
         f"{cfg['cell']}, state {cfg['state_size']}, batch {cfg['batch_size']}, window "
@@ -193,7 +202,7 @@ def ratio_panel(ax: Axes, rows: Sequence[Row], reference: str, title: str) -> No
     decades(ax, values)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([row[0] for row in rows[::-1]], fontsize=7)
-    ax.set_xlabel(f"time / {reference}'s (log; 1 = {reference})", fontsize=8)
+    ax.set_xlabel(f"time relative to {reference} (log axis)", fontsize=8)
     width = ax.get_figure().get_figwidth() * ax.get_position().width
     ax.set_title(textwrap.fill(title, max(40, int(width * 12))), fontsize=9)
     ax.grid(axis="x", which="major", alpha=0.3)

@@ -12,10 +12,16 @@ writes the JSON alone on stdout, the rest going to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import gc
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import NamedTuple
 
 import jax
@@ -160,6 +166,31 @@ def train_interrupted(args: argparse.Namespace) -> str:
 USER_ERRORS = (CheckpointError, TrainingDivergedError, MissingExtraError, ValueError, OSError)
 
 
+@contextlib.contextmanager
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C as ``KeyboardInterrupt``, never lost: raised inside a garbage-collection callback
+    (JAX registers one) or a ``__del__``, Python would print it and carry on, so there it is
+    delivered again a moment later, in the code the run was in. The main thread only."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        ignored = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+        while frame is not None:
+            if frame.f_code in ignored or frame.f_code.co_name == "__del__":
+                threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+                return
+            frame = frame.f_back
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_command(
     prog: str,
     args: argparse.Namespace,
@@ -170,7 +201,8 @@ def run_command(
     and exit code 2; an interrupt is one line with the command's own advice (``interrupted``),
     exit code 130."""
     try:
-        return run(args)
+        with ctrl_c():
+            return run(args)
     except USER_ERRORS as e:
         message = e.command_line() if isinstance(e, OptionError) else str(e)
         print(f"{prog}: error: {message}", file=sys.stderr)

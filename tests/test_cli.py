@@ -1,18 +1,21 @@
 """The command line as users meet it: nothing changed or lost silently, advice that applies,
 output for pipes and logs, errors that name the real problem, files others can read."""
 
+import gc
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from jax_echo import EchoConfig, bench, cli, init_params, sweep, train
+from jax_echo import EchoConfig, bench, cli, commands, init_params, sweep, train
 from jax_echo.cli import main
 from jax_echo.io import (
     CHECKPOINT,
@@ -153,6 +156,26 @@ def test_ctrl_c_in_bench_is_one_line_and_its_workers_say_nothing(monkeypatch, ca
     assert main(["bench", "--impl", "jax-epoch", "--processes", "1"]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted; its workers were stopped" in err
+
+
+def test_a_ctrl_c_inside_a_garbage_collection_callback_is_not_lost():
+    """Python prints a KeyboardInterrupt raised in a gc callback (JAX registers one) and drops
+    it: a run would go on after Ctrl-C. commands.ctrl_c delivers it again, outside."""
+
+    def callback(phase, info):
+        if phase == "start":
+            signal.raise_signal(signal.SIGINT)  # handled in the callback's next instruction
+            sum(range(10))
+
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(KeyboardInterrupt), commands.ctrl_c():
+            gc.collect()
+            gc.callbacks.remove(callback)
+            time.sleep(2)  # the interrupt comes again here
+    finally:
+        if callback in gc.callbacks:
+            gc.callbacks.remove(callback)
 
 
 # --- 3. Pipes and logs -----------------------------------------------------------------------

@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import gc
-import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
@@ -166,29 +164,39 @@ def train_interrupted(args: argparse.Namespace) -> str:
 USER_ERRORS = (CheckpointError, TrainingDivergedError, MissingExtraError, ValueError, OSError)
 
 
-@contextlib.contextmanager
-def ctrl_c() -> Iterator[None]:
-    """Ctrl-C as ``KeyboardInterrupt``, never lost: raised inside a garbage-collection callback
-    (JAX registers one) or a ``__del__``, Python would print it and carry on, so there it is
-    delivered again a moment later, in the code the run was in. The main thread only."""
+class CtrlC:
+    """Ctrl-C as ``KeyboardInterrupt``, and never lost: Python prints and drops one raised
+    inside a garbage-collection or weakref callback (JAX registers some), and a run would carry
+    on; ``check()``, between the parts of each epoch (``interruptible``), raises it again."""
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        ignored = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-        while frame is not None:
-            if frame.f_code in ignored or frame.f_code.co_name == "__del__":
-                threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
-                return
-            frame = frame.f_back
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.pressed = True
         raise KeyboardInterrupt
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    @staticmethod
+    def quiet(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``sys.unraisablehook`` without the traceback of a dropped Ctrl-C (``check`` has it)."""
+        return lambda info: None if issubclass(info.exc_type, KeyboardInterrupt) else hook(info)
+
+
+CTRL_C = CtrlC()  # SIGINT's handler while a command runs (run_command)
+
+
+def interruptible(timer: train.Timer) -> train.Timer:
+    """``timer`` (``RunOptions.timer``) that first raises a Ctrl-C a callback dropped."""
+
+    def section(name: str) -> contextlib.AbstractContextManager:
+        CTRL_C.check()
+        return timer(name)
+
+    return section
 
 
 def run_command(
@@ -200,9 +208,12 @@ def run_command(
     """Runs a parsed command for either command line: a user's mistake is one ``error:`` line
     and exit code 2; an interrupt is one line with the command's own advice (``interrupted``),
     exit code 130."""
+    main = threading.current_thread() is threading.main_thread()
+    CTRL_C.pressed = False
+    previous = signal.signal(signal.SIGINT, CTRL_C) if main else None
+    unraisable, sys.unraisablehook = sys.unraisablehook, CtrlC.quiet(sys.unraisablehook)
     try:
-        with ctrl_c():
-            return run(args)
+        return run(args)
     except USER_ERRORS as e:
         message = e.command_line() if isinstance(e, OptionError) else str(e)
         print(f"{prog}: error: {message}", file=sys.stderr)
@@ -211,6 +222,10 @@ def run_command(
         advice = f"; {interrupted(args)}" if interrupted else ""
         print(f"{prog}: interrupted{advice}", file=sys.stderr)
         return 130
+    finally:
+        sys.unraisablehook = unraisable
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -239,7 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             quiet=args.quiet or not writer,
             progress=not args.no_progress and writer,
-            timer=stopwatch.section,
+            timer=interruptible(stopwatch.section),
             finish=finish,
         )
         if mesh is not None:

@@ -8,7 +8,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -158,24 +157,31 @@ def test_ctrl_c_in_bench_is_one_line_and_its_workers_say_nothing(monkeypatch, ca
     assert err.count("\n") == 1 and "interrupted; its workers were stopped" in err
 
 
-def test_a_ctrl_c_inside_a_garbage_collection_callback_is_not_lost():
+def test_a_ctrl_c_that_a_callback_dropped_stops_the_run_at_its_next_section(capsys):
     """Python prints a KeyboardInterrupt raised in a gc callback (JAX registers one) and drops
-    it: a run would go on after Ctrl-C. commands.ctrl_c delivers it again, outside."""
+    it; the run's next timed section raises it again, so that Ctrl-C always stops a run."""
 
     def callback(phase, info):
         if phase == "start":
             signal.raise_signal(signal.SIGINT)  # handled in the callback's next instruction
             sum(range(10))
 
-    gc.callbacks.append(callback)
-    try:
-        with pytest.raises(KeyboardInterrupt), commands.ctrl_c():
-            gc.collect()
+    def run(args):
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()  # the KeyboardInterrupt is raised and dropped in there
+        finally:
             gc.callbacks.remove(callback)
-            time.sleep(2)  # the interrupt comes again here
-    finally:
-        if callback in gc.callbacks:
-            gc.callbacks.remove(callback)
+        seen.append("went on")
+        with commands.interruptible(Stopwatch().section)("training"):
+            seen.append("trained")
+        return 0
+
+    seen = []
+    assert commands.run_command("jax-echo", None, run) == 130
+    assert seen == ["went on"]
+    assert signal.getsignal(signal.SIGINT) is not commands.CTRL_C  # the handler was put back
+    assert capsys.readouterr().err == "jax-echo: interrupted\n"  # no traceback of the dropped one
 
 
 # --- 3. Pipes and logs -----------------------------------------------------------------------

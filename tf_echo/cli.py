@@ -15,6 +15,7 @@ from typing import NoReturn
 from jax_echo import runlog
 from jax_echo.arguments import add_eval_args, add_train_args, exit_program, human_output
 from jax_echo.commands import (
+    interruptible,
     out_dir,
     run_command,
     train_config,
@@ -48,7 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         quiet=args.quiet,
         progress=not args.no_progress,
-        timer=stopwatch.section,
+        timer=interruptible(stopwatch.section),
         finish=finish,
     )
     tf_echo.fit(cfg, args.impl, options, dynamic=args.part in DYNAMIC_RNN_PARTS)

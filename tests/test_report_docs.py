@@ -23,7 +23,7 @@ README = ROOT / "README.md"
 # Prose in these files may not state a measured number of its own (outside generated blocks and
 # code blocks, which show a command's real output).
 PROSE = ["README.md", "CONTRIBUTING.md", "docs/api.md", "docs/cli.md", "docs/guarantees.md"]
-PROSE.append("docs/benchmarks.md")
+PROSE += ["docs/benchmarks.md", "docs/cores.md"]
 MEASURED = re.compile(
     r"\b\d[\d,]*(?:\.\d+)?\s?(?:x|us|ms|s|min|h|MiB|GiB|KB|k)\b(?!-)|\b\d[\d,]*(?:\.\d+)?x\b"
 )

@@ -292,7 +292,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             )
         for name in done:  # all of them before any is written: never half old, half new
             Path(out, name).unlink()
-        sweep.sweep(cfg, args.seeds, args.learning_rates, out, progress=not args.no_progress)
+        progress = not args.no_progress
+        sweep.sweep(
+            cfg, args.seeds, args.learning_rates, out, progress=progress, timed=interruptible
+        )
     return 0
 
 

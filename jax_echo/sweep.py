@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from jax_echo.plot import save_figure, sweep_figure
 from jax_echo.population import fit_population
 from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig
+from jax_echo.train import Timer
 
 
 def sweep(
@@ -25,14 +26,16 @@ def sweep(
     out_dir: str | os.PathLike,
     *,
     progress: bool = True,
+    timed: Callable[[Timer], Timer] = lambda timer: timer,
 ) -> dict[str, Any]:
     """``jax-echo sweep``: ``fit_population``, then its table on stdout and ``sweep.json``,
     ``sweep.md`` and ``sweep.png`` in ``out_dir``; returns the record written to the JSON, whose
-    ``seconds`` are named as in a training run's ``history.json`` (``runlog.Stopwatch``)."""
+    ``seconds`` are named as in a training run's ``history.json`` (``runlog.Stopwatch``).
+    ``timed`` wraps the stopwatch's sections (the command's: ``commands.interruptible``)."""
     with runlog.CompileLog() as compiles:
         stopwatch = runlog.Stopwatch(compiles)
         _, history = fit_population(
-            cfg, seeds, learning_rates, progress=progress, timer=stopwatch.section
+            cfg, seeds, learning_rates, progress=progress, timer=timed(stopwatch.section)
         )
         rows = sweep_table(history, cfg.num_batches)
         table = format_sweep(rows)

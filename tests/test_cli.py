@@ -143,6 +143,17 @@ def test_ctrl_c_in_sweep_gives_no_resume_advice(tmp_path, monkeypatch, capsys):
     assert "sweep keeps no checkpoint" in err and "--resume" not in err
 
 
+def test_a_sweep_stops_at_its_next_section_after_a_dropped_ctrl_c(tmp_path, monkeypatch, capsys):
+    def fit_population(*args, timer, **kwargs):
+        commands.CTRL_C.pressed = True  # as SIGINT's handler leaves it where a callback dropped it
+        with timer("training"):
+            raise AssertionError("the section should not start")
+
+    monkeypatch.setattr(sweep, "fit_population", fit_population)
+    assert main([*SWEEP, "--no-progress", "--out", str(tmp_path / "s")]) == 130
+    assert "sweep keeps no checkpoint" in capsys.readouterr().err
+
+
 def test_ctrl_c_in_bench_is_one_line_and_its_workers_say_nothing(monkeypatch, capsys):
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt

@@ -123,15 +123,9 @@ def agreed_start(
     like = Start(
         init_params(cfg), jax.tree.map(host_array, verbs.init_opt_state(init_params(cfg))), {}
     )
-    start, message = like, ""
-    if jax.process_index() == 0:
-        try:
-            start = start_run(cfg, verbs, out_dir=out_dir, resume=resume, overwrite=overwrite)
-        except (CheckpointError, ValueError, OSError) as e:
-            message = str(e)
-    message = _broadcast_text(message)
-    if message:
-        raise CheckpointError(message)
+    start = _on_process_0(
+        lambda: start_run(cfg, verbs, out_dir=out_dir, resume=resume, overwrite=overwrite), like
+    )
     arrays = jax.tree.map(host_array, (start.params, start.opt_state))
     params, opt_state = multihost_utils.broadcast_one_to_all(arrays)
     history = json.loads(_broadcast_text(json.dumps(start.history)))
@@ -141,16 +135,23 @@ def agreed_start(
 def agreed_config(resolve: Callable[[], EchoConfig]) -> EchoConfig:
     """Process 0's ``resolve()`` on every process: with ``--resume`` only process 0 sees the
     stored run whose config the command continues. Its error, if any, is raised everywhere."""
-    cfg, message = {}, ""
+    cfg = _on_process_0(lambda: resolve().to_dict(), {})
+    return EchoConfig.from_dict(json.loads(_broadcast_text(json.dumps(cfg))))
+
+
+def _on_process_0(decide: Callable[[], Any], elsewhere: Any) -> Any:
+    """``decide()`` on process 0, ``elsewhere`` on the others (which then receive process 0's
+    value); its error, a user's, is raised on every process, so that none waits forever."""
+    value, message = elsewhere, ""
     if jax.process_index() == 0:
         try:
-            cfg = resolve().to_dict()
+            value = decide()
         except (CheckpointError, ValueError, OSError) as e:
             message = str(e)
     message = _broadcast_text(message)
     if message:
         raise CheckpointError(message)
-    return EchoConfig.from_dict(json.loads(_broadcast_text(json.dumps(cfg))))
+    return value
 
 
 def _broadcast_text(text: str) -> str:

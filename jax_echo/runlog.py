@@ -174,14 +174,19 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def summary_line(history: dict[str, Any], seconds: dict[str, float]) -> str:
-    """The end-of-run line: epochs, accuracy, and training and compile time apart
-    (``Stopwatch.seconds()``; no compile time where the run does not count it)."""
+def time_spent(seconds: dict[str, float]) -> str:
+    """Training and compile time apart (``Stopwatch.seconds()``; no compile time where the run
+    does not count it)."""
     compiled = f", {seconds['compile']:.2f} s compiling" if "compile" in seconds else ""
+    return f"{seconds['training']:.2f} s training{compiled}"
+
+
+def summary_line(history: dict[str, Any], seconds: dict[str, float]) -> str:
+    """The end-of-run line: epochs, accuracy, and ``time_spent``."""
     return (
         f"Done: {plural(len(history['loss']), 'epoch')}, last epoch accuracy "
         f"{history['accuracy'][-1]:.4%} ({history['accuracy_after_first'][-1]:.4%} after the "
-        f"first window); {seconds['training']:.2f} s training{compiled}"
+        f"first window); {time_spent(seconds)}"
     )
 
 

@@ -48,11 +48,7 @@ def sweep(
             atomic_write(out / "sweep.md", lambda f: f.write(table + "\n"), mode="w")
             record.update(seconds=stopwatch.seconds(), table=rows, history=history)
             atomic_write(out / "sweep.json", lambda f: json.dump(record, f), mode="w")
-    seconds = record["seconds"]
-    print(
-        f"Done: {runlog.plural(len(rows), 'member')}, {seconds['training']:.2f} s training, "
-        f"{seconds['compile']:.2f} s compiling"
-    )
+    print(f"Done: {runlog.plural(len(rows), 'member')}, {runlog.time_spent(record['seconds'])}")
     print(f"Wrote {out}/sweep.json, sweep.md, sweep.png")
     return record
 

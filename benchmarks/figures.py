@@ -65,8 +65,8 @@ def _panels(plt, benches: list[Bench], case: Case, measure: Measure, reference, 
     height = max(3.0, 0.22 * max(len(v) for v in by_case.values()) + 1.2)
     fig, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, height * rows), squeeze=False)
     for ax, (k, entries) in zip(axes.flat, by_case.items(), strict=False):  # spare panels
-        rows = [_row(b, measure) for b in ranked_rows(entries, measure)]
-        ratio_panel(ax, rows, label(reference(entries)), case.head(k))
+        panel = [_row(b, measure) for b in ranked_rows(entries, measure)]
+        ratio_panel(ax, panel, label(reference(entries)), case.head(k))
     for ax in list(axes.flat)[len(by_case) :]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=10)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from jax_echo import registry
+from jax_echo.plot import jax_first
 from jax_echo.task import MODELS, EchoConfig
 
 Bench = dict[str, Any]
@@ -39,7 +40,7 @@ def library(b: Bench) -> str:
 
 def libraries(benches: Iterable[Bench]) -> list[str]:
     """The entries' libraries, JAX's first."""
-    return sorted({library(b) for b in benches}, key=lambda lib: (lib != "jax", lib))
+    return jax_first(library(b) for b in benches)
 
 
 def tf2(b: Bench) -> bool:

@@ -13,7 +13,7 @@ import math
 import os
 import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -140,6 +140,11 @@ def compare_figure(curves: dict[str, Any], reference: str, title: str) -> Figure
     return fig
 
 
+def jax_first(libraries: Iterable[str]) -> list[str]:
+    """The libraries named, once each, JAX's first: the order of every figure's legend."""
+    return sorted(set(libraries), key=lambda lib: (lib != "jax", lib))
+
+
 def bench_figure(report: dict[str, Any]) -> Figure:
     """``jax-echo bench``'s report as ``ratio_panel``: each row against the fastest."""
     from matplotlib.figure import Figure
@@ -206,9 +211,9 @@ def ratio_panel(ax: Axes, rows: Sequence[Row], reference: str, title: str) -> No
     width = ax.get_figure().get_figwidth() * ax.get_position().width
     ax.set_title(textwrap.fill(title, max(40, int(width * 12))), fontsize=9)
     ax.grid(axis="x", which="major", alpha=0.3)
-    libraries = sorted({row[1] for row in rows}, key=lambda lib: (lib != "jax", lib))
     handles = [
-        ax.plot([], [], "o", color=COLOURS.get(lib, "tab:gray"), label=lib)[0] for lib in libraries
+        ax.plot([], [], "o", color=COLOURS.get(lib, "tab:gray"), label=lib)[0]
+        for lib in jax_first(row[1] for row in rows)
     ]
     ax.legend(handles=handles, fontsize=7, loc="upper right")
 

@@ -33,34 +33,24 @@ from jax_echo.registry import Row, row
 from jax_echo.tables import Column, markdown
 from jax_echo.task import EchoConfig
 
-__all__ = ["ALL_NAMES", "bench", "row", "rows", "table", "write"]
-
 VERSIONS = ("jax", "jaxlib", "optax", "numpy", "tensorflow", "torch", "flax", "keras")
-ALL_NAMES = registry.BENCH_NAMES
 CORES = ("all", "one")  # every core (each library's default threads), or one core for all
-say = functools.partial(print, file=sys.stderr, flush=True)
+say = functools.partial(print, "jax-echo bench:", file=sys.stderr, flush=True)
 
 
-def warn_line(line: str) -> None:
-    say(f"jax-echo bench: {line}")
-
-
-def rows(names: Sequence[str], warn: Callable[[str], None] = warn_line) -> list[Row]:
+def rows(names: Sequence[str], warn: Callable[[str], None] = say) -> list[Row]:
     """The rows of ``names`` (``all``: every one whose library is installed; ``warn`` gets one
     line per library left out). A named row whose library is missing is a ``MissingExtraError``
     naming the extra to install."""
-    if "all" not in names:
-        chosen = [row(n) for n in dict.fromkeys(names)]
-        for r in chosen:
-            if (reason := r.missing()) is not None:
-                raise registry.MissingExtraError(f"{r.name}: {reason}")
-        return chosen
+    every = "all" in names
     found, left_out = [], {}
-    for r in map(row, ALL_NAMES):
+    for r in map(row, registry.BENCH_NAMES if every else dict.fromkeys(names)):
         if (reason := r.missing()) is None:
             found.append(r)
-        else:
+        elif every:
             left_out.setdefault(reason, []).append(r.name)
+        else:
+            raise registry.MissingExtraError(f"{r.name}: {reason}")
     for reason, skipped in left_out.items():
         warn(f"left out {', '.join(skipped)}: {reason}")
     return found
@@ -69,12 +59,13 @@ def rows(names: Sequence[str], warn: Callable[[str], None] = warn_line) -> list[
 def run_worker(spec: dict[str, Any], out: str) -> int:
     """``python -m jax_echo.bench --worker SPEC OUT``: the spec's rows, results to ``OUT``."""
     chosen = [row(name) for name in spec["rows"]]
-    timing.limit_threads(spec.get("threads"), set().union(*(r.libraries for r in chosen)))
+    if spec["one_core"]:
+        timing.one_core(set().union(*(r.libraries for r in chosen)))
     cfg, dtype = EchoConfig(**spec["config"]), np.dtype(spec["dtype"])
     results = []
     with jax.enable_x64(dtype == np.float64):
         for r in chosen:
-            tag = f"jax-echo bench: process {spec['process']}/{spec['processes']}: {r.name}"
+            tag = f"process {spec['process']}/{spec['processes']}: {r.name}"
             say(f"{tag} ...")
             try:
                 result = timing.measure(r, cfg, dtype, spec["device"], spec["part"], spec["rounds"])
@@ -100,24 +91,12 @@ def _worker(spec: dict[str, Any], env: dict[str, str]) -> tuple[list[dict[str, A
         return (json.loads(out.read_text()) if out.exists() else []), code
 
 
-def versions() -> dict[str, str | None]:
-    found = dict.fromkeys(VERSIONS)
-    for name in VERSIONS:
-        for dist in (name, f"{name}-cpu") if name == "tensorflow" else (name,):
-            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-                found[name] = importlib.metadata.version(dist)
-                break
-    return found
-
-
-def machine() -> dict[str, Any]:
-    """``runlog.machine_info`` with the platform string, the CPU count and JAX's devices."""
-    return {
-        **runlog.machine_info(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "jax_devices": [f"{d.platform}: {d.device_kind}" for d in jax.devices()],
-    }
+def version(name: str) -> str | None:
+    """The installed version of package ``name`` (TensorFlow: or of ``tensorflow-cpu``)."""
+    for dist in (name, f"{name}-cpu") if name == "tensorflow" else (name,):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return importlib.metadata.version(dist)
+    return None
 
 
 def commit() -> dict[str, Any]:
@@ -145,7 +124,7 @@ def bench(
     dtype: str = "float32",
     device: str | None = None,
     cores: Sequence[str] = ("all",),
-    warn: Callable[[str], None] = warn_line,
+    warn: Callable[[str], None] = say,
 ) -> dict[str, Any]:
     """Times ``names`` on ``cfg`` in ``processes`` fresh processes each; the JSON report.
 
@@ -159,7 +138,7 @@ def bench(
     ``failures``: worker processes that exited with an error (the rows they finished are kept).
 
     ``cores``: "all" (each library's own threads on every core), "one" (every library on one
-    core, ``timing.limit_threads``), or both, each row then run under each (``cores`` in its
+    core, ``timing.one_core``), or both, each row then run under each (``cores`` in its
     result; JAX's all-cores form is then also its data-parallel row, on a CPU).
     """
     if processes < 1 or rounds < 1:
@@ -175,7 +154,7 @@ def bench(
     for k in range(1, processes + 1):
         for (label, core), (group, env) in groups.items():
             spec = {**settings, "config": cfg.to_dict(), "rows": group, "process": k}
-            spec["threads"] = timing.ONE_CORE if core == "one" else None
+            spec["one_core"] = core == "one"
             finished, code = _worker(spec, {**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
             if code != 0:
                 lost = [n for n in group if n not in {f["implementation"] for f in finished}]
@@ -224,13 +203,18 @@ def bench(
     return {
         "config": cfg.to_dict(),
         "settings": settings,
-        "versions": versions(),
-        "machine": machine(),
+        "versions": {name: version(name) for name in VERSIONS},
+        "machine": {
+            **runlog.machine_info(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "jax_devices": [f"{d.platform}: {d.device_kind}" for d in jax.devices()],
+        },
         "commit": commit(),
         "reference": reference,
         "results": results,
-        "fastest": fastest,  # per cores setting: each library's fastest measured row
-        "failures": failures,  # worker processes that crashed (their other rows are kept)
+        "fastest": fastest,
+        "failures": failures,
     }
 
 
@@ -319,7 +303,7 @@ def main(argv: Sequence[str]) -> int:
     # PyTorch's triton segfaults the process if it loads after TensorFlow (conftest.py): first.
     if importlib.util.find_spec("triton") is not None:
         importlib.import_module("triton")
-    if any("tensorflow" in (row(name).library, row(name).backend) for name in spec["rows"]):
+    if any("tensorflow" in row(name).libraries for name in spec["rows"]):
         runlog.import_tensorflow_quietly()
     try:
         return run_worker(spec, argv[2])

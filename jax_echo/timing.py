@@ -1,10 +1,9 @@
-"""The one timing loop: a row of ``registry.ROWS`` built, placed, warmed up and timed.
+"""The one timing loop of ``jax-echo compare``, ``jax-echo bench`` and the benchmark suite.
 
-``jax-echo compare``, ``jax-echo bench`` and the benchmark suite all time through a ``Session``:
-the trainer is built on its device (``placed``; construction timed apart), its first call timed
-apart too (tracing, compilation), and every timed call ends in a host read of its result
-(``trainers.block``). A row's timed call trains one epoch (``Row.per_epoch``) or one window, the
-state carried from the one before, as the tutorial's loop does.
+A ``Session`` builds a row's trainer on its device (``placed``; construction timed apart), times
+its first call apart (tracing, compilation), and ends every timed call in a host read of its
+result (``trainers.block``). A row's timed call trains one epoch (``Row.per_epoch``) or one
+window, the state carried from the one before, as the tutorial's loop does.
 
 >>> from jax_echo.registry import row
 >>> from jax_echo.task import EchoConfig
@@ -32,8 +31,6 @@ from jax_echo.registry import DATA_PARALLEL, Row, Trainer
 from jax_echo.task import EchoConfig, epoch_data, split_windows
 from jax_echo.trainers import block, make_trainer
 
-ONE_CORE = 1  # ``threads``: every library on one core (else: all cores, the library's default)
-
 
 @contextlib.contextmanager
 def placed(r: Row, device: str | None) -> Iterator[None]:
@@ -49,20 +46,6 @@ def placed(r: Row, device: str | None) -> Iterator[None]:
 
         with tf.device(f"/{device.upper()}:0"):
             yield
-
-
-def peak(r: Row, trainer: Any, device: str | None, x, y) -> tuple[int | None, str]:
-    """Row ``r``'s peak memory in bytes (``None``: not measured), and what the number is."""
-    if r.memory == "xla":
-        what = "XLA args+outputs+temps"
-        if r.name == DATA_PARALLEL:
-            what += f", one of {len(jax.devices(device))} devices"
-        return trainer.memory_analysis(x, y)["peak"], what
-    if r.memory == "torch-cuda" and device == "gpu":
-        import torch
-
-        return torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
-    return None, "not measured: a process-wide peak would mix the rows"
 
 
 def seconds(call: Callable[[], Any]) -> tuple[Any, float]:
@@ -90,11 +73,6 @@ class Session:
     def windows_per_call(self) -> int:
         return self.cfg.num_batches if self.row.per_epoch else 1
 
-    def _windows(self) -> tuple[list, list]:
-        T = self.cfg.truncated_backprop_length
-        xs = list(np.ascontiguousarray(split_windows(self.x, T)))
-        return xs, list(np.ascontiguousarray(split_windows(self.y, T)))
-
     def _first(self, call: Callable[[], Any]) -> Any:
         if self.first_call_seconds is not None:
             return call()
@@ -115,7 +93,8 @@ class Session:
         """The row's timed call, waited for: epoch 0, or epoch 0's next window (wrapping round)."""
         if self.row.per_epoch:
             return block(self.trainer.train_epoch(self.x, self.y))
-        xs, ys = self._windows()
+        T = self.cfg.truncated_backprop_length
+        xs, ys = (list(np.ascontiguousarray(split_windows(a, T))) for a in (self.x, self.y))
         i = self._window % len(xs)
         self._window += 1
         return block(self.trainer.train_window(xs[i], ys[i], epoch=0, window=i))
@@ -127,7 +106,17 @@ class Session:
         return self.call()
 
     def peak(self) -> tuple[int | None, str]:
-        return peak(self.row, self.trainer, self.device, self.x, self.y)
+        """The row's peak memory in bytes (``None``: not measured), and what the number is."""
+        if self.row.memory == "xla":
+            what = "XLA args+outputs+temps"
+            if self.row.name == DATA_PARALLEL:
+                what += f", one of {len(jax.devices(self.device))} devices"
+            return self.trainer.peak_bytes(self.x, self.y), what
+        if self.row.memory == "torch-cuda" and self.device == "gpu":
+            import torch
+
+            return torch.cuda.max_memory_allocated(), "torch.cuda.max_memory_allocated"
+        return None, "not measured: a process-wide peak would mix the rows"
 
 
 @contextlib.contextmanager
@@ -143,7 +132,7 @@ def session(
     construction timed; closed when the block ends, however it ends."""
     x, y = epoch_data(cfg, 0)
     x = x.astype(dtype)
-    if r.memory == "torch-cuda" and device == "gpu":  # the peak ``peak`` reads is process-wide
+    if r.memory == "torch-cuda" and device == "gpu":  # ``Session.peak`` reads a process-wide peak
         import torch
 
         torch.cuda.reset_peak_memory_stats()
@@ -188,14 +177,9 @@ def cpu_devices(environ=os.environ) -> dict[str, str]:
     return {**environ, "XLA_FLAGS": f"{environ.get('XLA_FLAGS', '')} {flag}".strip()}
 
 
-def limit_threads(threads: int | None, libraries: set[str]) -> None:
-    """Limits this process to ``threads`` cores (``ONE_CORE``; ``None``: all) before ``libraries``
-    start their thread pools: pinned to one core (XLA:CPU has no thread option), PyTorch's and
-    TensorFlow's intra-op threads one."""
-    if threads is None:
-        return
-    if threads != ONE_CORE:
-        raise ValueError(f"threads must be None (all cores) or {ONE_CORE}, got {threads}")
+def one_core(libraries: set[str]) -> None:
+    """Limits this process to one core before ``libraries`` start their thread pools: pinned to
+    it (XLA:CPU has no thread option), PyTorch's and TensorFlow's intra-op threads one."""
     if not hasattr(os, "sched_setaffinity"):
         raise OSError("one core needs os.sched_setaffinity (Linux), which this system lacks")
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

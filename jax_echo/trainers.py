@@ -105,25 +105,17 @@ class JaxTrainer:
         state = cells.state_from_layers(self.cfg, state)
         return jax.tree.map(lambda s: jnp.asarray(s, self.dtype), state)
 
-    def memory_analysis(self, x, y) -> dict[str, int]:
-        """XLA's buffers for one compiled ``train_epoch`` call, in bytes (with a mesh, one
-        device's): ``arguments``, ``outputs``, ``aliased`` (outputs written into donated
-        arguments), ``temporaries`` and ``peak``, ``arguments + outputs - aliased + temporaries``.
-        """
+    def peak_bytes(self, x, y) -> int:
+        """XLA's peak for one compiled ``train_epoch`` call (with a mesh, one device's): its
+        arguments + outputs - aliased (outputs written into donated arguments) + temporaries."""
         x, key = np.asarray(x, self.dtype), self._epoch_key(0)
         if self._mesh is None:
             epoch = jax.jit(model.make_train_epoch(self.cfg, remat=self.remat))
         else:
             epoch, (x, y) = self._epoch, parallel.place((x, np.asarray(y)), self._rows)
         m = epoch.lower(self._params, self._opt_state, x, y, key).compile().memory_analysis()
-        out = {
-            "arguments": m.argument_size_in_bytes,
-            "outputs": m.output_size_in_bytes,
-            "aliased": m.alias_size_in_bytes,
-            "temporaries": m.temp_size_in_bytes,
-        }
-        out["peak"] = out["arguments"] + out["outputs"] - out["aliased"] + out["temporaries"]
-        return out
+        written = m.output_size_in_bytes - m.alias_size_in_bytes
+        return m.argument_size_in_bytes + written + m.temp_size_in_bytes
 
     def forward(self, x_BxT, state):
         logits, state = model.forward(self._params, x_BxT, self._state_in(state), self.cfg)

@@ -1,9 +1,8 @@
-"""Figures: the tutorial's (loss history and one window), loss overlays, ``compare``'s losses
-with their differences from the reference, and the ratio dots of ``bench`` and the report.
+"""Figures: the tutorial's (loss history and one window), ``compare``'s losses with their
+differences from the reference, a sweep's losses, and the ratio dots of ``bench`` and the report.
 
 Drawn on ``matplotlib.figure.Figure`` directly: no pyplot, no global figure state. Matplotlib is
-imported by the functions that draw: it takes about as long to import as JAX, and only the
-commands that draw need it.
+imported by the functions that draw: it takes about as long to import as JAX.
 """
 
 from __future__ import annotations
@@ -36,12 +35,9 @@ COLOURS = {
 
 
 def preload() -> threading.Thread:
-    """Imports Matplotlib's ``Figure`` and Agg canvas in a background thread, and returns it.
-
-    ``jax-echo train`` starts it before compiling, so the import runs while XLA compiles and
-    trains (docs/performance.md). Drawing needs no join: Python waits for an import under way in
-    another thread, and retries (and raises) one that failed there.
-    """
+    """Imports Matplotlib's ``Figure`` and Agg canvas in a background thread, while XLA compiles
+    and trains (docs/performance.md). Drawing needs no join: Python waits for an import under way
+    in another thread, and retries (and raises) one that failed there."""
 
     def load() -> None:
         with contextlib.suppress(ImportError):
@@ -87,20 +83,6 @@ def echo_figure(losses: Any, x_BxT: Any, y_BxT: Any, pred_BxT: Any, title: str =
     axes[1].legend(loc="upper right", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    return fig
-
-
-def loss_curves(curves: dict[str, Any], title: str) -> Figure:
-    """Per-window loss curves, one per label, on a log scale (a legend up to 12 curves)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 5), layout="tight")
-    ax = fig.subplots()
-    for label, curve in curves.items():
-        ax.plot(np.asarray(curve), linewidth=0.8, alpha=0.8, label=label)
-    ax.set(xlabel="window", ylabel="loss", yscale="log", title=title)
-    if len(curves) <= 12:
-        ax.legend(fontsize=8)
     return fig
 
 
@@ -219,11 +201,21 @@ def ratio_panel(ax: Axes, rows: Sequence[Row], reference: str, title: str) -> No
 
 
 def sweep_figure(history: dict[str, Any]) -> Figure:
-    """The per-window losses of every member of a ``fit_population`` run."""
+    """The per-window losses of every member of a ``fit_population`` run, on a log scale (a
+    legend up to 12 members)."""
+    from matplotlib.figure import Figure
+
     losses = np.concatenate(np.asarray(history["loss"]), axis=-1)  # (P, epochs * N)
-    labels = [f"seed {m['seed']}, lr {m['learning_rate']:g}" for m in history["members"]]
+    fig = Figure(figsize=(10, 5), layout="tight")
+    ax = fig.subplots()
+    for member, curve in zip(history["members"], losses, strict=True):
+        label = f"seed {member['seed']}, lr {member['learning_rate']:g}"
+        ax.plot(curve, linewidth=0.8, alpha=0.8, label=label)
     title = f"population of {len(losses)}: per-window loss"
-    return loss_curves(dict(zip(labels, losses, strict=True)), title)
+    ax.set(xlabel="window", ylabel="loss", yscale="log", title=title)
+    if len(losses) <= 12:
+        ax.legend(fontsize=8)
+    return fig
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:

@@ -1,12 +1,10 @@
 """Every implementation and peer library as one row record, and the one interface they share.
 
 ``ROWS`` is the one table of what can be trained and timed: JAX's programs, TensorFlow's
-(``tf_echo``) and every peer library's (``jax_echo.peers``). ``compare``, ``jax-echo bench`` and
-the benchmark suite read it; no framework is imported here. Which row is a library's fastest is
-decided from measurements (``fastest``), never here. Every row builds a ``Trainer``; JAX and
-TensorFlow also follow ``ReferenceTrainer``, which exposes each step for parity. Weights cross
-between implementations as flat dicts in TF1's layout (``cells.params_to_dict``); a recurrent
-state as a tuple with one entry per layer: (B, S), or ``(c, h)`` for the LSTM.
+(``tf_echo``) and every peer library's (``jax_echo.peers``); no framework is imported here, and
+which row is a library's fastest is decided from measurements (``fastest``), never here. Weights
+cross between implementations as flat dicts in TF1's layout (``cells.params_to_dict``); a
+recurrent state as a tuple with one entry per layer: (B, S), or ``(c, h)`` for the LSTM.
 
 >>> [(r.library, r.form, r.per_epoch) for r in map(row, ["jax-step", "flax-nnx-scan"])]
 [('jax', 'idiomatic', False), ('flax', 'tuned', True)]
@@ -47,7 +45,7 @@ class Row:
     exact_cells: tuple[str, ...] | None = None  # cells whose math is TF1's; None: every cell
     role: str = "peer"  # "implementation" (compare, parity), "variant" (benchmarks), "peer"
     placement: str = "own"  # "jax": jax.default_device; "tensorflow": tf.device; "own": itself
-    memory: str = "none"  # peak memory: "xla" (memory_analysis), "torch-cuda" (on a GPU), "none"
+    memory: str = "none"  # peak memory: "xla" (peak_bytes), "torch-cuda" (on a GPU), "none"
     backend: str | None = None  # Keras' backend: the process it runs in
     by_part: bool = False  # its program depends on the part (TF1's dynamic_rnn for 5 and 6)
     unlooped: bool = False  # TensorFlow's XLA: also timed without XLA:CPU's small-loop option
@@ -203,20 +201,19 @@ class MissingExtraError(RuntimeError):
 
 
 class Trainer(Protocol):
-    """One implementation or peer library, trained from given weights: the one interface that
-    every test and benchmark row runs. Arrays in are NumPy-like; results may be the library's
-    own (``jax.Array``, ``torch.Tensor``): wait for them with ``trainers.block``.
+    """One implementation or peer library, trained from given weights: the interface of every
+    row. Arrays in are NumPy-like; results may be the library's own (``jax.Array``,
+    ``torch.Tensor``): wait for them with ``trainers.block``.
 
-    The trainer carries the recurrent state, as the tutorial's loop does: zeros when it is built,
-    then fed from each window to the next; ``train_epoch`` starts from zeros. Dropout is drawn
-    from the ``epoch`` and ``window`` passed in, so window ``i`` of epoch ``e`` drops the same
-    units alone or in its epoch (JAX; TensorFlow draws from its own stream).
+    The trainer carries the recurrent state from window to window, as the tutorial's loop does.
+    Dropout is drawn from the ``epoch`` and ``window`` passed in, so window ``i`` of epoch ``e``
+    drops the same units alone or in its epoch (JAX; TensorFlow draws from its own stream).
     """
 
     name: str
 
     def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> Any:
-        """One training window from the carried state, which it carries on; the loss."""
+        """One training window from the carried state (zeros when built), carried on; the loss."""
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> Any:
         """Every window of a series, state reset to zeros, then carried; losses (N,)."""

@@ -58,9 +58,6 @@ class JaxTrainer:
     def _epoch_key(self, epoch: int) -> jax.Array | None:
         return model.epoch_key(self.cfg, epoch) if self.cfg.keep_prob < 1 else None
 
-    def _key(self, epoch: int, window: int) -> jax.Array | None:
-        return model.window_key(self.cfg, epoch, window) if self.cfg.keep_prob < 1 else None
-
     def train_step(self, state, x_BxT, y_BxT, *, key=None):
         """One window from ``state``: ``(state, loss)``; ``key`` drops units (``keep_prob < 1``)."""
         self._params, self._opt_state, state, loss = model.train_step(
@@ -69,7 +66,7 @@ class JaxTrainer:
         return state, loss
 
     def train_window(self, x_BxT, y_BxT, *, epoch: int = 0, window: int = 0) -> jax.Array:
-        key = self._key(epoch, window)
+        key = model.window_key(self.cfg, epoch, window) if self.cfg.keep_prob < 1 else None
         self._params, self._opt_state, self._state, loss = model.train_step(
             self._params, self._opt_state, self._state, x_BxT, y_BxT, self.cfg, key=key
         )

@@ -91,7 +91,7 @@ def _worker(spec: dict[str, Any], env: dict[str, str]) -> tuple[list[dict[str, A
         return (json.loads(out.read_text()) if out.exists() else []), code
 
 
-def version(name: str) -> str | None:
+def _version(name: str) -> str | None:
     """The installed version of package ``name`` (TensorFlow: or of ``tensorflow-cpu``)."""
     for dist in (name, f"{name}-cpu") if name == "tensorflow" else (name,):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -203,7 +203,7 @@ def bench(
     return {
         "config": cfg.to_dict(),
         "settings": settings,
-        "versions": {name: version(name) for name in VERSIONS},
+        "versions": {name: _version(name) for name in VERSIONS},
         "machine": {
             **runlog.machine_info(),
             "platform": platform.platform(),

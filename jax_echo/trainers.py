@@ -1,8 +1,6 @@
-"""Every row of ``registry.ROWS`` behind the one trainer protocol (``registry.Trainer``).
-
+"""Every row of ``registry.ROWS`` behind the one trainer protocol (``registry.Trainer``):
 ``JaxTrainer`` holds the pure ``jax_echo`` functions' pytrees between calls; TensorFlow's trainers
-come from ``tf_echo``, the peers' from ``jax_echo.peers``. ``make_trainer`` builds any row,
-``block`` waits for its results.
+come from ``tf_echo``, the peers' from ``jax_echo.peers``.
 """
 
 from __future__ import annotations

@@ -137,22 +137,20 @@ def _train_timed(s: timing.Session, data: list) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table; with a tolerance, a column says who is within it."""
-    columns = [
-        Column("implementation", right=False),
-        Column("us / window", "{:.1f}"),
-        Column("first epoch s", "{:.2f}"),
-        Column("accuracy after window 0", "{:.4%}"),
-        Column(f"max loss diff vs {REFERENCE}", "{:.2e}"),  # empty without the reference
-        Column(f"max weight diff vs {REFERENCE}", "{:.2e}"),
-    ]
-    keys = ("us_per_window", "first_epoch_seconds", "accuracy_after_first")
-    keys += ("max_loss_diff_vs_tf1", "max_abs_param_diff")
-    rows = [(name, *(r[k] for k in keys)) for name, r in report["results"].items()]
+    columns = {  # a result's key: its column (the diffs empty where the reference did not run)
+        "us_per_window": Column("us / window", "{:.1f}"),
+        "first_epoch_seconds": Column("first epoch s", "{:.2f}"),
+        "accuracy_after_first": Column("accuracy after window 0", "{:.4%}"),
+        "max_loss_diff_vs_tf1": Column(f"max loss diff vs {REFERENCE}", "{:.2e}"),
+        "max_abs_param_diff": Column(f"max weight diff vs {REFERENCE}", "{:.2e}"),
+    }
+    rows = [(name, *(r[k] for k in columns)) for name, r in report["results"].items()]
+    header = [Column("implementation", right=False), *columns.values()]
     atol = report.get("atol")
     if atol is not None:
-        columns.append(Column(f"within --atol {atol:g}", right=False))
+        header.append(Column(f"within --atol {atol:g}", right=False))
         rows = [(*row, "yes" if row[-2] <= atol and row[-1] <= atol else "NO") for row in rows]
-    return markdown(columns, rows)
+    return markdown(header, rows)
 
 
 def plot_losses(report: dict[str, Any], path: str | Path) -> None:

@@ -41,7 +41,6 @@ from jax_echo.io import (
     OptionError,
     OutputDirError,
     checkpoint_config,
-    checkpoint_progress,
     load_params,
     run_lock,
     tf_checkpoint_path,
@@ -149,14 +148,14 @@ def train_interrupted(args: argparse.Namespace) -> str:
     if checkpoint is None or not checkpoint.exists():
         return "no checkpoint was written yet, so there is nothing to resume: run it again"
     try:
-        done, total = checkpoint_progress(checkpoint)
+        saved, done = checkpoint_config(checkpoint)
     except CheckpointError as e:
         return f"the checkpoint cannot be resumed ({e})"
     if Path(out, RUN_RECORD).exists():
         return f"the run in {out} had finished ({done} epochs)"
     return (
         f"rerun with --resume --out {out} to continue from the last checkpoint "
-        f"({done} of {total} epochs done)"
+        f"({done} of {saved.num_epochs} epochs done)"
     )
 
 

@@ -36,7 +36,7 @@ from jax_echo.io import (
     CheckpointError,
     OptionError,
     append_history,
-    checkpoint_progress,
+    checkpoint_config,
     host_array,
     load_checkpoint,
     run_lock,
@@ -262,10 +262,10 @@ def start_run(
             Path(out_dir, RUN_RECORD).unlink(missing_ok=True)
         return start
     if checkpoint is not None and checkpoint.exists():
-        done, total = checkpoint_progress(checkpoint)
-        if done < total:
+        saved, done = checkpoint_config(checkpoint)
+        if done < saved.num_epochs:
             raise OptionError(
-                f"{out_dir} holds an unfinished run ({done} of {total} epochs): pass "
+                f"{out_dir} holds an unfinished run ({done} of {saved.num_epochs} epochs): pass "
                 "{resume} to continue it, or choose another output directory",
                 "resume",
             )

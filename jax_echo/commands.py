@@ -20,11 +20,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
+import numpy as np
 
-from jax_echo import bench, compare, evaluate, parallel, runlog, sweep, train
+from jax_echo import bench, compare, evaluate, model, parallel, runlog, sweep, train
 from jax_echo.arguments import (
     config_from_args,
     flag,
@@ -65,14 +66,10 @@ class Weights(NamedTuple):
 
 
 def weights_from_args(args: argparse.Namespace) -> Weights:
-    """The config and the weights of ``add_weights_args``' options.
-
-    ``--params FILE``: the file's weights and config, with the config options given (and the
-    command's defaults) overriding it; a given ``--part`` must be a program of the file's model.
-    ``--tf-checkpoint PATH``: the checkpoint of ``--part``'s program (and the options'), read with
-    its TF1 names (``params_from_tf_checkpoint``, the ``tf`` extra). A mismatch is a
-    ``ValueError`` naming the file.
-    """
+    """The config and the weights of ``add_weights_args``' options: ``--params``' file, its
+    config overridden by the options given (a given ``--part`` must be a program of its model),
+    or ``--tf-checkpoint``'s, read with ``--part``'s TF1 names. A mismatch is a ``ValueError``
+    naming the file."""
     if args.params is not None:
         params, saved = load_params(args.params)  # a run's directory, params or checkpoint
         cfg = dataclasses.replace(saved, **{**args.config_defaults, **given_options(args)})
@@ -168,8 +165,7 @@ class CtrlC:
     inside a garbage-collection or weakref callback (JAX registers some), and a run would carry
     on; ``check()``, between the parts of each epoch (``interruptible``), raises it again."""
 
-    def __init__(self) -> None:
-        self.pressed = False
+    pressed = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.pressed = True
@@ -178,11 +174,6 @@ class CtrlC:
     def check(self) -> None:
         if self.pressed:
             raise KeyboardInterrupt
-
-    @staticmethod
-    def quiet(hook: Callable[[Any], None]) -> Callable[[Any], None]:
-        """``sys.unraisablehook`` without the traceback of a dropped Ctrl-C (``check`` has it)."""
-        return lambda info: None if issubclass(info.exc_type, KeyboardInterrupt) else hook(info)
 
 
 CTRL_C = CtrlC()  # SIGINT's handler while a command runs (run_command)
@@ -210,7 +201,10 @@ def run_command(
     main = threading.current_thread() is threading.main_thread()
     CTRL_C.pressed = False
     previous = signal.signal(signal.SIGINT, CTRL_C) if main else None
-    unraisable, sys.unraisablehook = sys.unraisablehook, CtrlC.quiet(sys.unraisablehook)
+    unraisable = sys.unraisablehook  # without the traceback of a dropped Ctrl-C (check's now)
+    sys.unraisablehook = lambda info: (
+        None if issubclass(info.exc_type, KeyboardInterrupt) else unraisable(info)
+    )
     try:
         return run(args)
     except USER_ERRORS as e:
@@ -243,9 +237,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             preload()  # Matplotlib's import overlaps compilation and training
         mesh = parallel.data_parallel_mesh() if args.data_parallel or args.coordinator else None
 
+        def last_window(params, x):  # the figure's predictions
+            return np.asarray(model.predict_epoch(params, x, cfg))[-1]
+
         def finish(params, history):  # while the run still holds the directory
             devices = 1 if mesh is None else mesh.size
-            train.write_jax_run(out, cfg, params, history, stopwatch, devices=devices)
+            info = {**runlog.jax_info(), "devices": devices, "processes": jax.process_count()}
+            seconds = runlog.write_run(out, cfg, params, history, info, last_window, stopwatch)
+            print(runlog.summary_line(history, seconds))
+            print(f"Wrote {out}/params.npz, history.json, echo.png")
 
         options = train.RunOptions(
             out_dir=out,
@@ -330,9 +330,8 @@ FLOAT32_NOTE = (
 )
 
 
-def check_device(device: str | None) -> None:
-    """``--device gpu`` where JAX sees no GPU is the user's mistake, said in one line."""
-    if device == "gpu":
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.device == "gpu":
         try:
             jax.devices("gpu")
         except RuntimeError:
@@ -340,10 +339,6 @@ def check_device(device: str | None) -> None:
                 f"--device gpu: JAX sees no GPU here (its backend is {jax.default_backend()}); "
                 "leave --device out, or use --device cpu"
             ) from None
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    check_device(args.device)
     options = {"processes": args.processes, "rounds": args.rounds, "device": args.device}
     options["cores"] = ("all", "one") if args.cores == "both" else (args.cores,)
     cfg, dtype = config_from_args(args, fit_series=True), "float64" if args.float64 else "float32"
@@ -355,19 +350,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if report["failures"] else 0
 
 
-def sweep_interrupted(args: argparse.Namespace) -> str:
-    return "sweep keeps no checkpoint and wrote no results: run it again"
-
-
-def bench_interrupted(args: argparse.Namespace) -> str:
-    return "its workers were stopped; no report written"
-
-
 # Each command's function, and its advice when interrupted.
 COMMANDS = {
     "train": (cmd_train, train_interrupted),
-    "sweep": (cmd_sweep, sweep_interrupted),
+    "sweep": (
+        cmd_sweep,
+        lambda args: "sweep keeps no checkpoint and wrote no results: run it again",
+    ),
     "eval": (cmd_eval, None),
     "compare": (cmd_compare, None),
-    "bench": (cmd_bench, bench_interrupted),
+    "bench": (cmd_bench, lambda args: "its workers were stopped; no report written"),
 }

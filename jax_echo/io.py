@@ -81,12 +81,10 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
                     f"output directory {out_dir} is in use by another run (process {owner}); "
                     "wait for it to finish or choose another directory"
                 ) from None
-            try:  # the file locked is still the one named .lock (a run ending removes it)
-                same = os.path.samestat(os.fstat(fd), os.stat(out / LOCK))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
+            # Is the file locked still the one named .lock? (a run ending removes it)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.fstat(fd), os.stat(out / LOCK)):
+                    break
             os.close(fd)
     except OutputDirError:
         raise
@@ -179,19 +177,17 @@ def _load_npz(path: str | os.PathLike, what: str = "an .npz file") -> dict[str, 
     file, a directory, a file of another kind, a corrupt archive."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
-                raise CheckpointError(f"{path} is not {what}: not an .npz (zip) archive")
-            fh.seek(0)
-            with np.load(fh, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
+            if fh.read(4) == b"PK\x03\x04":  # every .npz is a zip archive
+                fh.seek(0)
+                with np.load(fh, allow_pickle=False) as f:
+                    return {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path} is a directory, not {what}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        if isinstance(e, CheckpointError):
-            raise
         raise CheckpointError(f"{path} is a corrupt .npz file: {e}") from e
+    raise CheckpointError(f"{path} is not {what}: not an .npz (zip) archive")
 
 
 def _params(arrays: dict[str, np.ndarray], cfg: EchoConfig, path) -> Params:

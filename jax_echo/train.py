@@ -111,8 +111,6 @@ def epoch_record(
 
 
 Timer = Callable[[str], contextlib.AbstractContextManager]
-
-
 untimed: Timer = contextlib.nullcontext  # the default Timer: untimed(name) measures nothing
 
 
@@ -135,13 +133,6 @@ def check_finite(
             f"{losses[tuple(bad[0])]}"
             + ("; the last good checkpoint is kept" if checkpointed else "")
         )
-
-
-def print_losses(epoch: int, losses: Any, write: Callable[[str], None]) -> None:
-    """The tutorial's console output: the epoch, then the loss every 100 windows."""
-    write(f"New data, epoch {epoch}")
-    for i in range(0, len(losses), 100):
-        write(f"Step {i} Loss {float(losses[i]):.6f}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,8 +314,10 @@ def run_epochs(
             with timer("evaluation"):
                 accs = host_array(verbs.window_accuracies(params, x, y))
             record = epoch_record(history, losses, accs, seconds)
-            if not opts.quiet:
-                print_losses(epoch, losses, write)
+            if not opts.quiet:  # the tutorial's console output
+                write(f"New data, epoch {epoch}")
+                for i in range(0, len(losses), 100):
+                    write(f"Step {i} Loss {float(losses[i]):.6f}")
             if writer:
                 with timer("files"):
                     due = (

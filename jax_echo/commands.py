@@ -115,14 +115,13 @@ def train_config(args: argparse.Namespace) -> EchoConfig:
             )
         )
     saved, done = checkpoint_config(checkpoint)
-    given = given_options(args)
-    if args.part is not None:
-        base = EchoConfig.for_part(args.part, **given)
-        given |= {k: v for k, v in base.to_dict().items() if k not in given and k != "num_epochs"}
-    for name, value in given.items():
+    given, implied = given_options(args), {}
+    if args.part is not None:  # the part's values of the fields not given
+        base = EchoConfig.for_part(args.part, **given).to_dict()
+        implied = {k: v for k, v in base.items() if k not in given and k != "num_epochs"}
+    for name, value in {**given, **implied}.items():
         if name != "num_epochs" and getattr(saved, name) != value:
-            option = "--part" if name not in given_options(args) else flag(name)
-            shown = args.part if option == "--part" else value
+            option, shown = ("--part", args.part) if name in implied else (flag(name), value)
             raise CheckpointError(
                 f"--resume continues the run in {args.out} as it was configured: {option} "
                 f"{shown} would change its {name} ({getattr(saved, name)!r} -> {value!r}); "

@@ -60,15 +60,14 @@ def sweep_table(history: dict[str, Any], windows_per_epoch: int, threshold: floa
     rows = []
     for i, member in enumerate(history["members"]):
         reached = np.flatnonzero(after[:, i] >= threshold)
+        windows = int((reached[0] + 1) * windows_per_epoch) if reached.size else None
         rows.append(
             {
                 "member": i,
                 **member,
                 "final_accuracy": float(acc[-1, i]),
                 "final_accuracy_after_first": float(after[-1, i]),
-                "windows_to_threshold": int((reached[0] + 1) * windows_per_epoch)
-                if reached.size
-                else None,
+                "windows_to_threshold": windows,
             }
         )
     return rows

@@ -108,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--windows",
         type=int,
-        default=None,
         help="N windows per epoch (each epoch gets a series just long enough)",
     )
     cmp.add_argument(

@@ -2,15 +2,11 @@
 
 Weights are stored in TF1's flat layout (``cells.params_to_dict``), so a params file of any cell
 reads the same way from JAX and TensorFlow. A checkpoint adds the optimizer state (any pytree,
-stored leaf by leaf under its key path and restored into the structure the implementation's
-fresh state has), the name of the implementation that wrote it and a ``HistoryMark``: how much of
-the history beside it, ``history.jsonl``, it covers. The history is append-only, one line of JSON
-per epoch, so an epoch costs the same to record at epoch 1 as at epoch 1000.
-
-Order of the writes: each epoch's line is appended to the history; when a checkpoint is due, the
-history is flushed to disk, then the checkpoint replaced. A crash between the two leaves lines
-the checkpoint does not cover; resuming drops them (``start_history``) and trains those epochs
-again.
+leaf by leaf under its key path), the name of the implementation that wrote it and a
+``HistoryMark``: how much of the history beside it, ``history.jsonl``, it covers. The history is
+append-only, one line of JSON per epoch, so an epoch costs the same to record at epoch 1 as at
+epoch 1000. When a checkpoint is due, the history is flushed to disk, then the checkpoint
+replaced; resuming drops the lines a crash between the two left (``start_history``).
 """
 
 from __future__ import annotations

@@ -29,8 +29,7 @@ def sweep(
     timed: Callable[[Timer], Timer] = lambda timer: timer,
 ) -> dict[str, Any]:
     """``jax-echo sweep``: ``fit_population``, then its table on stdout and ``sweep.json``,
-    ``sweep.md`` and ``sweep.png`` in ``out_dir``; returns the record written to the JSON, whose
-    ``seconds`` are named as in a training run's ``history.json`` (``runlog.Stopwatch``).
+    ``sweep.md`` and ``sweep.png`` in ``out_dir``; returns the record written to the JSON.
     ``timed`` wraps the stopwatch's sections (the command's: ``commands.interruptible``)."""
     with runlog.CompileLog() as compiles:
         stopwatch = runlog.Stopwatch(compiles)

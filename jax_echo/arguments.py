@@ -52,12 +52,10 @@ def add_config_args(
     skip: tuple[str, ...] = (),
     **defaults: Any,
 ) -> None:
-    """``--part`` and one ``--field-name`` option per ``EchoConfig`` field (plus ``--epochs``);
-    ``defaults`` are this command's own (shown in ``--help``) where they are not the tutorial's.
-
-    ``weights``: the command also takes ``--params`` or ``--tf-checkpoint`` (``add_weights_args``),
-    so ``--part`` has no default (``weights_from_args`` checks a given one against the weights).
-    ``skip``: fields that get no option (the command uses the flag for something else)."""
+    """``--part`` and one ``--field-name`` option per ``EchoConfig`` field not in ``skip``
+    (``num_epochs``: also ``--epochs``); ``defaults`` are this command's own where they are not
+    the tutorial's. ``weights``: the command also takes ``add_weights_args``' options, which
+    give ``--part`` its default."""
     group = parser.add_argument_group("configuration (the tutorial's defaults, or --part's)")
     group.add_argument(
         "--part",
@@ -123,8 +121,7 @@ def add_weights_args(parser: argparse.ArgumentParser, *, required: bool) -> None
 
 
 def add_json_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--json FILE``, the same in every command: ``-`` is stdout, which then holds the JSON
-    alone (the command's other output goes to stderr)."""
+    """``--json FILE``: ``-`` is stdout, which then holds the JSON alone (``human_output``)."""
     parser.add_argument(
         "--json",
         metavar="FILE",
@@ -142,8 +139,7 @@ TRAINING_ONLY = ("seed", "num_epochs", "learning_rate", "keep_prob")
 
 
 def add_eval_args(parser: argparse.ArgumentParser) -> None:
-    """``eval``'s options (``jax-echo``, ``tf-echo``): the weights, their model, the fresh data.
-    The options of training alone are not taken (``TRAINING_ONLY``)."""
+    """``eval``'s options (``jax-echo``, ``tf-echo``): the weights, their model, the fresh data."""
     add_weights_args(parser, required=True)
     add_config_args(parser, weights=True, skip=TRAINING_ONLY)
     parser.add_argument(
@@ -206,13 +202,9 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
 
 
 def exit_program(entry: Callable[[], int]) -> NoReturn:
-    """A program (``jax-echo``, ``tf-echo``): ``entry()`` on the command line, then exit.
-
-    Before exiting, ``gc.freeze()`` moves every object to the permanent generation, so that the
-    interpreter's last collection does not walk JAX's and Matplotlib's object graphs, a measurable
-    part of the exit (docs/performance.md). Every file is closed by then (each is written and
-    renamed in full).
-    """
+    """A program (``jax-echo``, ``tf-echo``): ``entry()``, then exit. ``gc.freeze()`` first spares
+    the interpreter's last collection JAX's and Matplotlib's object graphs, a measurable part of
+    the exit (docs/performance.md)."""
     code = entry()
     gc.freeze()
     sys.exit(code)

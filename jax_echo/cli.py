@@ -7,6 +7,7 @@ command (its exit codes and error lines are described there).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 from collections.abc import Sequence
 from typing import NoReturn
@@ -37,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    command = functools.partial(sub.add_parser, allow_abbrev=False)
 
-    train_ = sub.add_parser("train", help="the tutorial's training run", allow_abbrev=False)
+    train_ = command("train", help="the tutorial's training run")
     add_train_args(train_)
     scaling = train_.add_argument_group("data parallelism (see docs/scaling.md)")
     scaling.add_argument(
@@ -60,11 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "$XDG_CACHE_HOME/jax-echo/xla, so a second run starts training without compiling)",
     )
 
-    sweep = sub.add_parser(
-        "sweep",
-        help="train a population, one model per (seed, learning rate)",
-        allow_abbrev=False,
-    )
+    sweep = command("sweep", help="train a population, one model per (seed, learning rate)")
     add_config_args(sweep)
     for name, kind, values in (("seeds", int, (0, 1, 2, 3)), ("learning-rates", float, RATES)):
         sweep.add_argument(
@@ -85,20 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    ev = sub.add_parser(
-        "eval",
-        help="accuracy of saved weights (a params file, a TF1 checkpoint) on fresh data",
-        allow_abbrev=False,
+    ev = command(
+        "eval", help="accuracy of saved weights (a params file, a TF1 checkpoint) on fresh data"
     )
     add_eval_args(ev)
 
-    cmp = sub.add_parser(
+    cmp = command(
         "compare",
         help="train JAX and TensorFlow from the same weights and data, side by side",
         description="Needs the tf extra (pip install 'jax-echo[tf]'). Each implementation "
         "first trains one untimed epoch (compilation), then restarts from the same weights; "
         "times are means per window over the timed epochs (default 3).",
-        allow_abbrev=False,
     )
     add_config_args(cmp, weights=True, num_epochs=COMPARE_EPOCHS)
     add_weights_args(cmp, required=False)
@@ -113,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--windows",
         type=int,
-        default=None,
         help="N windows per epoch (each epoch gets a series just long enough)",
     )
     cmp.add_argument(
@@ -131,11 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_json_arg(cmp, "the table and loss curves")
     cmp.add_argument("--plot", metavar="FILE", help="write an overlay plot of the loss curves")
 
-    bench_ = sub.add_parser(
+    bench_ = command(
         "bench",
         help="time every implementation and peer library on one configuration",
         description=BENCH_DESCRIPTION,
-        allow_abbrev=False,
     )
     add_config_args(bench_, skip=("num_epochs",))  # --rounds: the timed epochs
     add_bench_args(bench_)

@@ -20,11 +20,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
+import numpy as np
 
-from jax_echo import bench, compare, evaluate, parallel, runlog, sweep, train
+from jax_echo import bench, compare, evaluate, model, parallel, runlog, sweep, train
 from jax_echo.arguments import (
     config_from_args,
     flag,
@@ -41,7 +42,6 @@ from jax_echo.io import (
     OptionError,
     OutputDirError,
     checkpoint_config,
-    checkpoint_progress,
     load_params,
     run_lock,
     tf_checkpoint_path,
@@ -66,14 +66,10 @@ class Weights(NamedTuple):
 
 
 def weights_from_args(args: argparse.Namespace) -> Weights:
-    """The config and the weights of ``add_weights_args``' options.
-
-    ``--params FILE``: the file's weights and config, with the config options given (and the
-    command's defaults) overriding it; a given ``--part`` must be a program of the file's model.
-    ``--tf-checkpoint PATH``: the checkpoint of ``--part``'s program (and the options'), read with
-    its TF1 names (``params_from_tf_checkpoint``, the ``tf`` extra). A mismatch is a
-    ``ValueError`` naming the file.
-    """
+    """The config and the weights of ``add_weights_args``' options: ``--params``' file, its
+    config overridden by the options given (a given ``--part`` must be a program of its model),
+    or ``--tf-checkpoint``'s, read with ``--part``'s TF1 names. A mismatch is a ``ValueError``
+    naming the file."""
     if args.params is not None:
         params, saved = load_params(args.params)  # a run's directory, params or checkpoint
         cfg = dataclasses.replace(saved, **{**args.config_defaults, **given_options(args)})
@@ -119,14 +115,13 @@ def train_config(args: argparse.Namespace) -> EchoConfig:
             )
         )
     saved, done = checkpoint_config(checkpoint)
-    given = given_options(args)
-    if args.part is not None:
-        base = EchoConfig.for_part(args.part, **given)
-        given |= {k: v for k, v in base.to_dict().items() if k not in given and k != "num_epochs"}
-    for name, value in given.items():
+    given, implied = given_options(args), {}
+    if args.part is not None:  # the part's values of the fields not given
+        base = EchoConfig.for_part(args.part, **given).to_dict()
+        implied = {k: v for k, v in base.items() if k not in given and k != "num_epochs"}
+    for name, value in {**given, **implied}.items():
         if name != "num_epochs" and getattr(saved, name) != value:
-            option = "--part" if name not in given_options(args) else flag(name)
-            shown = args.part if option == "--part" else value
+            option, shown = ("--part", args.part) if name in implied else (flag(name), value)
             raise CheckpointError(
                 f"--resume continues the run in {args.out} as it was configured: {option} "
                 f"{shown} would change its {name} ({getattr(saved, name)!r} -> {value!r}); "
@@ -149,14 +144,14 @@ def train_interrupted(args: argparse.Namespace) -> str:
     if checkpoint is None or not checkpoint.exists():
         return "no checkpoint was written yet, so there is nothing to resume: run it again"
     try:
-        done, total = checkpoint_progress(checkpoint)
+        saved, done = checkpoint_config(checkpoint)
     except CheckpointError as e:
         return f"the checkpoint cannot be resumed ({e})"
     if Path(out, RUN_RECORD).exists():
         return f"the run in {out} had finished ({done} epochs)"
     return (
         f"rerun with --resume --out {out} to continue from the last checkpoint "
-        f"({done} of {total} epochs done)"
+        f"({done} of {saved.num_epochs} epochs done)"
     )
 
 
@@ -169,8 +164,7 @@ class CtrlC:
     inside a garbage-collection or weakref callback (JAX registers some), and a run would carry
     on; ``check()``, between the parts of each epoch (``interruptible``), raises it again."""
 
-    def __init__(self) -> None:
-        self.pressed = False
+    pressed = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.pressed = True
@@ -179,11 +173,6 @@ class CtrlC:
     def check(self) -> None:
         if self.pressed:
             raise KeyboardInterrupt
-
-    @staticmethod
-    def quiet(hook: Callable[[Any], None]) -> Callable[[Any], None]:
-        """``sys.unraisablehook`` without the traceback of a dropped Ctrl-C (``check`` has it)."""
-        return lambda info: None if issubclass(info.exc_type, KeyboardInterrupt) else hook(info)
 
 
 CTRL_C = CtrlC()  # SIGINT's handler while a command runs (run_command)
@@ -211,7 +200,10 @@ def run_command(
     main = threading.current_thread() is threading.main_thread()
     CTRL_C.pressed = False
     previous = signal.signal(signal.SIGINT, CTRL_C) if main else None
-    unraisable, sys.unraisablehook = sys.unraisablehook, CtrlC.quiet(sys.unraisablehook)
+    unraisable = sys.unraisablehook  # without the traceback of a dropped Ctrl-C (check's now)
+    sys.unraisablehook = lambda info: (
+        None if issubclass(info.exc_type, KeyboardInterrupt) else unraisable(info)
+    )
     try:
         return run(args)
     except USER_ERRORS as e:
@@ -244,9 +236,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             preload()  # Matplotlib's import overlaps compilation and training
         mesh = parallel.data_parallel_mesh() if args.data_parallel or args.coordinator else None
 
+        def last_window(params, x):  # the figure's predictions
+            return np.asarray(model.predict_epoch(params, x, cfg))[-1]
+
         def finish(params, history):  # while the run still holds the directory
             devices = 1 if mesh is None else mesh.size
-            train.write_jax_run(out, cfg, params, history, stopwatch, devices=devices)
+            info = {**runlog.jax_info(), "devices": devices, "processes": jax.process_count()}
+            seconds = runlog.write_run(out, cfg, params, history, info, last_window, stopwatch)
+            print(runlog.summary_line(history, seconds))
+            print(f"Wrote {out}/params.npz, history.json, echo.png")
 
         options = train.RunOptions(
             out_dir=out,
@@ -331,9 +329,8 @@ FLOAT32_NOTE = (
 )
 
 
-def check_device(device: str | None) -> None:
-    """``--device gpu`` where JAX sees no GPU is the user's mistake, said in one line."""
-    if device == "gpu":
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.device == "gpu":
         try:
             jax.devices("gpu")
         except RuntimeError:
@@ -341,10 +338,6 @@ def check_device(device: str | None) -> None:
                 f"--device gpu: JAX sees no GPU here (its backend is {jax.default_backend()}); "
                 "leave --device out, or use --device cpu"
             ) from None
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    check_device(args.device)
     options = {"processes": args.processes, "rounds": args.rounds, "device": args.device}
     options["cores"] = ("all", "one") if args.cores == "both" else (args.cores,)
     cfg, dtype = config_from_args(args, fit_series=True), "float64" if args.float64 else "float32"
@@ -356,19 +349,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if report["failures"] else 0
 
 
-def sweep_interrupted(args: argparse.Namespace) -> str:
-    return "sweep keeps no checkpoint and wrote no results: run it again"
-
-
-def bench_interrupted(args: argparse.Namespace) -> str:
-    return "its workers were stopped; no report written"
-
-
 # Each command's function, and its advice when interrupted.
 COMMANDS = {
     "train": (cmd_train, train_interrupted),
-    "sweep": (cmd_sweep, sweep_interrupted),
+    "sweep": (
+        cmd_sweep,
+        lambda args: "sweep keeps no checkpoint and wrote no results: run it again",
+    ),
     "eval": (cmd_eval, None),
     "compare": (cmd_compare, None),
-    "bench": (cmd_bench, bench_interrupted),
+    "bench": (cmd_bench, lambda args: "its workers were stopped; no report written"),
 }

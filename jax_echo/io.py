@@ -2,15 +2,11 @@
 
 Weights are stored in TF1's flat layout (``cells.params_to_dict``), so a params file of any cell
 reads the same way from JAX and TensorFlow. A checkpoint adds the optimizer state (any pytree,
-stored leaf by leaf under its key path and restored into the structure the implementation's
-fresh state has), the name of the implementation that wrote it and a ``HistoryMark``: how much of
-the history beside it, ``history.jsonl``, it covers. The history is append-only, one line of JSON
-per epoch, so an epoch costs the same to record at epoch 1 as at epoch 1000.
-
-Order of the writes: each epoch's line is appended to the history; when a checkpoint is due, the
-history is flushed to disk, then the checkpoint replaced. A crash between the two leaves lines
-the checkpoint does not cover; resuming drops them (``start_history``) and trains those epochs
-again.
+leaf by leaf under its key path), the name of the implementation that wrote it and a
+``HistoryMark``: how much of the history beside it, ``history.jsonl``, it covers. The history is
+append-only, one line of JSON per epoch, so an epoch costs the same to record at epoch 1 as at
+epoch 1000. When a checkpoint is due, the history is flushed to disk, then the checkpoint
+replaced; resuming drops the lines a crash between the two left (``start_history``).
 """
 
 from __future__ import annotations
@@ -46,10 +42,8 @@ class CheckpointError(ValueError):
 
 
 class OptionError(CheckpointError):
-    """A refused run whose message names options: ``str()`` in the API's words
-    (``overwrite=True``), ``command_line()`` in the command line's (``--overwrite``).
-
-    ``template`` has a ``{name}`` field for each of ``options``."""
+    """A refused run whose message names options (``template``'s ``{name}`` fields): ``str()``
+    in the API's words (``overwrite=True``), ``command_line()`` in the command line's."""
 
     def __init__(self, template: str, *options: str) -> None:
         self.template, self.options = template, options
@@ -65,14 +59,9 @@ class OutputDirError(OSError):
 
 @contextlib.contextmanager
 def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
-    """Holds ``out_dir`` for one run: checked writable, and locked against a second run.
-
-    The lock is an ``flock`` on ``out_dir/.lock``, which the kernel releases when the process
-    ends however it ends, so a killed run never leaves it stuck; a run that ends removes the
-    file. Taking it removes the temporary files (``atomic_write``'s) a killed run left. One
-    place takes it for a run (``train.run_epochs``, or a command for its files); taking it
-    again, in this process or another, raises ``OutputDirError``, as it does before anything is
-    written when the directory cannot be written.
+    """Holds ``out_dir`` for one run, or raises ``OutputDirError`` (a directory that cannot be
+    written, or one another run holds). The lock is an ``flock`` on ``out_dir/.lock``, which the
+    kernel releases however the process ends; taking it removes a killed run's temporary files.
     """
     out = Path(out_dir)
     try:
@@ -88,12 +77,10 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[None]:
                     f"output directory {out_dir} is in use by another run (process {owner}); "
                     "wait for it to finish or choose another directory"
                 ) from None
-            try:  # the file locked is still the one named .lock (a run ending removes it)
-                same = os.path.samestat(os.fstat(fd), os.stat(out / LOCK))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
+            # Is the file locked still the one named .lock? (a run ending removes it)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.fstat(fd), os.stat(out / LOCK)):
+                    break
             os.close(fd)
     except OutputDirError:
         raise
@@ -151,11 +138,9 @@ def atomic_write(
     *,
     sync_dir: bool = True,
 ) -> None:
-    """Writes through ``write(file)`` to a temporary file beside ``path``, then renames it over.
-
-    The file is flushed to disk before the rename, so ``path`` holds either the old or the new
-    content, also after a power loss. Its permissions are those the user's umask gives a new
-    file (0644 under the usual 022). ``sync_dir`` also flushes the directory after the rename,
+    """Writes through ``write(file)`` to a temporary file beside ``path``, flushed to disk, then
+    renamed over ``path``: it holds the old or the new content, also after a power loss. The
+    permissions are those the umask gives a new file. ``sync_dir`` also flushes the directory,
     which makes the new content the one a power loss keeps.
     """
     path = Path(path)
@@ -183,36 +168,26 @@ def _sync_dir(path: Path) -> None:
         os.close(dir_fd)
 
 
-def _save_npz(path: str | os.PathLike, arrays: dict[str, Any], sync_dir: bool = True) -> None:
-    atomic_write(path, lambda f: np.savez(f, **arrays), sync_dir=sync_dir)
-
-
 def _load_npz(path: str | os.PathLike, what: str = "an .npz file") -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file; ``CheckpointError`` naming what is wrong: a missing
     file, a directory, a file of another kind, a corrupt archive."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
-                raise CheckpointError(f"{path} is not {what}: not an .npz (zip) archive")
-            fh.seek(0)
-            with np.load(fh, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
+            if fh.read(4) == b"PK\x03\x04":  # every .npz is a zip archive
+                fh.seek(0)
+                with np.load(fh, allow_pickle=False) as f:
+                    return {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path} is a directory, not {what}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        if isinstance(e, CheckpointError):
-            raise
         raise CheckpointError(f"{path} is a corrupt .npz file: {e}") from e
+    raise CheckpointError(f"{path} is not {what}: not an .npz (zip) archive")
 
 
-def _json(value: Any) -> np.ndarray:
-    return np.array(json.dumps(value))
-
-
-def _params(arrays: dict[str, np.ndarray], prefix: str, cfg: EchoConfig, path) -> Params:
-    flat = {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}
+def _params(arrays: dict[str, np.ndarray], cfg: EchoConfig, path) -> Params:
+    flat = {k.removeprefix("params/"): v for k, v in arrays.items() if k.startswith("params/")}
     try:
         return params_from_dict(flat, cfg)
     except ValueError as e:
@@ -224,25 +199,23 @@ def _params(arrays: dict[str, np.ndarray], prefix: str, cfg: EchoConfig, path) -
 
 def save_params(path: str | os.PathLike, params: Params, cfg: EchoConfig) -> None:
     """Saves params as ``.npz`` arrays in TF1's layout under ``params/``, with the config."""
-    flat = {f"params/{k}": v for k, v in params_to_dict(params).items()}
-    _save_npz(path, {**flat, "config": _json(cfg.to_dict())})
+    arrays = {f"params/{k}": v for k, v in params_to_dict(params).items()}
+    arrays["config"] = np.array(json.dumps(cfg.to_dict()))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_params(path: str | os.PathLike) -> tuple[Params, EchoConfig]:
     """Loads ``save_params`` output; ``CheckpointError`` if it is missing, corrupt or
     inconsistent. A run's directory reads as its ``params.npz``, and a checkpoint
     (``save_checkpoint``) as the weights it holds."""
-    if Path(path).is_dir() and Path(path, PARAMS).exists():
-        path = Path(path, PARAMS)
-    elif Path(path).is_dir():
-        raise CheckpointError(
-            f"{path} is a directory without a {PARAMS} (a finished run's weights)"
-            + (
-                f"; its {CHECKPOINT} holds an unfinished run's"
-                if Path(path, CHECKPOINT).exists()
-                else ""
+    if Path(path).is_dir():
+        if not Path(path, PARAMS).exists():
+            unfinished = Path(path, CHECKPOINT).exists()
+            raise CheckpointError(
+                f"{path} is a directory without a {PARAMS} (a finished run's weights)"
+                + (f"; its {CHECKPOINT} holds an unfinished run's" if unfinished else "")
             )
-        )
+        path = Path(path, PARAMS)
     arrays = _load_npz(path, "a params file")
     try:
         if "config" not in arrays and "meta" in arrays:  # a checkpoint
@@ -252,7 +225,7 @@ def load_params(path: str | os.PathLike) -> tuple[Params, EchoConfig]:
         cfg = EchoConfig.from_dict(config)
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path} is not a params file: it has no valid config ({e!r})") from e
-    return _params(arrays, "params/", cfg, path), cfg
+    return _params(arrays, cfg, path), cfg
 
 
 # --- History: one line of JSON per epoch, beside the checkpoint -----------------------------------
@@ -347,10 +320,6 @@ def read_history(path: str | os.PathLike, mark: HistoryMark) -> dict[str, list]:
 # --- Checkpoints --------------------------------------------------------------------------------
 
 
-def _leaves_by_path(tree: Any) -> dict[str, Any]:
-    return flat_dict(tree, prefix="opt_state/")
-
-
 def host_array(leaf: Any) -> np.ndarray:
     """A leaf as NumPy; a replicated global array across processes from its local copy."""
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
@@ -367,61 +336,46 @@ def save_checkpoint(
     implementation: str,
 ) -> None:
     """Everything needed to resume: params, optimizer state, config, implementation, and how much
-    of the history beside it (``HISTORY``, already on disk) it covers.
-
-    Replaced atomically; the directory is not flushed (a power loss may keep the previous
-    checkpoint, which the history's extra line then does not contradict).
-    """
+    of the history beside it (``HISTORY``, already on disk) it covers. The directory is not
+    flushed: a power loss may keep the previous checkpoint, which the history's extra line then
+    does not contradict."""
     arrays = {f"params/{k}": v for k, v in params_to_dict(jax.tree.map(host_array, params)).items()}
-    arrays |= {k: host_array(v) for k, v in _leaves_by_path(opt_state).items()}
+    arrays |= {k: host_array(v) for k, v in flat_dict(opt_state, prefix="opt_state/").items()}
     meta = {"config": cfg.to_dict(), "implementation": implementation, "history": history._asdict()}
-    _save_npz(path, {**arrays, "meta": _json(meta)}, sync_dir=False)
+    arrays["meta"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays), sync_dir=False)
 
 
-def checkpoint_config(path: str | os.PathLike) -> tuple[EchoConfig, int]:
-    """``(config of its run, epochs done)`` of a checkpoint; ``CheckpointError`` if it is not
-    a valid one."""
-    arrays = _load_npz(path, "a checkpoint")
-    try:
-        meta = json.loads(str(arrays["meta"]))
-        return EchoConfig.from_dict(meta["config"]), int(meta["history"]["epochs"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path} is not a valid checkpoint: {e!r}") from e
-
-
-def checkpoint_progress(path: str | os.PathLike) -> tuple[int, int]:
-    """``(epochs done, num_epochs of its run)`` of a checkpoint; ``CheckpointError`` if it is not
-    a valid one. A run whose checkpoint has every epoch done is finished."""
-    cfg, done = checkpoint_config(path)
-    return done, cfg.num_epochs
-
-
-def load_checkpoint(
-    path: str | os.PathLike, cfg: EchoConfig, opt_state_like: Any, implementation: str
-) -> tuple[Params, Any, dict[str, list]]:
-    """Loads a checkpoint of a run of ``cfg``, with its history; a longer ``num_epochs`` may
-    extend it.
-
-    Args:
-      path: the checkpoint file; its history is ``HISTORY`` in the same directory.
-      cfg: the run's configuration; every field but ``num_epochs`` must be the saved one.
-      opt_state_like: a fresh optimizer state of the implementation: the structure, shapes and
-        dtypes the saved one must have.
-      implementation: the name of the implementation resuming; it must be the one that saved.
-
-    Raises:
-      CheckpointError: naming what is corrupt, missing or different.
-    """
+def _read_checkpoint(path) -> tuple[dict[str, np.ndarray], EchoConfig, str, HistoryMark]:
+    """A checkpoint's arrays, config, implementation and history mark."""
     arrays = _load_npz(path, "a checkpoint")
     try:
         meta = json.loads(str(arrays["meta"]))
         saved = EchoConfig.from_dict(meta["config"])
         saved_by, mark = meta["implementation"], HistoryMark(**meta["history"])
-        done = mark.epochs
-        if not all(isinstance(n, int) and n >= 0 for n in mark) or done < 1:
+        if not all(isinstance(n, int) and n >= 0 for n in mark) or mark.epochs < 1:
             raise ValueError(f"history {mark}")
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path} is not a valid checkpoint: {e!r}") from e
+    return arrays, saved, saved_by, mark
+
+
+def checkpoint_config(path: str | os.PathLike) -> tuple[EchoConfig, int]:
+    """``(config of its run, epochs done)`` of a checkpoint; ``CheckpointError`` if it is not
+    a valid one. A run whose checkpoint has ``num_epochs`` done is finished."""
+    _, saved, _, mark = _read_checkpoint(path)
+    return saved, mark.epochs
+
+
+def load_checkpoint(
+    path: str | os.PathLike, cfg: EchoConfig, opt_state_like: Any, implementation: str
+) -> tuple[Params, Any, dict[str, list]]:
+    """``(params, opt_state, history)`` of the checkpoint at ``path`` (its history is ``HISTORY``
+    beside it), or ``CheckpointError`` naming what is corrupt, missing or different: every field
+    of ``cfg`` but a longer ``num_epochs`` must be the saved one, ``implementation`` the one that
+    saved, and the optimizer state have the structure, shapes and dtypes of ``opt_state_like``.
+    """
+    arrays, saved, saved_by, mark = _read_checkpoint(path)
     differing = {
         k: (v, getattr(cfg, k))
         for k, v in saved.to_dict().items()
@@ -435,13 +389,13 @@ def load_checkpoint(
             f"{path} was written by {saved_by}, not {implementation}: its optimizer state is "
             "that implementation's; resume with it, or start a new run"
         )
-    if done > cfg.num_epochs:
+    if mark.epochs > cfg.num_epochs:
         raise CheckpointError(
-            f"{path} has {done} epochs done, more than num_epochs={cfg.num_epochs}"
+            f"{path} has {mark.epochs} epochs done, more than num_epochs={cfg.num_epochs}"
         )
-    params = _params(arrays, "params/", cfg, path)
+    params = _params(arrays, cfg, path)
     leaves = []
-    for key, like in _leaves_by_path(opt_state_like).items():
+    for key, like in flat_dict(opt_state_like, prefix="opt_state/").items():
         value = arrays.get(key)
         like = host_array(like)
         if value is None or value.shape != like.shape or value.dtype != like.dtype:

@@ -1,14 +1,5 @@
-"""What a training run records about itself: where its time went, what it compiled, the files.
-
-Both command lines (``jax-echo train``, ``tf-echo train``) and their tests use these:
-
-- ``CompileLog``: XLA compilations and persistent-cache hits while it is open (a context manager:
-  its ``jax.monitoring`` listeners are removed on exit);
-- ``Stopwatch``: the run's wall time by section (imports, compile, data, training, evaluation,
-  files, figure, other), in seconds that sum to the wall time;
-- ``use_compile_cache``: JAX's persistent compilation cache under ``$XDG_CACHE_HOME/jax-echo``;
-- ``write_run``: ``params.npz``, the tutorial's figure and ``history.json`` (the run record).
-"""
+"""What a training run records about itself (``jax-echo train``, ``tf-echo train``): where its
+time went (``Stopwatch``), what it compiled (``CompileLog``), and its files (``write_run``)."""
 
 from __future__ import annotations
 
@@ -35,11 +26,8 @@ _IMPORTED = time.perf_counter()
 
 
 def process_seconds() -> float:
-    """Seconds since this process started: the interpreter's start-up and every import included.
-
-    Read from the kernel's start time of the process (``/proc/self/stat``, in clock ticks: 10 ms
-    on Linux). Without ``/proc``, the seconds since this module finished its imports.
-    """
+    """Seconds since this process started, from the kernel's start time of the process (in clock
+    ticks: 10 ms on Linux); without ``/proc``, since this module finished its imports."""
     try:
         with open("/proc/self/stat") as f:
             fields = f.read().rpartition(")")[2].split()  # from field 3, the state, on
@@ -50,12 +38,10 @@ def process_seconds() -> float:
 
 
 class CompileLog(contextlib.AbstractContextManager):
-    """Counts XLA compilations and persistent-cache hits while it is open, and the seconds the
-    thread that opened it spent compiling: JAX's tracing, lowering and XLA (or loading the
-    program from the cache). A program compiled on another thread (``train.jax_verbs``' accuracy
-    program) is counted, and its seconds are not: they overlap the run's own work. Use it in a
-    ``with`` block: its listeners are registered on entry and removed on exit.
-    """
+    """Counts XLA compilations and persistent-cache hits inside its ``with`` block, and the
+    seconds the thread that opened it spent compiling (tracing, lowering and XLA, or loading from
+    the cache). A program compiled on another thread (``train.jax_verbs``' accuracy program) is
+    counted, and its seconds are not: they overlap the run's own work."""
 
     STEPS = (
         "/jax/core/compile/jaxpr_trace_duration",
@@ -136,16 +122,12 @@ class Stopwatch:
         return {**seconds, "other": wall - sum(seconds.values()), "wall": wall}
 
 
-def compile_cache_dir() -> Path:
-    """Where ``jax-echo`` keeps compiled programs: ``$XDG_CACHE_HOME/jax-echo/xla``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base, "jax-echo", "xla")
-
-
 def use_compile_cache(enabled: bool = True) -> None:
-    """JAX's persistent compilation cache: a second run loads its programs instead of compiling."""
+    """JAX's persistent compilation cache, in ``$XDG_CACHE_HOME/jax-echo/xla``: a second run
+    loads its programs instead of compiling."""
     if enabled:
-        jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir()))
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        jax.config.update("jax_compilation_cache_dir", str(Path(base, "jax-echo", "xla")))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
@@ -199,16 +181,12 @@ def write_run(
     predict_last_window: Callable[[Params, Any], Any],
     stopwatch: Stopwatch,
 ) -> dict[str, float]:
-    """Writes ``params.npz``, ``echo.png`` (the tutorial's figure) and ``history.json`` to ``out``.
+    """Writes ``params.npz``, ``echo.png`` (the tutorial's figure) and, last, ``history.json``
+    (the run record: a directory with one holds a finished run) to ``out``; returns the
+    record's ``seconds`` (``stopwatch.seconds()``), which leave out its own write.
 
     ``predict_last_window(params, x_BxL)`` gives the predictions (B, T) of the last window of an
-    epoch's series, state carried, without dropout; it is the only implementation-specific part.
-    ``history.json`` is written last, with one set of timings, ``seconds``
-    (``stopwatch.seconds()``: where the wall time went, compilation apart from training), and
-    the compilations counted; its own write (one file of the already encoded history, some
-    milliseconds) and the process's exit are not in them. The history's ``epoch_seconds`` are
-    each epoch's wall time (the first epoch's includes compiling). A directory with
-    ``history.json`` holds a finished run. Returns ``seconds``.
+    epoch's series, state carried, without dropout: the only implementation-specific part.
     """
     out = Path(out)
     with stopwatch.section("files"):
@@ -279,10 +257,9 @@ def tensorflow_quiet() -> contextlib.AbstractContextManager:
 
 
 def import_tensorflow_quietly() -> Any:
-    """``import tensorflow``, without its start-up lines: a user's own ``TF_CPP_MIN_LOG_LEVEL``
-    is respected (``0`` shows everything); unset, it is set to ``2`` (errors only) and
-    TensorFlow's Python warnings (deprecations of its own internals) are silenced too. ``None``
-    where TensorFlow is not installed (the caller names the extra)."""
+    """``import tensorflow`` without its start-up lines, unless the user set
+    ``TF_CPP_MIN_LOG_LEVEL=0`` (unset, it is set to ``2``, and TensorFlow's Python warnings are
+    silenced too); ``None`` where TensorFlow is not installed (the caller names the extra)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     loud = "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("", "0")
     try:

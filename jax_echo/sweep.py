@@ -29,8 +29,7 @@ def sweep(
     timed: Callable[[Timer], Timer] = lambda timer: timer,
 ) -> dict[str, Any]:
     """``jax-echo sweep``: ``fit_population``, then its table on stdout and ``sweep.json``,
-    ``sweep.md`` and ``sweep.png`` in ``out_dir``; returns the record written to the JSON, whose
-    ``seconds`` are named as in a training run's ``history.json`` (``runlog.Stopwatch``).
+    ``sweep.md`` and ``sweep.png`` in ``out_dir``; returns the record written to the JSON.
     ``timed`` wraps the stopwatch's sections (the command's: ``commands.interruptible``)."""
     with runlog.CompileLog() as compiles:
         stopwatch = runlog.Stopwatch(compiles)
@@ -60,15 +59,14 @@ def sweep_table(history: dict[str, Any], windows_per_epoch: int, threshold: floa
     rows = []
     for i, member in enumerate(history["members"]):
         reached = np.flatnonzero(after[:, i] >= threshold)
+        windows = int((reached[0] + 1) * windows_per_epoch) if reached.size else None
         rows.append(
             {
                 "member": i,
                 **member,
                 "final_accuracy": float(acc[-1, i]),
                 "final_accuracy_after_first": float(after[-1, i]),
-                "windows_to_threshold": int((reached[0] + 1) * windows_per_epoch)
-                if reached.size
-                else None,
+                "windows_to_threshold": windows,
             }
         )
     return rows

@@ -3,12 +3,6 @@
 ``run_epochs`` is the only stateful layer: it owns the loop over epochs, the files and the
 printing, and calls an implementation's ``EpochVerbs`` (pure compiled functions for JAX, a
 TensorFlow trainer for ``tf_echo``) once per epoch. ``fit`` runs it with ``jax_echo.model``.
-
-Each epoch appends one line to the history (``io.HISTORY``); the checkpoint (params, optimizer
-state, how much of the history it covers) is replaced after the first and the last epoch and
-whenever ``checkpoint_seconds`` have passed since the last one. Neither costs more as the epochs
-add up. A ``timer`` sees where the time goes: ``timer(name)`` is entered around each part of an
-epoch ("data", "training", "evaluation", "files").
 """
 
 from __future__ import annotations
@@ -27,7 +21,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from jax_echo import model, runlog
+from jax_echo import model
 from jax_echo.cells import Params, init_params, params_from_dict
 from jax_echo.io import (
     CHECKPOINT,
@@ -36,7 +30,7 @@ from jax_echo.io import (
     CheckpointError,
     OptionError,
     append_history,
-    checkpoint_progress,
+    checkpoint_config,
     host_array,
     load_checkpoint,
     run_lock,
@@ -93,17 +87,16 @@ def jax_verbs(cfg: EchoConfig) -> EpochVerbs:
 
 
 def new_history() -> dict[str, list]:
-    """Per-epoch records: window losses, accuracy overall and after window 0, seconds."""
+    """Per-epoch records: window losses, accuracy overall and after window 0, wall seconds (the
+    first epoch's include compiling)."""
     return {"loss": [], "accuracy": [], "accuracy_after_first": [], "epoch_seconds": []}
 
 
 def epoch_record(
     history: dict[str, list], losses: Any, accs: Any, seconds: float
 ) -> dict[str, Any]:
-    """Appends one epoch's results to ``history`` (any implementation's) and returns them.
-
-    ``accs`` are per-window accuracies, (N,) or (P, N) for a population: the accuracies are then
-    one per member."""
+    """Appends one epoch's results to ``history`` and returns them; ``accs`` are per-window
+    accuracies, (N,) or (P, N) for a population (whose accuracies are then one per member)."""
     accs = np.asarray(accs, np.float64)
     after = accs[..., 1:].mean(axis=-1) if accs.shape[-1] > 1 else np.full(accs.shape[:-1], np.nan)
     record = {
@@ -118,12 +111,7 @@ def epoch_record(
 
 
 Timer = Callable[[str], contextlib.AbstractContextManager]
-
-
-def untimed(name: str) -> contextlib.AbstractContextManager:
-    """The default ``Timer``: measures nothing."""
-    del name
-    return contextlib.nullcontext()
+untimed: Timer = contextlib.nullcontext  # the default Timer: untimed(name) measures nothing
 
 
 def check_finite(
@@ -147,36 +135,24 @@ def check_finite(
         )
 
 
-def print_losses(epoch: int, losses: Any, write: Callable[[str], None]) -> None:
-    """The tutorial's console output: the epoch, then the loss every 100 windows."""
-    write(f"New data, epoch {epoch}")
-    for i in range(0, len(losses), 100):
-        write(f"Step {i} Loss {float(losses[i]):.6f}")
-
-
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     """How a training run goes, beside its configuration and starting weights: the options of
-    ``fit``, ``run_epochs``, ``parallel.fit_data_parallel`` and ``tf_echo.fit``, defined once.
+    ``fit``, ``run_epochs``, ``parallel.fit_data_parallel`` and ``tf_echo.fit``.
 
     Attributes:
       out_dir: if given, each epoch's line is appended to the history there (``history.jsonl``)
-        and a checkpoint is written (atomically, the history on disk before it) after the first
-        and the last epoch, and after any other that ends ``checkpoint_seconds`` or more after
-        the last checkpoint (0: after every epoch). The run holds the directory
-        (``io.run_lock``) from its start to the end of ``finish``.
-      resume: continue from the checkpoint in ``out_dir``; the result equals an uninterrupted
-        run.
+        and a checkpoint is written (the history on disk before it) after the first and the last
+        epoch, and after any other that ends ``checkpoint_seconds`` or more after the last one
+        (0: every epoch; a crash loses at most the epochs of that many seconds, and one more).
+        The run holds the directory (``io.run_lock``) from its start to the end of ``finish``.
+      resume: continue from the checkpoint in ``out_dir``, as an uninterrupted run would.
       overwrite: replace a finished run in ``out_dir`` (an unfinished one is never replaced).
       quiet: do not print the tutorial's loss lines.
-      progress: show a progress bar over epochs where stderr is a terminal (never in a log).
-      checkpoint_seconds: see ``out_dir``; a crash loses at most the epochs of this many seconds
-        (and one more), which a resumed run trains again.
-      timer: ``timer(name)`` is entered around each part of each epoch ("data", "training",
-        "evaluation", "files"), to measure them.
-      finish: ``finish(params, history)`` writes the finished run's own files (a command's
-        ``params.npz``, figure and record) while ``out_dir`` is still held; called only by the
-        process that writes ``out_dir``.
+      progress: show a progress bar over epochs where stderr is a terminal.
+      timer: entered around each part of each epoch ("data", "training", "evaluation", "files").
+      finish: ``finish(params, history)`` writes the finished run's own files while ``out_dir``
+        is still held; called only by the process that writes ``out_dir``.
     """
 
     out_dir: str | os.PathLike | None = None
@@ -262,10 +238,10 @@ def start_run(
             Path(out_dir, RUN_RECORD).unlink(missing_ok=True)
         return start
     if checkpoint is not None and checkpoint.exists():
-        done, total = checkpoint_progress(checkpoint)
-        if done < total:
+        saved, done = checkpoint_config(checkpoint)
+        if done < saved.num_epochs:
             raise OptionError(
-                f"{out_dir} holds an unfinished run ({done} of {total} epochs): pass "
+                f"{out_dir} holds an unfinished run ({done} of {saved.num_epochs} epochs): pass "
                 "{resume} to continue it, or choose another output directory",
                 "resume",
             )
@@ -289,13 +265,9 @@ def run_epochs(
     params: Params | dict | None = None,
     start: Start | Callable[[], Start] | None = None,
 ) -> tuple[Params, dict[str, Any]]:
-    """``fit`` for any implementation, given its ``EpochVerbs`` (see ``fit``, ``RunOptions``).
-
-    ``start`` replaces ``start_run``'s decision: a ``Start``, or a function that decides it
-    once the directory is held (used where one process decides for several). Process 0 alone
-    holds ``out_dir`` (``io.run_lock``, the one place a run takes it) and writes the history,
-    the checkpoints and ``options.finish``'s files.
-    """
+    """``fit`` for any implementation, given its ``EpochVerbs``. ``start`` replaces
+    ``start_run``'s decision: a ``Start``, or a function that decides it once the directory is
+    held (where one process decides for several). Process 0 alone writes ``out_dir``."""
     opts = options or RunOptions()
     out_dir, timer = opts.out_dir, opts.timer
     writer = out_dir is not None and jax.process_index() == 0
@@ -342,8 +314,10 @@ def run_epochs(
             with timer("evaluation"):
                 accs = host_array(verbs.window_accuracies(params, x, y))
             record = epoch_record(history, losses, accs, seconds)
-            if not opts.quiet:
-                print_losses(epoch, losses, write)
+            if not opts.quiet:  # the tutorial's console output
+                write(f"New data, epoch {epoch}")
+                for i in range(0, len(losses), 100):
+                    write(f"Step {i} Loss {float(losses[i]):.6f}")
             if writer:
                 with timer("files"):
                     due = (
@@ -360,23 +334,3 @@ def run_epochs(
         if writer and opts.finish is not None:
             opts.finish(params, history)
     return params, history
-
-
-def write_jax_run(
-    out: str | os.PathLike,
-    cfg: EchoConfig,
-    params: Params,
-    history: dict[str, Any],
-    stopwatch: runlog.Stopwatch,
-    devices: int = 1,
-) -> None:
-    """``runlog.write_run`` for a ``jax_echo`` run (its predictions from
-    ``model.predict_epoch``), then the summary and the files written, on stdout."""
-    info = {**runlog.jax_info(), "devices": devices, "processes": jax.process_count()}
-
-    def predict_last_window(params, x):
-        return np.asarray(model.predict_epoch(params, x, cfg))[-1]
-
-    seconds = runlog.write_run(out, cfg, params, history, info, predict_last_window, stopwatch)
-    print(runlog.summary_line(history, seconds))
-    print(f"Wrote {out}/params.npz, history.json, echo.png")

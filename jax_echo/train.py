@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -302,34 +304,39 @@ def run_epochs(
             disable=not bar,
             file=sys.stderr,
         )
-        for epoch in epochs:
-            with timer("data"):
-                x, y = verbs.epoch_data(epoch) if verbs.epoch_data else epoch_data(cfg, epoch)
-            with timer("training"):
-                t0 = time.perf_counter()
-                params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
-                losses = host_array(losses)  # waits for the computation
-                seconds = time.perf_counter() - t0
-            check_finite(losses, epoch, verbs.members, checkpointed=writer)
-            with timer("evaluation"):
-                accs = host_array(verbs.window_accuracies(params, x, y))
-            record = epoch_record(history, losses, accs, seconds)
-            if not opts.quiet:  # the tutorial's console output
-                write(f"New data, epoch {epoch}")
-                for i in range(0, len(losses), 100):
-                    write(f"Step {i} Loss {float(losses[i]):.6f}")
-            if writer:
-                with timer("files"):
-                    due = (
-                        epoch in (first, cfg.num_epochs - 1)
-                        or time.perf_counter() - saved_at >= opts.checkpoint_seconds
-                    )  # then the history is on disk before the checkpoint that covers it
-                    mark = append_history(Path(out_dir, HISTORY), record, mark, sync=due)
-                    if due:
-                        save_checkpoint(
-                            Path(out_dir, CHECKPOINT), cfg, params, opt_state, mark, verbs.name
-                        )
-                        saved_at = time.perf_counter()
+        load = verbs.epoch_data or functools.partial(epoch_data, cfg)
+        with ThreadPoolExecutor(1, thread_name_prefix="jax-echo-data") as ahead:
+            upcoming = ahead.submit(load, first)
+            for epoch in epochs:
+                with timer("data"):
+                    x, y = upcoming.result()
+                if epoch + 1 < cfg.num_epochs:  # the next series, made while this one trains
+                    upcoming = ahead.submit(load, epoch + 1)
+                with timer("training"):
+                    t0 = time.perf_counter()
+                    params, opt_state, losses = verbs.train_epoch(params, opt_state, x, y, epoch)
+                    losses = host_array(losses)  # waits for the computation
+                    seconds = time.perf_counter() - t0
+                check_finite(losses, epoch, verbs.members, checkpointed=writer)
+                with timer("evaluation"):
+                    accs = host_array(verbs.window_accuracies(params, x, y))
+                record = epoch_record(history, losses, accs, seconds)
+                if not opts.quiet:  # the tutorial's console output
+                    write(f"New data, epoch {epoch}")
+                    for i in range(0, len(losses), 100):
+                        write(f"Step {i} Loss {float(losses[i]):.6f}")
+                if writer:
+                    with timer("files"):
+                        due = (
+                            epoch in (first, cfg.num_epochs - 1)
+                            or time.perf_counter() - saved_at >= opts.checkpoint_seconds
+                        )  # then the history is on disk before the checkpoint that covers it
+                        mark = append_history(Path(out_dir, HISTORY), record, mark, sync=due)
+                        if due:
+                            save_checkpoint(
+                                Path(out_dir, CHECKPOINT), cfg, params, opt_state, mark, verbs.name
+                            )
+                            saved_at = time.perf_counter()
         params = jax.tree.map(host_array, params)
         if writer and opts.finish is not None:
             opts.finish(params, history)

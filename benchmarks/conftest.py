@@ -56,19 +56,23 @@ def sees_gpu(library: str, backend: str | None) -> bool:
     return jax_device("gpu") is not None  # Flax, Keras on JAX
 
 
+def _jax_platforms() -> tuple[str, ...]:
+    return tuple(d for d in DEVICES if jax_device(d) is not None)
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """What this pytest run measures: quick mode or not, and where each row can run."""
 
     quick: bool
-    devices: tuple[str, ...]  # where JAX runs: the CPU, and the GPU where it sees one
+    # Where JAX runs: the CPU, and the GPU where it sees one.
+    devices: tuple[str, ...] = dataclasses.field(default_factory=_jax_platforms)
 
     @classmethod
     def of(cls, config: pytest.Config) -> Run:
         option = config.getoption
         disabled = option("benchmark_disable") and not option("benchmark_enable")
-        quick = bool(disabled) or os.environ.get(QUICK_ENV) == "1"
-        return cls(quick, tuple(d for d in DEVICES if jax_device(d) is not None))
+        return cls(bool(disabled) or os.environ.get(QUICK_ENV) == "1")
 
     def absence(self, name: str, device: str) -> str | None:
         """Why row ``name`` cannot run on ``device`` here, or ``None`` when it can."""

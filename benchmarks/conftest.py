@@ -138,10 +138,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"benchmarks: {'quick mode' if run.quick else 'timed'}, devices {run.devices}"]
     for device in DEVICES:
         missing = {}
-        for name in (r.name for r in ROWS):
-            reason = run.absence(name, device)
-            if reason is not None:
-                missing.setdefault(reason, []).append(name)
+        for r in ROWS:
+            if not run.has(r.name, device):
+                missing.setdefault(run.absence(r.name, device), []).append(r.name)
         lines += [
             f"benchmarks: not generated on {device}: {', '.join(names)} ({reason})"
             for reason, names in missing.items()
@@ -151,8 +150,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture
 def quick(benchmark) -> bool:
-    """True when benchmarks are disabled, or ``QUICK_ENV`` is 1: every case once on a tiny
-    config (with it, timed and saved as a real run's are: ``benchmarks.gpu --quick``)."""
+    """Quick mode: benchmarks disabled, or ``QUICK_ENV`` 1 (timed and saved as a real run's)."""
     return not benchmark.enabled or os.environ.get(QUICK_ENV) == "1"
 
 

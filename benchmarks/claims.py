@@ -47,10 +47,6 @@ class Target(NamedTuple):
     measured: str  # as the tables print it; "" when not measured
     met: bool | None  # None: not measured
 
-    @property
-    def status(self) -> str:
-        return {True: "MET", False: "NOT MET", None: "NOT MEASURED"}[self.met]
-
 
 def ratio_target(what: str, measured: float | None, op: str, bound: float) -> Target:
     """A target on a ratio: at most (``op`` "<=") or at least (">=") ``bound``."""
@@ -96,12 +92,9 @@ def realistic_targets(realistic: list[Bench]) -> list[Target]:
     out = []
     for size, entries in cases(realistic, SIZES).items():
         jax, torch = library_best(entries, "jax"), library_best(entries, "torch")
+        slower = MS_PER_WINDOW.value(torch) / MS_PER_WINDOW.value(jax) if jax and torch else None
         what = f"{SIZES.head(size)}: PyTorch's fastest / JAX's fastest time"
-        if jax is None or torch is None:
-            out.append(Target(what, ">= 1x", "", None))
-            continue
-        slower = MS_PER_WINDOW.value(torch) / MS_PER_WINDOW.value(jax)
-        out.append(Target(what, ">= 1x", times(slower), slower >= 1))
+        out.append(ratio_target(what, slower, ">=", 1))
     return out
 
 
@@ -114,7 +107,8 @@ def targets(groups: dict[str, list[Bench]]) -> list[Target]:
 
 
 def targets_table(found: list[Target]) -> list[str]:
-    rows = [(t.what, t.target, t.measured or None, t.status) for t in found]
+    status = {True: "MET", False: "NOT MET", None: "NOT MEASURED"}
+    rows = [(t.what, t.target, t.measured or None, status[t.met]) for t in found]
     note = (
         "Columns: `bound`: what the project aims for; `measured`: the value in the tables of "
         "this run (times per window from the series and realistic tables, throughput from the "

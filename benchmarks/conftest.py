@@ -56,19 +56,23 @@ def sees_gpu(library: str, backend: str | None) -> bool:
     return jax_device("gpu") is not None  # Flax, Keras on JAX
 
 
+def _jax_platforms() -> tuple[str, ...]:
+    return tuple(d for d in DEVICES if jax_device(d) is not None)
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """What this pytest run measures: quick mode or not, and where each row can run."""
 
     quick: bool
-    devices: tuple[str, ...]  # where JAX runs: the CPU, and the GPU where it sees one
+    # Where JAX runs: the CPU, and the GPU where it sees one.
+    devices: tuple[str, ...] = dataclasses.field(default_factory=_jax_platforms)
 
     @classmethod
     def of(cls, config: pytest.Config) -> Run:
         option = config.getoption
         disabled = option("benchmark_disable") and not option("benchmark_enable")
-        quick = bool(disabled) or os.environ.get(QUICK_ENV) == "1"
-        return cls(quick, tuple(d for d in DEVICES if jax_device(d) is not None))
+        return cls(bool(disabled) or os.environ.get(QUICK_ENV) == "1")
 
     def absence(self, name: str, device: str) -> str | None:
         """Why row ``name`` cannot run on ``device`` here, or ``None`` when it can."""
@@ -134,10 +138,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"benchmarks: {'quick mode' if run.quick else 'timed'}, devices {run.devices}"]
     for device in DEVICES:
         missing = {}
-        for name in (r.name for r in ROWS):
-            reason = run.absence(name, device)
-            if reason is not None:
-                missing.setdefault(reason, []).append(name)
+        for r in ROWS:
+            if not run.has(r.name, device):
+                missing.setdefault(run.absence(r.name, device), []).append(r.name)
         lines += [
             f"benchmarks: not generated on {device}: {', '.join(names)} ({reason})"
             for reason, names in missing.items()
@@ -147,8 +150,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.fixture
 def quick(benchmark) -> bool:
-    """True when benchmarks are disabled, or ``QUICK_ENV`` is 1: every case once on a tiny
-    config (with it, timed and saved as a real run's are: ``benchmarks.gpu --quick``)."""
+    """Quick mode: benchmarks disabled, or ``QUICK_ENV`` 1 (timed and saved as a real run's)."""
     return not benchmark.enabled or os.environ.get(QUICK_ENV) == "1"
 
 

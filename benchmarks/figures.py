@@ -47,10 +47,6 @@ def _row(b: Bench, measure: Measure) -> Row:
     return (label(b), library(b), measure.value(b), *measure.ends(b))
 
 
-def _dot(ax, b: Bench, measure: Measure, base: float, at: float, across: bool, **kw) -> list:
-    return dot(ax, _row(b, measure), base, at, across, **kw)
-
-
 def _save(plt, fig, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -101,7 +97,7 @@ def _headline(plt, groups: dict[str, list[Bench]], device: str, path) -> None:
             b, jax = library_best(entries, lib), library_best(entries, "jax")
             if b is not None and jax is not None:
                 base, once = measure.value(jax), lib if i == 0 else None
-                values += _dot(ax, b, measure, base, i + offset, False, label=once)
+                values += dot(ax, _row(b, measure), base, i + offset, False, label=once)
     ax.axhline(1.0, color="black", linewidth=0.8)
     decades(ax, values, "y")
     ax.set_xticks(range(len(columns)))

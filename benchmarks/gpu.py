@@ -17,7 +17,6 @@ where there is no GPU, whose numbers measure nothing.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.metadata
 import importlib.util
 import json
@@ -29,8 +28,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from benchmarks import report
-from benchmarks.conftest import DEVICES, QUICK_ENV, Run, jax_device
-from benchmarks.run import RESULTS, pytest_command, source_state
+from benchmarks.conftest import QUICK_ENV, Run, jax_device
+from benchmarks.run import pytest_command, results_dir, source_state
+from jax_echo.io import atomic_write
 from jax_echo.registry import DATA_PARALLEL, JAX_IMPLEMENTATIONS, PEER_ROWS
 
 LEFT_OUT = "not keras and not tf-graph and not tf-function"  # no TensorFlow on the lent GPUs
@@ -73,11 +73,10 @@ STEPS = (
 def left_out(device: str, quick: bool = False) -> dict[str, str]:
     """Every JAX, PyTorch and Flax row that will not run on ``device`` here, with the reason
     (``conftest.Run.absence``), and the libraries the plan leaves out."""
-    run = Run(quick, tuple(d for d in DEVICES if jax_device(d) is not None))
+    run = Run(quick)
     peers = [r.name for r in PEER_ROWS if r.library in LIBRARIES]
-    absent = {name: run.absence(name, device) for name in [*JAX_IMPLEMENTATIONS, DATA_PARALLEL]}
-    absent |= {name: run.absence(name, device) for name in peers}
-    found = {name: reason for name, reason in absent.items() if reason is not None}
+    names = [*JAX_IMPLEMENTATIONS, DATA_PARALLEL, *peers]
+    found = {name: run.absence(name, device) for name in names if not run.has(name, device)}
     found["tensorflow and keras rows"] = "left out of the GPU plan (the lent machines have neither)"
     return found
 
@@ -143,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-dirty", action="store_true", help="run on uncommitted changes")
     args = parser.parse_args(argv)
     device = "cpu" if args.quick else "gpu"
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
-    out = args.out or RESULTS / f"{device}{'-quick' if args.quick else ''}-{stamp}"
+    out = args.out or results_dir(f"{device}{'-quick' if args.quick else ''}")
     if args.dry_run:
         print("\n".join(plan_lines(out, device)))
         return 0
@@ -167,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [run_step(step, out, device, env, 3.0 if args.quick else 1.0) for step in STEPS]
     not_run = left_out(device, args.quick)
     run = {**state, "machine": machine(), "quick": args.quick, "runs": steps, "not_run": not_run}
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=1) + "\n")
-    tmp.replace(out / "run.json")
+    atomic_write(out / "run.json", lambda f: f.write(json.dumps(run, indent=1) + "\n"), "w")
     for step in steps:
         print(f"benchmarks.gpu: {step['selection']}: {step['outcome']} in {step['seconds']} s")
     if not any(step["json"] for step in steps):

@@ -30,13 +30,7 @@ from jax_echo.cells import init_params
 from jax_echo.optim import make_optimizer
 from jax_echo.population import population_program, population_trainer, stack
 from jax_echo.tables import Column, markdown
-from jax_echo.task import MODELS, EchoConfig, epoch_data
-
-
-def _model(part: str) -> EchoConfig:
-    """A series model with the population group's 20 windows an epoch."""
-    cfg = MODELS[part if part == "gru" else f"part{part}"].config
-    return dataclasses.replace(cfg, num_epochs=1, total_series_length=1500)
+from jax_echo.task import MODELS, epoch_data
 
 
 def main(argv: list[str]) -> int:
@@ -46,7 +40,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--chunks", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--part", default="1", help="the series model: 1-6 or gru (default 1)")
     args = parser.parse_args(argv)
-    P, cfg = args.members, _model(args.part)
+    P, part = args.members, args.part if args.part == "gru" else f"part{args.part}"
+    # The series model with the population group's 20 windows an epoch.
+    cfg = dataclasses.replace(MODELS[part].config, num_epochs=1, total_series_length=1500)
     x, y = epoch_data(cfg, 0)
     members = [init_params(cfg, seed) for seed in range(P)]
     optimizer = make_optimizer(cfg)

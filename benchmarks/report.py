@@ -32,7 +32,6 @@ from .report_tables import (
     series_overview,
 )
 from .rows import (
-    MEMBERS,
     MS_PER_CALL,
     MS_PER_WINDOW,
     ONE,
@@ -45,59 +44,51 @@ from .rows import (
 )
 from .runs import combine, load, machine_line, read
 
-# The report's sections in order: the group they read, their title, their table. A group's
-# figures follow its last section.
-SECTIONS = (
-    ("series", "The series against its targets", lambda bs: series_overview(bs, SERIES)),
-    (
-        "series",
-        "The series, each library at its best and as typically written",
-        lambda bs: best_table(bs, SERIES),
-    ),
-    ("series", "The series by implementation", lambda bs: measure_table(bs, US_PER_WINDOW, SERIES)),
-    (
-        "realistic",
-        "Realistic LSTM sizes, each library at its best and as typically written",
-        lambda bs: best_table(bs, SIZES, MS_PER_WINDOW),
-    ),
-    (
-        "realistic",
-        "Realistic LSTM sizes by implementation",
-        lambda bs: measure_table(bs, MS_PER_WINDOW, SIZES),
-    ),
-    (
-        "realistic",
-        "Realistic LSTM sizes: peak memory of one training call",
-        lambda bs: measure_table([b for b in bs if PEAK_MIB.value(b)], PEAK_MIB, SIZES, None),
-    ),
-    (
-        "population",
-        "Populations: member-windows per second",
-        lambda bs: population_table(bs, MEMBERS),
-    ),
-    (
-        "window",
-        "One training window, tutorial config (measured apart from the series, in its own run)",
-        lambda bs: measure_table(bs, US_PER_WINDOW, ONE),
-    ),
-    ("epoch", "One epoch, tutorial config", lambda bs: measure_table(bs, MS_PER_CALL, ONE)),
-    (
-        "compile",
-        "First call: build, trace and compile",
-        lambda bs: measure_table(bs, MS_PER_CALL, ONE),
-    ),
-    ("scaling", "Scaling: sizes grown from the tutorial config", scaling_table),
-    (
-        "accuracy",
-        "Accuracy: the tutorial run, and wall time to 99.9% from scratch",
-        lambda bs: accuracy_table(
-            bs, SERIES._replace(key=lambda b: b["extra_info"].get("model", "part1"))
+# The report's sections, group by group in order: their title, their table and its arguments.
+# A group's figures (FIGURES_OF) follow its last section.
+SECTIONS = {
+    "series": [
+        ("The series against its targets", series_overview, SERIES),
+        ("The series, each library at its best and as typically written", best_table, SERIES),
+        ("The series by implementation", measure_table, US_PER_WINDOW, SERIES),
+    ],
+    "realistic": [
+        (
+            "Realistic LSTM sizes, each library at its best and as typically written",
+            best_table,
+            SIZES,
+            MS_PER_WINDOW,
         ),
-    ),
-    ("end_to_end", "The main job, `jax-echo train`, and the TF runs, end to end", end_to_end_table),
-)
-FIGURES_OF = {"series": ("headline", "series"), "realistic": ("realistic",)}
-FIGURES_OF |= {"population": ("population",), "window": ("window",)}
+        ("Realistic LSTM sizes by implementation", measure_table, MS_PER_WINDOW, SIZES),
+        (
+            "Realistic LSTM sizes: peak memory of one training call",
+            measure_table,
+            PEAK_MIB,
+            SIZES,
+            None,
+        ),
+    ],
+    "population": [("Populations: member-windows per second", population_table)],
+    "window": [
+        (
+            "One training window, tutorial config (measured apart from the series, in its own run)",
+            measure_table,
+            US_PER_WINDOW,
+            ONE,
+        )
+    ],
+    "epoch": [("One epoch, tutorial config", measure_table, MS_PER_CALL, ONE)],
+    "compile": [("First call: build, trace and compile", measure_table, MS_PER_CALL, ONE)],
+    "scaling": [("Scaling: sizes grown from the tutorial config", scaling_table)],
+    "accuracy": [
+        ("Accuracy: the tutorial run, and wall time to 99.9% from scratch", accuracy_table)
+    ],
+    "end_to_end": [
+        ("The main job, `jax-echo train`, and the TF runs, end to end", end_to_end_table)
+    ],
+}
+FIGURES_OF = {"series": ("headline", "series")}
+FIGURES_OF |= {group: (group,) for group in ("realistic", "population", "window")}
 
 __all__ = ["combine", "headline", "library_and_form", "load", "machine_line", "main", "render"]
 
@@ -106,23 +97,29 @@ library_and_form = row_of  # a row's library and form
 Made = dict[str, list[str]]  # per device, the figures drawn
 
 
+def _devices(data: dict[str, Any]):
+    """``(device, its entries by group)``, devices by name."""
+    for device, benches in sorted(by(data["benchmarks"], "device").items()):
+        yield device, by(benches, "group")
+
+
 def render(data: dict[str, Any], prefix: str, made: Made | None = None) -> dict[str, str]:
     """Per device, every section's table, the targets and the sentences; figures linked as
     ``prefix-NAME.png`` where ``made`` (per device) lists them."""
     docs = {}
-    for device, benches in sorted(by(data["benchmarks"], "device").items()):
-        groups = by(benches, "group")
+    for device, groups in _devices(data):
         found = claims.targets(groups)
         lines = [machine_line(data), ""]
         if found:
             lines += ["**Targets**", "", *claims.targets_table(found), ""]
             lines += [*claims.headline(groups, found), ""]
-        present = [s for s in SECTIONS if groups.get(s[0])]
-        for i, (group, title, table) in enumerate(present):
-            lines += [f"**{title}** ({device})", "", *table(groups[group]), ""]
-            last = i + 1 == len(present) or present[i + 1][0] != group
+        for group, sections in SECTIONS.items():
+            if not groups.get(group):
+                continue
+            for title, table, *args in sections:
+                lines += [f"**{title}** ({device})", "", *table(groups[group], *args), ""]
             shown = [f for f in FIGURES_OF.get(group, ()) if f in (made or {}).get(device, [])]
-            if last and shown:
+            if shown:
                 lines += [*figures.figure_lines(prefix, device, shown), ""]
         docs[device] = "\n".join(lines).rstrip()
     return docs
@@ -132,8 +129,7 @@ def headline(data: dict[str, Any], prefix: str, made: Made | None = None) -> dic
     """Per device: each library at its best and as typically written on the series and the
     realistic sizes, the headline figure and the generated sentences."""
     out = {}
-    for device, benches in sorted(by(data["benchmarks"], "device").items()):
-        groups = by(benches, "group")
+    for device, groups in _devices(data):
         lines = []
         for group, case, measure, what in (
             ("series", SERIES, US_PER_WINDOW, "The series"),

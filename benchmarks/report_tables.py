@@ -15,8 +15,10 @@ from jax_echo.tables import Column, markdown
 from .rows import (
     JAX_EPOCH,
     MEMBER_WINDOWS_PER_S,
+    MEMBERS,
     OWN_MATH_NOTE,
     REFERENCE,
+    SERIES,
     TUTORIAL,
     US_PER_WINDOW,
     Bench,
@@ -34,6 +36,7 @@ from .rows import (
     ranked_rows,
     ratio,
     row_of,
+    size,
     spread,
     tf2,
     times,
@@ -55,17 +58,18 @@ def measure_table(
     benches: list[Bench], measure: Measure, case: Case, versus: str | None = JAX_EPOCH
 ) -> list[str]:
     """One row per implementation (best first in the first case), per case its measure with
-    the spread over processes and, where ``versus`` ran, how many times ``versus`` is faster."""
+    the spread over processes and, where ``versus`` ran, how many times ``versus`` is faster;
+    entries without the measure are left out."""
+    benches = [b for b in benches if measure.value(b)]
     by_case = cases(benches, case)
     rows: dict[str, dict[Any, Bench]] = defaultdict(dict)
     for key, entries in by_case.items():
         for b in ranked_rows(entries, measure):
             rows[name(b)][key] = b
-    ref = {k: next((b for b in v if name(b) == versus), None) for k, v in by_case.items()}
-    ref = {k: b for k, b in ref.items() if b is not None}
+    ref = {k: b for k, entries in by_case.items() for b in entries if name(b) == versus}
     columns = ["implementation", "library, form", Column("windows / call")]
+    spread_head = " (min-max)" if measure.per_process else ""
     for k in by_case:
-        spread_head = " (min-max)" if measure.per_process else ""
         columns.append(Column(f"{case.head(k)}: {measure.title}{spread_head}"))
         if k in ref:
             columns.append(Column(f"{case.head(k)}: {versus} faster by"))
@@ -156,13 +160,7 @@ def scaling_table(benches: list[Bench]) -> list[str]:
     windows: dict[tuple, int] = {}
     for b in benches:
         e = b["extra_info"]
-        key = (
-            e["axis"],
-            e["state_size"],
-            e["batch_size"],
-            e["window_length"],
-            bool(e.get("remat")),
-        )
+        key = (e["axis"], *size(b), bool(e.get("remat")))
         cells[key][name(b)] = US_PER_WINDOW.value(b)
         if e.get("xla_memory_bytes") is not None:
             memory[key] = e["xla_memory_bytes"]["peak"] / 2**20
@@ -190,18 +188,19 @@ def scaling_table(benches: list[Bench]) -> list[str]:
     return lines(columns, table, note)
 
 
-def accuracy_table(benches: list[Bench], case: Case) -> list[str]:
+def accuracy_table(benches: list[Bench]) -> list[str]:
     """Per model and row: wall time and epochs to 99.9% from scratch, the final accuracies."""
     columns = ["model", "implementation", Column("seconds to 99.9% (from scratch)", "{:.2f}")]
     columns += [Column("epochs"), Column("final accuracy after window 0", "{:.4%}")]
     columns.append(Column("final accuracy", "{:.4%}"))
     table = []
-    for k, entries in cases(benches, case).items():
+    models = SERIES._replace(key=lambda b: b["extra_info"].get("model", "part1"))
+    for k, entries in cases(benches, models).items():
         for b in sorted(entries, key=lambda b: b["stats"]["median"]):
             e = b["extra_info"]
             epochs = "not reached" if e["epochs_to_threshold"] is None else e["epochs_to_threshold"]
             finals = (e["final_accuracy_after_first"], e["final_accuracy"])
-            table.append((case.head(k), label(b), b["stats"]["median"], epochs, *finals))
+            table.append((models.head(k), label(b), b["stats"]["median"], epochs, *finals))
     note = (
         "Columns: seconds from the first call (compilation included) until the epoch whose "
         "accuracy reaches 99.9%, median over processes; `after window 0`: the accuracy without "
@@ -238,7 +237,7 @@ def end_to_end_table(benches: list[Bench]) -> list[str]:
     return lines(columns, table, note)
 
 
-def population_table(benches: list[Bench], case: Case) -> list[str]:
+def population_table(benches: list[Bench]) -> list[str]:
     """``measure_table`` of member-windows per second against the members-in-lanes layout."""
     lanes = next((name(b) for b in benches if one_program(b)), None)
-    return measure_table(benches, MEMBER_WINDOWS_PER_S, case, versus=lanes)
+    return measure_table(benches, MEMBER_WINDOWS_PER_S, MEMBERS, versus=lanes)

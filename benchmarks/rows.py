@@ -144,8 +144,6 @@ def times(r: float) -> str:
 def spread(b: Bench, measure: Measure) -> str:
     """The measure and its range over processes where there were several: ``12.3 (11.0-14.1)``."""
     v = measure.value(b)
-    if v is None:
-        return ""
     if len(b["stats"].get("process_medians", [])) < 2 or not measure.per_process:
         return number(v)
     low, high = measure.ends(b)

@@ -50,6 +50,11 @@ def source_state() -> dict[str, object]:
     return {"commit": git("rev-parse", "HEAD").strip(), "dirty": changed}
 
 
+def results_dir(name: str) -> Path:
+    """``RESULTS/NAME-DATE-TIME``: a new run's directory."""
+    return RESULTS / f"{name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M')}"
+
+
 def pytest_command(json_path: Path, selection: str | None, extra: list[str]) -> list[str]:
     command = [
         sys.executable,
@@ -78,8 +83,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
-    out = RESULTS / f"{jax.default_backend()}-{stamp}"
+    out = results_dir(jax.default_backend())
     out.mkdir(parents=True, exist_ok=True)
     repeats = " and ".join(f"not {g}" for g in ONE_PROCESS_GROUPS)  # after the first process
 

@@ -51,27 +51,26 @@ THRESHOLD = 0.999
 QUICK_WINDOW = 2
 
 
-def quick_config(cfg: EchoConfig, windows: int = 10) -> EchoConfig:
-    """``cfg`` shrunk for quick mode: 2 epochs of ``windows`` windows of ``QUICK_WINDOW`` steps."""
-    T = QUICK_WINDOW
-    series = windows * T * cfg.batch_size
+def sized(cfg: EchoConfig, quick: bool, windows: int = 10) -> EchoConfig:
+    """``cfg``, or in quick mode 2 epochs of ``windows`` windows of ``QUICK_WINDOW`` steps."""
+    if not quick:
+        return cfg
+    series = windows * QUICK_WINDOW * cfg.batch_size
     return dataclasses.replace(
-        cfg, num_epochs=2, truncated_backprop_length=T, total_series_length=series
+        cfg, num_epochs=2, truncated_backprop_length=QUICK_WINDOW, total_series_length=series
     )
 
 
-TINY = quick_config(TUTORIAL)  # part 1 in quick mode
 # The distinct programs of the series (task.MODELS): parts 2, 5 and 6 are part 1's or part 4's.
 SERIES = {name: MODELS[name] for name in DISTINCT_MODELS}
 
 
 # --- The first epoch checked, the timed call warmed up ------------------------------------------
 # Float32 first-epoch losses against the reference row's on the same weights and data, on a CPU:
-# the largest difference over the quick cases was 3.0e-7 (2026-12-06: keras-jax-fit against
-# tf-graph, 5 float32 ulps at the losses' 0.69); 2e-6 leaves room for other CPUs' kernels. On a
-# GPU the losses are checked finite only: JAX's products there default to TF32.
+# the largest difference over the quick cases is a few float32 ulps at the losses' 0.69; 2e-6
+# leaves room for other CPUs' kernels. On a GPU the losses are checked finite only: JAX's
+# products there default to TF32.
 LOSS_ATOL = 2e-6
-DIFFS: list[tuple[float, str, str, str]] = []  # every check's (difference, row, reference, cell)
 
 
 def reference_losses(name: str, cfg: EchoConfig, device: str, params=None) -> np.ndarray:
@@ -83,9 +82,8 @@ def reference_losses(name: str, cfg: EchoConfig, device: str, params=None) -> np
 initial_losses = functools.cache(reference_losses)  # from init_params: shared by many rows
 
 
-def assert_matches(losses, expected, name: str, ref: str, cell: str) -> None:
+def assert_matches(losses, expected, name: str, ref: str) -> None:
     diff = float(np.max(np.abs(losses - expected)))
-    DIFFS.append((diff, name, ref, cell))
     assert diff <= LOSS_ATOL, f"{name} vs {ref}: first-epoch losses differ by {diff}"
 
 
@@ -99,7 +97,7 @@ def check_losses(s: timing.Session, losses, params=None) -> None:
     if ref is not None and s.device == "cpu":
         losses_of = initial_losses if params is None else reference_losses
         expected = losses_of(ref.name, s.cfg, s.device, params)[: losses.size]
-        assert_matches(losses, expected, s.row.name, ref.name, s.cfg.cell)
+        assert_matches(losses, expected, s.row.name, ref.name)
 
 
 def check_first_epoch(s: timing.Session, quick: bool, params=None) -> np.ndarray:
@@ -136,18 +134,18 @@ def record(benchmark, case: Case, cfg: EchoConfig, windows_per_call: int, **extr
 # --- The groups ---------------------------------------------------------------------------------
 
 
-def window_cases(run: Run) -> list[Case]:
-    return each(run, ALL)
-
-
-@cases(window_cases)
-@pytest.mark.benchmark(group="window")
-def test_window(benchmark, quick, case):
-    cfg = TINY if quick else TUTORIAL
+def time_calls(benchmark, quick: bool, case: Case, cfg: EchoConfig, **extra) -> None:
+    """Times the row's call (one window, or one epoch for a per-epoch row) on ``cfg``."""
     with timing.session(row(case.name), cfg, device=case.device) as s:
         loss = benchmark(warm(s, quick))
-    record(benchmark, case, cfg, s.windows_per_call)
+    record(benchmark, case, cfg, s.windows_per_call, **extra)
     assert np.isfinite(loss).all()
+
+
+@cases(lambda run: each(run, ALL))
+@pytest.mark.benchmark(group="window")
+def test_window(benchmark, quick, case):
+    time_calls(benchmark, quick, case, sized(TUTORIAL, quick))
 
 
 def no_peers_in_quick_mode(run: Run) -> list[Case]:
@@ -158,7 +156,7 @@ def no_peers_in_quick_mode(run: Run) -> list[Case]:
 @cases(no_peers_in_quick_mode)
 @pytest.mark.benchmark(group="epoch")
 def test_epoch(benchmark, quick, case):
-    cfg = TINY if quick else TUTORIAL
+    cfg = sized(TUTORIAL, quick)
     with timing.session(row(case.name), cfg, device=case.device) as s:
         first = check_first_epoch(s, quick)
         s.epoch(s.x, s.y)  # train_epoch's own first call, untimed
@@ -186,19 +184,15 @@ def test_series(benchmark, quick, case):
     """Cost per window of every model of the series at the tutorial's sizes; a peer whose cell's
     math differs from TF1's (PyTorch's and Flax's GRU) is timed with ``exact_math`` False."""
     m = SERIES[case.model]
-    cfg = quick_config(m.config) if quick else m.config
-    with timing.session(row(case.name), cfg, device=case.device) as s:
-        loss = benchmark(warm(s, quick))
     extra = {"model": case.model, "part": m.part, "what_changed": m.what_changed}
-    record(benchmark, case, cfg, s.windows_per_call, **extra)
-    assert np.isfinite(loss).all()
+    time_calls(benchmark, quick, case, sized(m.config, quick), **extra)
 
 
 @cases(no_peers_in_quick_mode)
 @pytest.mark.benchmark(group="compile")
 def test_compile(benchmark, quick, case):
     """First-call cost: build the trainer and run its first call (tracing and compilation)."""
-    cfg = TINY if quick else TUTORIAL
+    cfg = sized(TUTORIAL, quick)
     sessions = []
 
     def first_call():
@@ -232,11 +226,8 @@ class Scaling(NamedTuple):
         sizes = TUTORIAL.to_dict() | self.change
         if quick:
             sizes |= {k: min(sizes[k], cap) for k, cap in QUICK_SCALING_CAPS.items()}
-        series = (
-            sizes["truncated_backprop_length"]
-            * sizes["batch_size"]
-            * (2 if quick else self.windows)
-        )
+        windows = 2 if quick else self.windows
+        series = sizes["truncated_backprop_length"] * sizes["batch_size"] * windows
         return EchoConfig(**sizes | {"total_series_length": series})
 
 
@@ -312,7 +303,7 @@ def test_population(benchmark, quick, case):
     """One epoch for every member of a population, in one compiled call or a loop over members;
     both train only, on the same data and initial weights, with ``make_optimizer``'s state."""
     size = case.size
-    cfg = quick_config(POPULATION_CFG, windows=20) if quick else POPULATION_CFG
+    cfg = sized(POPULATION_CFG, quick, windows=20)
     with timing.placed(row("jax-epoch"), case.device):
         members = [init_params(cfg, seed) for seed in range(size)]
         x, y = epoch_data(cfg, 0)
@@ -341,7 +332,7 @@ def test_population(benchmark, quick, case):
     assert np.shape(losses) == (size, cfg.num_batches)
     if quick and case.device == "cpu":  # every member's first epoch: jax-epoch's on its weights
         expected = [reference_losses("jax-epoch", cfg, case.device, p) for p in members]
-        assert_matches(first, np.stack(expected), case.name, "jax-epoch", cfg.cell)
+        assert_matches(first, np.stack(expected), case.name, "jax-epoch")
 
 
 def accuracy_cases(run: Run) -> list[Case]:
@@ -359,7 +350,7 @@ def test_accuracy(benchmark, quick, case):
     model for those epochs. Quick mode: the first epoch's losses are the reference row's, the
     timed run repeats the untimed one's losses bit for bit, accuracies are fractions."""
     m = SERIES[case.model]
-    cfg = quick_config(m.config) if quick else m.config
+    cfg = sized(m.config, quick)
     data = [epoch_data(cfg, e) for e in range(cfg.num_epochs)]
 
     def accuracies(s, x, y):

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from jax_echo.cells import Params, layer_shapes, params_to_dict
 from jax_echo.registry import PEER_ROWS, Row, keras_backend
 from jax_echo.task import EchoConfig
 
@@ -49,3 +50,14 @@ def checked_dtype(library: str, cfg: EchoConfig, dtype: Any, device: str) -> np.
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
     return np.dtype(dtype)
+
+
+def tf1_params(cfg: EchoConfig, layers: Any, W2: Any, b2: Any) -> dict[str, np.ndarray]:
+    """The flat TF1-layout dict of ``cfg``'s model from each layer's arrays in TF1's order and
+    columns (biases of any shape, ``b2`` too) and ``W2`` (S, C)."""
+    cells = tuple(
+        type(shapes)(*map(np.reshape, arrays, shapes))
+        for arrays, shapes in zip(layers, layer_shapes(cfg), strict=True)
+    )
+    flat = params_to_dict(Params(cells, W2, np.reshape(b2, (1, -1))))
+    return {name: np.ascontiguousarray(value) for name, value in flat.items()}

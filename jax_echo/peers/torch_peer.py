@@ -14,6 +14,7 @@ N windows per epoch, K layers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -52,10 +53,15 @@ class _WindowLoop:
     carried state, which it carries on), ``_zero_state()`` and ``_logits(x_BxL)`` (from zeros),
     on the row's device and dtype."""
 
-    cfg: EchoConfig
-    dtype: torch.dtype
-    device: torch.device
     state: Any
+
+    def __init__(self, cfg: EchoConfig, dtype: Any, device: str):
+        """The row's torch dtype and device, or a ``ValueError`` naming what it cannot run."""
+        self.cfg, dtype = cfg, checked_dtype("PyTorch", cfg, dtype, device)
+        if device == "gpu" and not torch.cuda.is_available():
+            raise ValueError("device='gpu' but PyTorch sees no CUDA device")
+        self.dtype = getattr(torch, dtype.name)
+        self.device = torch.device("cuda" if device == "gpu" else "cpu")
 
     def _tensor(self, a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.tensor(np.asarray(a), dtype=dtype or self.dtype, device=self.device)
@@ -91,7 +97,7 @@ class EagerTrainer(_WindowLoop):
     name = "torch-eager"
 
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
-        self.cfg, self.dtype, self.device = cfg, *_checked(cfg, dtype, device)
+        super().__init__(cfg, dtype, device)
         tf1 = params_from_dict(params, cfg)
         with torch.random.fork_rng(devices=[]):  # the GRU's default init, without global effects
             torch.manual_seed(cfg.seed)
@@ -180,7 +186,7 @@ class WindowCompiledTrainer(_WindowLoop):
     name = "torch-compile-window"
 
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
-        self.cfg, self.dtype, self.device = cfg, *_checked(cfg, dtype, device)
+        super().__init__(cfg, dtype, device)
         flat = params_to_dict(params_from_dict(params, cfg))
         self.weights = {k: self._tensor(v) for k, v in flat.items()}
         self.accumulators = {k: torch.full_like(v, 0.1) for k, v in self.weights.items()}
@@ -219,14 +225,6 @@ class WindowCompiledTrainer(_WindowLoop):
     def close(self) -> None:
         del self.weights, self.accumulators, self.state, self._step
         torch.compiler.reset()
-
-
-def _checked(cfg: EchoConfig, dtype: Any, device: str) -> tuple[torch.dtype, torch.device]:
-    """The row's torch dtype and device, or a ``ValueError`` naming what it cannot run."""
-    dtype = checked_dtype("PyTorch", cfg, dtype, device)
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ValueError("device='gpu' but PyTorch sees no CUDA device")
-    return getattr(torch, dtype.name), torch.device("cuda" if device == "gpu" else "cpu")
 
 
 # --- the window as functions of tensors, TF1's math and layout ----------------------------------
@@ -324,10 +322,9 @@ _CELL_STEPS = {
 
 def zero_state(cfg: EchoConfig, dtype: torch.dtype, device: torch.device) -> State:
     """Per layer ``h`` (B, S), or ``(c, h)`` for the LSTM: zeros."""
-
-    def zeros():
-        return torch.zeros(cfg.batch_size, cfg.state_size, dtype=dtype, device=device)
-
+    zeros = functools.partial(
+        torch.zeros, cfg.batch_size, cfg.state_size, dtype=dtype, device=device
+    )
     return tuple(
         (zeros(), zeros()) if cfg.cell == "lstm" else zeros() for _ in range(cfg.num_layers)
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
 import numpy as np
 
 from jax_echo.cells import Params, layer_shapes, params_to_dict
@@ -50,6 +51,14 @@ def checked_dtype(library: str, cfg: EchoConfig, dtype: Any, device: str) -> np.
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
     return np.dtype(dtype)
+
+
+def jax_device(device: str) -> jax.Device:
+    """JAX's first "cpu" or "gpu" device, or a ``ValueError`` saying that JAX sees none."""
+    try:
+        return jax.devices(device)[0]
+    except RuntimeError as e:
+        raise ValueError(f"JAX sees no {device!r} device in this process: {e}") from e
 
 
 def tf1_params(cfg: EchoConfig, layers: Any, W2: Any, b2: Any) -> dict[str, np.ndarray]:

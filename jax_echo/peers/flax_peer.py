@@ -6,8 +6,7 @@ LSTM's gate columns i, j, f, o to Flax's per-gate ``Linear`` pairs (``LSTM_GATES
 TF1's j), each gate's bias on the hidden side, with TF1's run-time forget bias 1.0 folded into
 ``hf.bias`` (so in float32 it is rounded at float32's resolution near 1.0, ~1e-7, not near 0);
 ``W2``, ``b2`` are ``out``. ``nnx.GRUCell`` applies the reset gate after the hidden matmul, TF1's
-before: it keeps Flax's initialisers (``nnx.Rngs(cfg.seed)``), and its ``params`` are Flax's own
-layout. The other cells are built with ``nnx.eval_shape`` (no initialiser runs) and filled.
+before: it keeps Flax's initialisers (``nnx.Rngs(cfg.seed)``) and its ``params`` are Flax's own.
 
 Shape legend: B batch, T time steps of a window, S state, C classes, N windows, L series steps.
 """
@@ -27,7 +26,7 @@ from flax import nnx
 from jax import lax
 
 from jax_echo.cells import LSTM_FORGET_BIAS, input_width, params_from_dict
-from jax_echo.peers import checked_dtype, tf1_params
+from jax_echo.peers import checked_dtype, jax_device, tf1_params
 from jax_echo.task import EchoConfig, split_windows
 
 # TF1's LSTM gate columns i, j, f, o as Flax's (input-side, hidden-side) Linear layers.
@@ -164,11 +163,7 @@ class _NnxTrainer:
 
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
         self.dtype = checked_dtype("Flax", cfg, dtype, device)
-        try:
-            self.device = jax.devices(device)[0]
-        except RuntimeError as e:
-            raise ValueError(f"JAX sees no {device!r} device here: {e}") from e
-        self.cfg = cfg
+        self.cfg, self.device = cfg, jax_device(device)
         with self._placed():
             build = lambda: EchoRNN(cfg, self.dtype, nnx.Rngs(cfg.seed))  # noqa: E731
             if cfg.cell == "gru":  # Flax's GRU is not TF1's: its own initial weights

@@ -11,9 +11,8 @@ columns z, r, h: TF1's GRUCell with z = u.
 
 ``params_to_keras_weights`` / ``params_from_keras_weights`` write and read the ``.weights.h5`` of
 the model as a Keras user builds it (``build_model(..., carried=False)``; a part-6 config's is part
-4's: dropout has no weights). Reading refuses Keras' default GRU (``reset_after=True`` applies the
-reset gate after the matmul: no TF1 weights compute the same). A round trip is exact but for the
-LSTM's forget bias, held as ``b + 1.0`` in float32 (``b`` comes back within 6e-8).
+4's: dropout has no weights). A round trip is exact but for the LSTM's forget bias, held as
+``b + 1.0`` in float32 (``b`` comes back within 6e-8).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import numpy as np
 
 from jax_echo.cells import LSTM_FORGET_BIAS, Params, init_params, input_width, params_from_dict
 from jax_echo.io import CheckpointError, atomic_write
-from jax_echo.peers import checked_dtype, tf1_params
+from jax_echo.peers import checked_dtype, jax_device, tf1_params
 from jax_echo.task import EchoConfig, split_windows
 
 BACKEND = keras.backend.backend()
@@ -88,30 +87,23 @@ def _keras_columns(cfg: EchoConfig, a: np.ndarray) -> np.ndarray:
 def _device_scope(device: str) -> Callable[[], Any]:
     """A context-manager factory placing Keras' arrays on ``device``; ``ValueError`` if absent."""
     if BACKEND == "jax":
-        try:
-            found = jax.devices(device)
-        except RuntimeError:
-            found = []
-        if found:
-            return lambda: jax.default_device(found[0])
-    elif BACKEND == "tensorflow":
+        found = jax_device(device)
+        return lambda: jax.default_device(found)
+    if BACKEND == "tensorflow":
         found = tf.config.list_logical_devices(device.upper())
-        if found:
-            return lambda: tf.device(found[0].name)
-    else:
-        raise ValueError(f"the Keras rows run on the jax or tensorflow backend, not {BACKEND!r}")
-    raise ValueError(f"no {device!r} device for Keras' {BACKEND} backend in this process")
+        if not found:
+            raise ValueError(f"no {device!r} device for Keras' TensorFlow backend in this process")
+        return lambda: tf.device(found[0].name)
+    raise ValueError(f"the Keras rows run on the jax or tensorflow backend, not {BACKEND!r}")
 
 
 def _to_keras(cfg: EchoConfig, cell: Any, layer: int) -> list[np.ndarray]:
     """One layer's TF1 weights (a ``Params`` cell) as the Keras layer's
     ``[kernel, recurrent_kernel, bias]``."""
     S, I = cfg.state_size, input_width(layer, cfg.state_size)
-    if cfg.cell == "gru":  # one kernel, TF1's gates then candidate
-        K = np.concatenate([cell.gates_kernel, cell.candidate_kernel], 1)
-        b = np.concatenate([cell.gates_bias, cell.candidate_bias])
-    else:
-        K, b = cell[0], np.reshape(cell[1], -1).copy()
+    # A cell's fields alternate kernel and bias: the GRU's gates', then its candidate's.
+    K = np.concatenate(cell[0::2], 1)
+    b = np.concatenate([np.reshape(bias, -1) for bias in cell[1::2]])
     if cfg.cell == "lstm":
         b[2 * S : 3 * S] += LSTM_FORGET_BIAS  # TF1's f block
     K, b = _keras_columns(cfg, K), _keras_columns(cfg, b)
@@ -406,15 +398,10 @@ def _weights_file(model: keras.Model) -> bytes:
 
 def _layout(path: Path | io.BytesIO) -> dict[str, tuple[int, ...]]:
     """Every array of a weights file, by its path in the file, with its shape."""
-    arrays: dict[str, tuple[int, ...]] = {}
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            arrays[name] = obj.shape
-
+    names: list[str] = []
     with h5py.File(path, "r") as f:
-        f.visititems(visit)
-    return arrays
+        f.visit(names.append)
+        return {name: f[name].shape for name in names if isinstance(f[name], h5py.Dataset)}
 
 
 def _check_layout(path: Path, held: dict, expected: dict, cfg: EchoConfig) -> None:

@@ -92,7 +92,7 @@ def _device_scope(device: str) -> Callable[[], Any]:
     if BACKEND == "tensorflow":
         found = tf.config.list_logical_devices(device.upper())
         if not found:
-            raise ValueError(f"no {device!r} device for Keras' TensorFlow backend in this process")
+            raise ValueError(f"no {device!r} device for Keras' {BACKEND} backend in this process")
         return lambda: tf.device(found[0].name)
     raise ValueError(f"the Keras rows run on the jax or tensorflow backend, not {BACKEND!r}")
 
@@ -175,8 +175,22 @@ class TrainOnBatchTrainer:
             # (keras-team/keras#21604), so ops.tanh turns a float64 state into float32.
             raise ValueError("Keras' JAX backend has no float64 (its ops compute in float32)")
         self.cfg, self._device = cfg, _device_scope(device)
+        # Keras picks the LSTM's cuDNN kernel by the backend's platform, not by the device: a
+        # "cpu" LSTM on a GPU machine would fail to compile it ("rnn_fwd" has no CPU rule).
+        use_cudnn = "auto" if device == "gpu" else False
         with self._scope():
-            self.model = self._build(params, device)
+            self.model = build_model(cfg, params, self.dtype, use_cudnn=use_cudnn)
+            self.model.compile(
+                optimizer=keras.optimizers.Adagrad(
+                    float(cfg.learning_rate),
+                    # A NumPy scalar: a Python 0.1 reaches a float64 accumulator through float32
+                    # on TensorFlow (0.10000000149...).
+                    initial_accumulator_value=self.dtype.type(0.1),
+                    epsilon=0.0,
+                ),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                **self._compile_options(),
+            )
         self._rnns = self.model.layers[1:-1]
 
     @contextlib.contextmanager
@@ -191,22 +205,8 @@ class TrainOnBatchTrainer:
                 keras.config.set_floatx("float64")
             yield
 
-    def _build(self, params: Any, device: str) -> keras.Model:
-        # Keras picks the LSTM's cuDNN kernel by the backend's platform, not by the device: a
-        # "cpu" LSTM on a GPU machine would fail to compile it ("rnn_fwd" has no CPU rule).
-        use_cudnn = "auto" if device == "gpu" else False
-        model = build_model(self.cfg, params, self.dtype, use_cudnn=use_cudnn)
-        model.compile(
-            optimizer=keras.optimizers.Adagrad(
-                float(self.cfg.learning_rate),
-                # A NumPy scalar: a Python 0.1 reaches a float64 accumulator through float32
-                # on TensorFlow (0.10000000149...).
-                initial_accumulator_value=self.dtype.type(0.1),
-                epsilon=0.0,
-            ),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        return model
+    def _compile_options(self) -> dict[str, Any]:
+        return {}
 
     def _reset_states(self) -> None:
         for rnn in self._rnns:  # Keras 3 has no Model.reset_states
@@ -326,16 +326,9 @@ class FitStepsTrainer(FitTrainer):
 
     name = f"keras-{BACKEND}-fit-steps"
 
-    def _build(self, params: Any, device: str) -> keras.Model:
-        model = super()._build(params, device)
+    def _compile_options(self) -> dict[str, Any]:
         self._window_loss = _WindowLoss(self.cfg.num_batches, self.dtype.name)
-        model.compile(
-            optimizer=model.optimizer,
-            loss=model.loss,
-            metrics=[self._window_loss],
-            steps_per_execution=self.cfg.num_batches,
-        )
-        return model
+        return {"metrics": [self._window_loss], "steps_per_execution": self.cfg.num_batches}
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         del epoch  # no dropout: every peer refuses keep_prob < 1

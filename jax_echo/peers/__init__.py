@@ -3,12 +3,10 @@
 Every peer is a row of ``jax_echo.registry.ROWS`` and a ``jax_echo.registry.Trainer``, built by
 ``trainers.make_trainer(name, ...)`` as ``Factory(cfg, params, dtype=np.float32, device="cpu")``
 from a flat TF1-layout dict (or ``Params``) on "cpu" or "gpu". Each library's documented form
-stands beside its fastest honest form, on the task's data and, where the cell has TF1's math, from
-the same weights: ``Row.exact_cells`` lists those cells (PyTorch's and Flax's GRU apply the reset
-gate after the matmul, TF1's before it, so they are timed, never parity-tested). A peer carries
-its state as the tutorial does (zeros at an epoch's start) and returns host values. None is a
-dependency of jax_echo: ``make bench`` installs the ``peers`` extra; a missing library's rows are
-skipped with the reason.
+stands beside its fastest honest form, on the task's data and, where the cell has TF1's math
+(``Row.exact_cells``), from the same weights. A peer returns host values. None is a dependency of
+jax_echo: ``make bench`` installs the ``peers`` extra; a missing library's rows are skipped with
+the reason.
 """
 
 from __future__ import annotations

@@ -201,7 +201,6 @@ class _NnxTrainer:
             return float(self._train(np.asarray(x_BxT, np.int32), np.asarray(y_BxT, np.int32)))
 
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:
-        """Predicted symbols (N, B, T) from a zero state carried over the whole series."""
         T = self.cfg.truncated_backprop_length
         x_BxL = np.asarray(x_BxL, self.dtype)
         N = x_BxL.shape[1] // T

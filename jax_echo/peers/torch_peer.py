@@ -49,7 +49,7 @@ class EchoRNN(nn.Module):
 
 
 class _WindowLoop:
-    """The tutorial's loop over windows around a row's ``_train(x, y) -> loss`` (from the
+    """A row's ``Trainer`` methods, on host values, around its ``_train(x, y) -> loss`` (from the
     carried state, which it carries on), ``_zero_state()`` and ``_logits(x_BxL)`` (from zeros),
     on the row's device and dtype."""
 
@@ -67,12 +67,10 @@ class _WindowLoop:
         return torch.tensor(np.asarray(a), dtype=dtype or self.dtype, device=self.device)
 
     def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
-        """One training step from the carried state; the loss, on the host."""
         del epoch, window  # no dropout: every peer refuses keep_prob < 1
         return self._train(self._tensor(x_BxT), self._tensor(y_BxT, torch.int64)).item()
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
-        """Every window of a series from a zero state; the losses (N,), on the host."""
         del epoch  # no dropout: every peer refuses keep_prob < 1
         T = self.cfg.truncated_backprop_length
         x_NxBxT = split_windows(self._tensor(x_BxL), T).contiguous()
@@ -83,7 +81,6 @@ class _WindowLoop:
 
     @torch.no_grad()
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:
-        """Predicted symbols (N, B, T), int32: the whole series from a zero state, no training."""
         T = self.cfg.truncated_backprop_length
         x_BxNT = self._tensor(x_BxL)[:, : self.cfg.num_batches * T]
         pred_BxNT = self._logits(x_BxNT).argmax(-1).to(torch.int32).cpu().numpy()
@@ -219,7 +216,6 @@ class WindowCompiledTrainer(_WindowLoop):
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """The weights as a flat TF1-layout dict."""
         return {k: v.detach().cpu().numpy().copy() for k, v in self.weights.items()}
 
     def close(self) -> None:

@@ -15,11 +15,11 @@ form in the printed table checks that it is not handicapped (at most 1.3x).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +28,7 @@ from jax_echo.arguments import add_config_args, config_from_args
 from jax_echo.cells import LSTM_FORGET_BIAS, input_width, params_to_dict
 from jax_echo.peers import torch_peer
 from jax_echo.tables import Column, markdown
+from jax_echo.task import split_windows
 
 
 def hoisted_loss(cfg: EchoConfig):
@@ -35,29 +36,23 @@ def hoisted_loss(cfg: EchoConfig):
     LSTM cells; the GRU's reset gate sits inside its candidate product)."""
 
     def loss_fn(weights, state, x_BxT, y_BxT):
-        inputs_TxBxI = x_BxT.T.unsqueeze(-1)
-        final = []
+        inputs_TxBxI, final = x_BxT.T.unsqueeze(-1), []
         for k in range(cfg.num_layers):
             kernel, bias = torch_peer.layer_weights(cfg, weights, k)
             I = input_width(k, cfg.state_size)
-            projected = (inputs_TxBxI @ kernel[:I] + bias).unbind(0)
-            recurrent = kernel[I:]
-            out = []
-            if cfg.cell == "lstm":
-                c_BxS, h_BxS = state[k]
-                for z_in in projected:
+            recurrent, layer, out = kernel[I:], state[k], []
+            for z_in in (inputs_TxBxI @ kernel[:I] + bias).unbind(0):
+                if cfg.cell == "lstm":
+                    c_BxS, h_BxS = layer
                     i, j, f, o = (z_in + h_BxS @ recurrent).chunk(4, -1)
                     forget = torch.sigmoid(f + LSTM_FORGET_BIAS)
                     c_BxS = c_BxS * forget + torch.sigmoid(i) * torch.tanh(j)
                     h_BxS = torch.tanh(c_BxS) * torch.sigmoid(o)
-                    out.append(h_BxS)
-                final.append((c_BxS, h_BxS))
-            else:
-                h_BxS = state[k]
-                for z_in in projected:
-                    h_BxS = torch.tanh(z_in + h_BxS @ recurrent)
-                    out.append(h_BxS)
-                final.append(h_BxS)
+                    layer = (c_BxS, h_BxS)
+                else:
+                    layer = h_BxS = torch.tanh(z_in + layer @ recurrent)
+                out.append(h_BxS)
+            final.append(layer)
             inputs_TxBxI = torch.stack(out)
         logits = inputs_TxBxI @ weights["W2"] + weights["b2"].reshape(-1)
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), y_BxT.T.flatten())
@@ -69,9 +64,7 @@ def hoisted_loss(cfg: EchoConfig):
 def in_place_step(cfg: EchoConfig):
     """``window_step``'s contract with Adagrad's update in place (``add_`` / ``sub_``)."""
 
-    def loss(w, s, x, y):
-        return torch_peer.window_loss(cfg, w, s, x, y)
-
+    loss = functools.partial(torch_peer.window_loss, cfg)
     grad_and_loss = torch.func.grad_and_value(loss, has_aux=True)
     rate = cfg.learning_rate
 
@@ -103,15 +96,12 @@ def measure(cfg: EchoConfig, windows: int, rounds: int) -> dict[str, dict[str, f
     """Per form: compile seconds and the median, min and max us per window over ``rounds``."""
     T = cfg.truncated_backprop_length
     x, y = epoch_data(cfg, 0)
-    x_t = torch.tensor(np.asarray(x), dtype=torch.float32)
-    y_t = torch.tensor(np.asarray(y), dtype=torch.int64)
     N = min(windows, cfg.num_batches)
-    batches = [
-        (x_t[:, n * T : (n + 1) * T].contiguous(), y_t[:, n * T : (n + 1) * T].contiguous())
-        for n in range(N)
-    ]
+    x_NxBxT = split_windows(torch.tensor(x, dtype=torch.float32), T)[:N].contiguous()
+    y_NxBxT = split_windows(torch.tensor(y, dtype=torch.int64), T)[:N].contiguous()
+    batches = list(zip(x_NxBxT, y_NxBxT, strict=True))
     flat = params_to_dict(init_params(cfg))
-    runs, compile_seconds, times = {}, {}, {}
+    runs, results, times = {}, {}, {}
     for name, step in forms(cfg).items():
         weights = {k: torch.tensor(v) for k, v in flat.items()}
         carried = [
@@ -122,7 +112,7 @@ def measure(cfg: EchoConfig, windows: int, rounds: int) -> dict[str, dict[str, f
         start = time.perf_counter()
         *carried, loss = step(*carried, *batches[0])
         loss.item()
-        compile_seconds[name] = time.perf_counter() - start
+        results[name] = {"compile_seconds": time.perf_counter() - start}
         runs[name], times[name] = (step, carried), []
     for _ in range(rounds):
         for name, (step, carried) in runs.items():
@@ -132,15 +122,9 @@ def measure(cfg: EchoConfig, windows: int, rounds: int) -> dict[str, dict[str, f
             loss.item()
             times[name].append((time.perf_counter() - start) / N * 1e6)
             runs[name] = (step, carried)
-    return {
-        name: {
-            "compile_seconds": compile_seconds[name],
-            "median": statistics.median(t),
-            "min": min(t),
-            "max": max(t),
-        }
-        for name, t in times.items()
-    }
+    for name, t in times.items():
+        results[name] |= {"median": statistics.median(t), "min": min(t), "max": max(t)}
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,12 +3,10 @@
 Every peer is a row of ``jax_echo.registry.ROWS`` and a ``jax_echo.registry.Trainer``, built by
 ``trainers.make_trainer(name, ...)`` as ``Factory(cfg, params, dtype=np.float32, device="cpu")``
 from a flat TF1-layout dict (or ``Params``) on "cpu" or "gpu". Each library's documented form
-stands beside its fastest honest form, on the task's data and, where the cell has TF1's math, from
-the same weights: ``Row.exact_cells`` lists those cells (PyTorch's and Flax's GRU apply the reset
-gate after the matmul, TF1's before it, so they are timed, never parity-tested). A peer carries
-its state as the tutorial does (zeros at an epoch's start) and returns host values. None is a
-dependency of jax_echo: ``make bench`` installs the ``peers`` extra; a missing library's rows are
-skipped with the reason.
+stands beside its fastest honest form, on the task's data and, where the cell has TF1's math
+(``Row.exact_cells``), from the same weights. A peer returns host values. None is a dependency of
+jax_echo: ``make bench`` installs the ``peers`` extra; a missing library's rows are skipped with
+the reason.
 """
 
 from __future__ import annotations
@@ -16,8 +14,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
 import numpy as np
 
+from jax_echo.cells import Params, layer_shapes, params_to_dict
 from jax_echo.registry import PEER_ROWS, Row, keras_backend
 from jax_echo.task import EchoConfig
 
@@ -49,3 +49,22 @@ def checked_dtype(library: str, cfg: EchoConfig, dtype: Any, device: str) -> np.
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
     return np.dtype(dtype)
+
+
+def jax_device(device: str) -> jax.Device:
+    """JAX's first "cpu" or "gpu" device, or a ``ValueError`` saying that JAX sees none."""
+    try:
+        return jax.devices(device)[0]
+    except RuntimeError as e:
+        raise ValueError(f"JAX sees no {device!r} device in this process: {e}") from e
+
+
+def tf1_params(cfg: EchoConfig, layers: Any, W2: Any, b2: Any) -> dict[str, np.ndarray]:
+    """The flat TF1-layout dict of ``cfg``'s model from each layer's arrays in TF1's order and
+    columns (biases of any shape, ``b2`` too) and ``W2`` (S, C)."""
+    cells = tuple(
+        type(shapes)(*map(np.reshape, arrays, shapes))
+        for arrays, shapes in zip(layers, layer_shapes(cfg), strict=True)
+    )
+    flat = params_to_dict(Params(cells, W2, np.reshape(b2, (1, -1))))
+    return {name: np.ascontiguousarray(value) for name, value in flat.items()}

@@ -5,9 +5,5 @@ import importlib.util
 from jax_echo.peers import PEERS
 
 collect_ignore = sorted(
-    {
-        f"{p.build.split(':')[0].rsplit('.', 1)[1]}.py"
-        for p in PEERS
-        if importlib.util.find_spec(p.library) is None
-    }
+    {f"{p.library}_peer.py" for p in PEERS if importlib.util.find_spec(p.library) is None}
 )

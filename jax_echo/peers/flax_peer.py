@@ -1,20 +1,12 @@
 """The Flax rows: the echo model in Flax NNX, as its documentation has a user write it.
 
-``EchoRNN`` is an ``nnx.Module``: ``cfg.num_layers`` ``nnx.RNN(cell, return_carry=True)`` over
-``nnx.SimpleCell`` (tanh), ``nnx.LSTMCell`` or ``nnx.GRUCell``, then an ``nnx.Linear``; trained
-by ``nnx.Optimizer(model, optax.adagrad(lr, initial_accumulator_value=0.1, eps=0.0),
-wrt=nnx.Param)`` (TF1's Adagrad). ``NnxJitTrainer`` runs one ``@nnx.jit`` step per window, the
-last carry passed back in (zeros at an epoch's start); ``NnxScanTrainer`` splits the model and
-optimizer into ``(graphdef, state)`` once and scans an epoch's windows in one ``jax.jit``.
-
 TF1 weights map exactly (``to_flax`` / ``to_tf1``): a kernel's input rows go to
 ``dense_i.kernel``, its state rows to ``dense_h.kernel``, the bias to ``dense_i.bias``; the
 LSTM's gate columns i, j, f, o to Flax's per-gate ``Linear`` pairs (``LSTM_GATES``; Flax's g is
 TF1's j), each gate's bias on the hidden side, with TF1's run-time forget bias 1.0 folded into
 ``hf.bias`` (so in float32 it is rounded at float32's resolution near 1.0, ~1e-7, not near 0);
 ``W2``, ``b2`` are ``out``. ``nnx.GRUCell`` applies the reset gate after the hidden matmul, TF1's
-before: it keeps Flax's initialisers (``nnx.Rngs(cfg.seed)``), and its ``params`` are Flax's own
-layout. The other cells are built with ``nnx.eval_shape`` (no initialiser runs) and filled.
+before: it keeps Flax's initialisers (``nnx.Rngs(cfg.seed)``) and its ``params`` are Flax's own.
 
 Shape legend: B batch, T time steps of a window, S state, C classes, N windows, L series steps.
 """
@@ -34,7 +26,7 @@ from flax import nnx
 from jax import lax
 
 from jax_echo.cells import LSTM_FORGET_BIAS, input_width, params_from_dict
-from jax_echo.peers import checked_dtype
+from jax_echo.peers import checked_dtype, jax_device, tf1_params
 from jax_echo.task import EchoConfig, split_windows
 
 # TF1's LSTM gate columns i, j, f, o as Flax's (input-side, hidden-side) Linear layers.
@@ -43,7 +35,8 @@ FORGET_GATE = 2  # f's place in TF1's column order
 
 
 class EchoRNN(nnx.Module):
-    """Stacked ``nnx.RNN`` layers over the 1-wide series, then ``nnx.Linear`` to C classes."""
+    """``cfg.num_layers`` ``nnx.RNN(cell, return_carry=True)`` over ``nnx.SimpleCell`` (tanh),
+    ``nnx.LSTMCell`` or ``nnx.GRUCell`` and the 1-wide series, then ``nnx.Linear`` to C classes."""
 
     def __init__(self, cfg: EchoConfig, dtype: Any, rngs: nnx.Rngs):
         S = cfg.state_size
@@ -101,9 +94,9 @@ def to_tf1(model: EchoRNN, cfg: EchoConfig) -> dict[str, np.ndarray]:
     if cfg.cell == "gru":
         params = nnx.to_flat_state(nnx.state(model, nnx.Param))
         return {"/".join(map(str, path)): get(v) for path, v in params}
-    flat = {}
-    for k, layer in enumerate(model.layers):
-        cell, S = layer.cell, cfg.state_size
+    layers, S = [], cfg.state_size
+    for layer in model.layers:
+        cell = layer.cell
         if cfg.cell == "lstm":
             pairs = [(getattr(cell, i), getattr(cell, h)) for i, h in LSTM_GATES]
             kernel = np.concatenate(
@@ -114,11 +107,8 @@ def to_tf1(model: EchoRNN, cfg: EchoConfig) -> dict[str, np.ndarray]:
         else:
             kernel = np.concatenate([get(cell.dense_i.kernel), get(cell.dense_h.kernel)])
             bias = get(cell.dense_i.bias)
-        if cfg.cell == "tutorial":
-            flat |= {"W": kernel, "b": bias[None]}
-        else:
-            flat |= {f"cell_{k}/kernel": kernel, f"cell_{k}/bias": bias}
-    return flat | {"W2": get(model.out.kernel), "b2": get(model.out.bias)[None]}
+        layers.append((kernel, bias))
+    return tf1_params(cfg, layers, get(model.out.kernel), get(model.out.bias))
 
 
 def train_step(
@@ -173,11 +163,7 @@ class _NnxTrainer:
 
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
         self.dtype = checked_dtype("Flax", cfg, dtype, device)
-        try:
-            self.device = jax.devices(device)[0]
-        except RuntimeError as e:
-            raise ValueError(f"JAX sees no {device!r} device here: {e}") from e
-        self.cfg = cfg
+        self.cfg, self.device = cfg, jax_device(device)
         with self._placed():
             build = lambda: EchoRNN(cfg, self.dtype, nnx.Rngs(cfg.seed))  # noqa: E731
             if cfg.cell == "gru":  # Flax's GRU is not TF1's: its own initial weights
@@ -206,14 +192,15 @@ class _NnxTrainer:
     def _windows(self, a_BxL: Any) -> np.ndarray:
         return split_windows(np.asarray(a_BxL, np.int32), self.cfg.truncated_backprop_length)
 
-    def _window(self, x_BxT: Any, y_BxT: Any) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(x_BxT, np.int32), np.asarray(y_BxT, np.int32)
-
     def _model(self) -> EchoRNN:
         return self.model
 
+    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
+        del epoch, window  # no dropout: every peer refuses keep_prob < 1
+        with self._placed():
+            return float(self._train(np.asarray(x_BxT, np.int32), np.asarray(y_BxT, np.int32)))
+
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:
-        """Predicted symbols (N, B, T) from a zero state carried over the whole series."""
         T = self.cfg.truncated_backprop_length
         x_BxL = np.asarray(x_BxL, self.dtype)
         N = x_BxL.shape[1] // T
@@ -236,29 +223,22 @@ class NnxJitTrainer(_NnxTrainer):
 
     name = "flax-nnx-jit"
 
-    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
-        del epoch, window  # no dropout: every peer refuses keep_prob < 1
-        with self._placed():
-            loss, self.carry = jit_train_step(
-                self.model, self.optimizer, self.carry, *self._window(x_BxT, y_BxT)
-            )
-        return float(loss)
+    def _train(self, x_BxT: Any, y_BxT: Any) -> jax.Array:
+        loss, self.carry = jit_train_step(self.model, self.optimizer, self.carry, x_BxT, y_BxT)
+        return loss
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         del epoch  # no dropout: every peer refuses keep_prob < 1
         with self._placed():
             self.carry = self._zero_carry()
-            losses = []
-            for x_BxT, y_BxT in zip(self._windows(x_BxL), self._windows(y_BxL), strict=True):
-                loss, self.carry = jit_train_step(
-                    self.model, self.optimizer, self.carry, x_BxT, y_BxT
-                )
-                losses.append(loss)
+            windows = zip(self._windows(x_BxL), self._windows(y_BxL), strict=True)
+            losses = [self._train(x_BxT, y_BxT) for x_BxT, y_BxT in windows]
             return np.asarray(jax.device_get(losses))
 
 
 class NnxScanTrainer(_NnxTrainer):
-    """The same model as ``(graphdef, state)``; one ``jax.jit`` scans an epoch."""
+    """The same model split once into ``(graphdef, state)``; one ``jax.jit`` scans an epoch's
+    windows (``flax-nnx-scan``)."""
 
     name = "flax-nnx-scan"
 
@@ -271,16 +251,12 @@ class NnxScanTrainer(_NnxTrainer):
         model, _ = nnx.merge(self.graphdef, self.state)
         return model
 
-    def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
+    def _train(self, x_BxT: Any, y_BxT: Any) -> jax.Array:
         """One window through ``NnxJitTrainer``'s step (the same compiled program)."""
-        del epoch, window  # no dropout: every peer refuses keep_prob < 1
-        with self._placed():
-            model, optimizer = nnx.merge(self.graphdef, self.state)
-            loss, self.carry = jit_train_step(
-                model, optimizer, self.carry, *self._window(x_BxT, y_BxT)
-            )
-            self.state = nnx.state((model, optimizer))
-        return float(loss)
+        model, optimizer = nnx.merge(self.graphdef, self.state)
+        loss, self.carry = jit_train_step(model, optimizer, self.carry, x_BxT, y_BxT)
+        self.state = nnx.state((model, optimizer))
+        return loss
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         del epoch  # no dropout: every peer refuses keep_prob < 1

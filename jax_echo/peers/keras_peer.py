@@ -1,14 +1,8 @@
 """Keras 3 rows: stateful ``SimpleRNN`` / ``LSTM`` / ``GRU`` layers, as the Keras docs write them.
 
-``keras.Input(batch_shape=(B, None, 1))``, ``cfg.num_layers`` recurrent layers with
-``stateful=True, return_sequences=True`` and ``Dense(num_classes)``, compiled with
-``Adagrad(initial_accumulator_value=0.1, epsilon=0)`` (TF1's update) and
-``SparseCategoricalCrossentropy(from_logits=True)`` (the mean over B*T). A stateful layer starts
-each call from its last state: the tutorial's carried state, cut at the window edge, zeroed by
-``reset_states()`` at an epoch's start. ``TrainOnBatchTrainer`` calls ``train_on_batch`` per
-window, ``FitTrainer`` ``fit(shuffle=False)`` on the epoch's windows laid out (N*B, T, 1) (batch k
-is window k), and ``FitStepsTrainer``, Keras at its best, adds ``compile(steps_per_execution=N)``:
-an epoch is one execution. The rows run on this process' Keras backend (``keras_backend()``).
+A stateful layer starts each call from its last state: the tutorial's carried state, cut at the
+window edge, zeroed by ``reset_states()`` at an epoch's start. The rows run on this process' Keras
+backend (``keras_backend()``).
 
 The cells are TF1's (kernel rows input then state, split into ``kernel`` and
 ``recurrent_kernel``): ``SimpleRNN`` is ``BasicRNNCell``; ``LSTM``'s gate columns are i, f, c, o
@@ -17,14 +11,14 @@ columns z, r, h: TF1's GRUCell with z = u.
 
 ``params_to_keras_weights`` / ``params_from_keras_weights`` write and read the ``.weights.h5`` of
 the model as a Keras user builds it (``build_model(..., carried=False)``; a part-6 config's is part
-4's: dropout has no weights). Reading refuses Keras' default GRU (``reset_after=True`` applies the
-reset gate after the matmul: no TF1 weights compute the same). A round trip is exact but for the
-LSTM's forget bias, held as ``b + 1.0`` in float32 (``b`` comes back within 6e-8).
+4's: dropout has no weights). A round trip is exact but for the LSTM's forget bias, held as
+``b + 1.0`` in float32 (``b`` comes back within 6e-8).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -36,9 +30,9 @@ import jax
 import keras
 import numpy as np
 
-from jax_echo.cells import LSTM_FORGET_BIAS, Params, init_params, params_from_dict, params_to_dict
+from jax_echo.cells import LSTM_FORGET_BIAS, Params, init_params, input_width, params_from_dict
 from jax_echo.io import CheckpointError, atomic_write
-from jax_echo.peers import checked_dtype
+from jax_echo.peers import checked_dtype, jax_device, tf1_params
 from jax_echo.task import EchoConfig, split_windows
 
 BACKEND = keras.backend.backend()
@@ -77,79 +71,55 @@ _KERAS_LAYERS = {
 _CARRIED_LAYERS = {cell: _carried(layer) for cell, layer in _KERAS_LAYERS.items()}
 
 
-def _swap_lstm_gates(a: np.ndarray) -> np.ndarray:
-    """TF1's gate blocks i, j, f, o <-> Keras' i, f, c, o (c = j), on the last axis."""
-    i, j, f, o = np.split(a, 4, -1)
-    return np.concatenate([i, f, j, o], -1)
+# Keras' column blocks by TF1's, a permutation that is its own inverse: the LSTM's i, f, c, o from
+# TF1's i, j, f, o; the GRU's z, r, h from TF1's gates r, u then its candidate.
+_KERAS_BLOCKS = {"lstm": (0, 2, 1, 3), "gru": (1, 0, 2)}
+
+
+def _keras_columns(cfg: EchoConfig, a: np.ndarray) -> np.ndarray:
+    """``a``'s column blocks (last axis) from TF1's order to Keras', and back."""
+    if cfg.cell not in _KERAS_BLOCKS:
+        return a
+    blocks = np.split(a, len(_KERAS_BLOCKS[cfg.cell]), -1)
+    return np.concatenate([blocks[i] for i in _KERAS_BLOCKS[cfg.cell]], -1)
 
 
 def _device_scope(device: str) -> Callable[[], Any]:
     """A context-manager factory placing Keras' arrays on ``device``; ``ValueError`` if absent."""
     if BACKEND == "jax":
-        try:
-            found = jax.devices(device)
-        except RuntimeError:
-            found = []
-        if found:
-            return lambda: jax.default_device(found[0])
-    elif BACKEND == "tensorflow":
+        found = jax_device(device)
+        return lambda: jax.default_device(found)
+    if BACKEND == "tensorflow":
         found = tf.config.list_logical_devices(device.upper())
-        if found:
-            return lambda: tf.device(found[0].name)
-    else:
-        raise ValueError(f"the Keras rows run on the jax or tensorflow backend, not {BACKEND!r}")
-    raise ValueError(f"no {device!r} device for Keras' {BACKEND} backend in this process")
+        if not found:
+            raise ValueError(f"no {device!r} device for Keras' {BACKEND} backend in this process")
+        return lambda: tf.device(found[0].name)
+    raise ValueError(f"the Keras rows run on the jax or tensorflow backend, not {BACKEND!r}")
 
 
-@contextlib.contextmanager
-def _float64() -> Iterator[None]:
-    """floatx float64, for what Keras makes in floatx: the learning rate, the loss tracker."""
-    floatx = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    try:
-        yield
-    finally:
-        keras.config.set_floatx(floatx)
-
-
-def _to_keras(cfg: EchoConfig, flat: dict[str, np.ndarray], layer: int) -> list[np.ndarray]:
-    """One layer's TF1 weights as the Keras layer's ``[kernel, recurrent_kernel, bias]``."""
-    p, I = f"cell_{layer}/", 1 if layer == 0 else cfg.state_size
-    if cfg.cell == "tutorial":
-        K, b = flat["W"], flat["b"][0]
-    elif cfg.cell == "basic_rnn":
-        K, b = flat[p + "kernel"], flat[p + "bias"]
-    elif cfg.cell == "lstm":
-        K, b = flat[p + "kernel"], flat[p + "bias"].copy()
-        b[2 * cfg.state_size : 3 * cfg.state_size] += LSTM_FORGET_BIAS  # TF1's f block
-        K, b = _swap_lstm_gates(K), _swap_lstm_gates(b)
-    else:  # gru: Keras z, r, h = TF1 u, r, candidate
-        Kr, Ku = np.split(flat[p + "gates/kernel"], 2, 1)
-        br, bu = np.split(flat[p + "gates/bias"], 2)
-        K = np.concatenate([Ku, Kr, flat[p + "candidate/kernel"]], 1)
-        b = np.concatenate([bu, br, flat[p + "candidate/bias"]])
+def _to_keras(cfg: EchoConfig, cell: Any, layer: int) -> list[np.ndarray]:
+    """One layer's TF1 weights (a ``Params`` cell) as the Keras layer's
+    ``[kernel, recurrent_kernel, bias]``."""
+    S, I = cfg.state_size, input_width(layer, cfg.state_size)
+    # A cell's fields alternate kernel and bias: the GRU's gates', then its candidate's.
+    K = np.concatenate(cell[0::2], 1)
+    b = np.concatenate([np.reshape(bias, -1) for bias in cell[1::2]])
+    if cfg.cell == "lstm":
+        b[2 * S : 3 * S] += LSTM_FORGET_BIAS  # TF1's f block
+    K, b = _keras_columns(cfg, K), _keras_columns(cfg, b)
     return [K[:I], K[I:], b]
 
 
-def _to_tf1(cfg: EchoConfig, weights: list[np.ndarray], layer: int) -> dict[str, np.ndarray]:
-    """The inverse of ``_to_keras``."""
-    p, (kernel, recurrent, b) = f"cell_{layer}/", weights
-    K = np.concatenate([kernel, recurrent], 0)
-    if cfg.cell == "tutorial":
-        return {"W": K, "b": b[None]}
-    if cfg.cell == "basic_rnn":
-        return {p + "kernel": K, p + "bias": b}
+def _to_tf1(cfg: EchoConfig, weights: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The inverse of ``_to_keras``: one layer's arrays in TF1's order."""
+    kernel, recurrent, b = weights
+    K, b = _keras_columns(cfg, np.concatenate([kernel, recurrent])), _keras_columns(cfg, b)
+    S = cfg.state_size
     if cfg.cell == "lstm":
-        K, b = _swap_lstm_gates(K), _swap_lstm_gates(b)
-        b[2 * cfg.state_size : 3 * cfg.state_size] -= LSTM_FORGET_BIAS
-        return {p + "kernel": K, p + "bias": b}
-    (Ku, Kr, Kc), (bu, br, bc) = np.split(K, 3, 1), np.split(b, 3)
-    return {
-        p + "gates/kernel": np.concatenate([Kr, Ku], 1),
-        p + "gates/bias": np.concatenate([br, bu]),
-        p + "candidate/kernel": Kc,
-        p + "candidate/bias": bc,
-    }
+        b[2 * S : 3 * S] -= LSTM_FORGET_BIAS
+    if cfg.cell == "gru":
+        return K[:, : 2 * S], b[: 2 * S], K[:, 2 * S :], b[2 * S :]
+    return K, b
 
 
 def build_model(
@@ -168,9 +138,7 @@ def build_model(
     device and dtype scope apply.
     """
     dtype = np.dtype(dtype)
-    flat = {
-        k: np.asarray(v, dtype) for k, v in params_to_dict(params_from_dict(params, cfg)).items()
-    }
+    tf1 = jax.tree.map(lambda a: np.asarray(a, dtype), params_from_dict(params, cfg))
     layers = _CARRIED_LAYERS if carried else _KERAS_LAYERS
     # TF1's GRUCell applies the reset gate before the matmul: reset_after=False.
     extra = {"lstm": {"use_cudnn": use_cudnn}, "gru": {"reset_after": False}}.get(cfg.cell, {})
@@ -180,24 +148,23 @@ def build_model(
             cfg.state_size, stateful=True, return_sequences=True, dtype=dtype.name, **extra
         )
         h = rnn(h)
-        rnn.cell.set_weights(_to_keras(cfg, flat, layer))
+        rnn.cell.set_weights(_to_keras(cfg, tf1.cells[layer], layer))
     dense = keras.layers.Dense(cfg.num_classes, dtype=dtype.name)
     model = keras.Model(inputs, dense(h))
-    dense.set_weights([flat["W2"], flat["b2"][0]])
+    dense.set_weights([tf1.W2, tf1.b2[0]])
     return model
 
 
 def model_params(cfg: EchoConfig, model: keras.Model) -> dict[str, np.ndarray]:
     """The weights of a ``build_model`` model of ``cfg``, as a flat TF1-layout dict."""
-    flat = {}
-    for layer, rnn in enumerate(model.layers[1:-1]):
-        flat |= _to_tf1(cfg, rnn.cell.get_weights(), layer)
+    layers = [_to_tf1(cfg, rnn.cell.get_weights()) for rnn in model.layers[1:-1]]
     W2, b2 = model.layers[-1].get_weights()
-    return flat | {"W2": W2, "b2": b2[None]}
+    return tf1_params(cfg, layers, W2, b2)
 
 
 class TrainOnBatchTrainer:
-    """Stateful Keras layers, one ``train_on_batch`` per window (``keras-BACKEND-batch``)."""
+    """Stateful Keras layers, one ``train_on_batch`` per window (``keras-BACKEND-batch``), with
+    TF1's Adagrad and the mean cross-entropy over B*T."""
 
     name = f"keras-{BACKEND}-batch"
 
@@ -208,8 +175,22 @@ class TrainOnBatchTrainer:
             # (keras-team/keras#21604), so ops.tanh turns a float64 state into float32.
             raise ValueError("Keras' JAX backend has no float64 (its ops compute in float32)")
         self.cfg, self._device = cfg, _device_scope(device)
+        # Keras picks the LSTM's cuDNN kernel by the backend's platform, not by the device: a
+        # "cpu" LSTM on a GPU machine would fail to compile it ("rnn_fwd" has no CPU rule).
+        use_cudnn = "auto" if device == "gpu" else False
         with self._scope():
-            self.model = self._build(params, device)
+            self.model = build_model(cfg, params, self.dtype, use_cudnn=use_cudnn)
+            self.model.compile(
+                optimizer=keras.optimizers.Adagrad(
+                    float(cfg.learning_rate),
+                    # A NumPy scalar: a Python 0.1 reaches a float64 accumulator through float32
+                    # on TensorFlow (0.10000000149...).
+                    initial_accumulator_value=self.dtype.type(0.1),
+                    epsilon=0.0,
+                ),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                **self._compile_options(),
+            )
         self._rnns = self.model.layers[1:-1]
 
     @contextlib.contextmanager
@@ -219,26 +200,13 @@ class TrainOnBatchTrainer:
             stack.enter_context(self._device())
             if BACKEND == "jax":  # Keras' ops broadcast ranks; a caller may forbid it (our tests)
                 stack.enter_context(jax.numpy_rank_promotion("allow"))
-            if self.dtype == np.float64:
-                stack.enter_context(_float64())
+            if self.dtype == np.float64:  # floatx: Keras makes the rate and loss tracker in it
+                stack.callback(keras.config.set_floatx, keras.config.floatx())
+                keras.config.set_floatx("float64")
             yield
 
-    def _build(self, params: Any, device: str) -> keras.Model:
-        # Keras picks the LSTM's cuDNN kernel by the backend's platform, not by the device: a
-        # "cpu" LSTM on a GPU machine would fail to compile it ("rnn_fwd" has no CPU rule).
-        use_cudnn = "auto" if device == "gpu" else False
-        model = build_model(self.cfg, params, self.dtype, use_cudnn=use_cudnn)
-        model.compile(
-            optimizer=keras.optimizers.Adagrad(
-                float(self.cfg.learning_rate),
-                # A NumPy scalar: a Python 0.1 reaches a float64 accumulator through float32
-                # on TensorFlow (0.10000000149...).
-                initial_accumulator_value=self.dtype.type(0.1),
-                epsilon=0.0,
-            ),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        return model
+    def _compile_options(self) -> dict[str, Any]:
+        return {}
 
     def _reset_states(self) -> None:
         for rnn in self._rnns:  # Keras 3 has no Model.reset_states
@@ -353,21 +321,14 @@ class FitTrainer(TrainOnBatchTrainer):
 
 
 class FitStepsTrainer(FitTrainer):
-    """``fit`` with ``compile(steps_per_execution=N)``, an epoch in one execution
-    (``keras-BACKEND-fit-steps``); its per-window losses come from ``_WindowLoss``, a metric."""
+    """Keras at its best: ``fit`` with ``compile(steps_per_execution=N)``, an epoch in one
+    execution (``keras-BACKEND-fit-steps``); its per-window losses come from ``_WindowLoss``."""
 
     name = f"keras-{BACKEND}-fit-steps"
 
-    def _build(self, params: Any, device: str) -> keras.Model:
-        model = super()._build(params, device)
+    def _compile_options(self) -> dict[str, Any]:
         self._window_loss = _WindowLoss(self.cfg.num_batches, self.dtype.name)
-        model.compile(
-            optimizer=model.optimizer,
-            loss=model.loss,
-            metrics=[self._window_loss],
-            steps_per_execution=self.cfg.num_batches,
-        )
-        return model
+        return {"metrics": [self._window_loss], "steps_per_execution": self.cfg.num_batches}
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
         del epoch  # no dropout: every peer refuses keep_prob < 1
@@ -389,10 +350,8 @@ def params_to_keras_weights(params: Params | dict, cfg: EchoConfig, path: str | 
     ``ValueError`` for params that are not ``cfg``'s or a name not ending in ``.weights.h5``.
     """
     path = _checked(path)
-    with jax.numpy_rank_promotion("allow"), tempfile.TemporaryDirectory() as tmp:
-        written = Path(tmp, "model" + SUFFIX)
-        build_model(cfg, params, np.float32, carried=False).save_weights(written)
-        data = written.read_bytes()
+    with jax.numpy_rank_promotion("allow"):
+        data = _weights_file(build_model(cfg, params, np.float32, carried=False))
     atomic_write(path, lambda f: f.write(data))
     return os.fspath(path)
 
@@ -412,10 +371,7 @@ def params_from_keras_weights(path: str | os.PathLike, cfg: EchoConfig) -> Param
         raise CheckpointError(f"{path} is not a readable Keras weights file: {e}") from e
     with jax.numpy_rank_promotion("allow"):
         model = build_model(cfg, init_params(cfg), np.float32, carried=False)
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save_weights(Path(tmp, "model" + SUFFIX))
-            expected = _layout(Path(tmp, "model" + SUFFIX))
-        _check_layout(path, held, expected, cfg)
+        _check_layout(path, held, _layout(io.BytesIO(_weights_file(model))), cfg)
         model.load_weights(path)
         return params_from_dict(model_params(cfg, model), cfg)
 
@@ -426,17 +382,19 @@ def _checked(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _layout(path: Path) -> dict[str, tuple[int, ...]]:
+def _weights_file(model: keras.Model) -> bytes:
+    """What ``model.save_weights`` writes (only to a file named ``*.weights.h5``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_weights(Path(tmp, "model" + SUFFIX))
+        return Path(tmp, "model" + SUFFIX).read_bytes()
+
+
+def _layout(path: Path | io.BytesIO) -> dict[str, tuple[int, ...]]:
     """Every array of a weights file, by its path in the file, with its shape."""
-    arrays: dict[str, tuple[int, ...]] = {}
-
-    def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
-            arrays[name] = obj.shape
-
+    names: list[str] = []
     with h5py.File(path, "r") as f:
-        f.visititems(visit)
-    return arrays
+        f.visit(names.append)
+        return {name: f[name].shape for name in names if isinstance(f[name], h5py.Dataset)}
 
 
 def _check_layout(path: Path, held: dict, expected: dict, cfg: EchoConfig) -> None:

@@ -1,15 +1,5 @@
 """PyTorch rows: the echo model as PyTorch's documentation has a user write it, and at its best.
 
-``EagerTrainer`` (``torch-eager``) is an ``nn.Module`` of ``nn.RNN(nonlinearity="tanh")`` /
-``nn.LSTM`` / ``nn.GRU`` (``num_layers`` stacked, ``batch_first``) and an ``nn.Linear``,
-``optim.Adagrad`` with TF1's settings (``initial_accumulator_value=0.1``, ``eps=0``), the mean
-cross-entropy over B*T, one step per window and the state carried with ``.detach()``;
-``CompiledTrainer`` (``torch-compile``) runs the same step under ``torch.compile``.
-``WindowCompiledTrainer`` (``torch-compile-window``) is PyTorch at its best: the window as a
-function of tensors in TF1's math and layout, its gradient (``torch.func.grad_and_value``) and
-Adagrad's update in one ``torch.compile(fullgraph=True)`` graph; every cell, the GRU included, is
-parity-tested.
-
 TF1's kernel (I+S, G*S), input rows first, gives ``weight_ih_l{k} = kernel[:I].T``,
 ``weight_hh_l{k} = kernel[I:].T`` and ``bias_ih_l{k} = bias``, the LSTM's gates reordered (TF1:
 i, j, f, o; PyTorch: i, f, g, o). PyTorch's second bias would take its own Adagrad step, so
@@ -24,6 +14,7 @@ N windows per epoch, K layers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -31,14 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from jax_echo.cells import LSTM_FORGET_BIAS, input_width, params_from_dict, params_to_dict
-from jax_echo.peers import checked_dtype
+from jax_echo.cells import LSTM_FORGET_BIAS, Params, input_width, params_from_dict, params_to_dict
+from jax_echo.peers import checked_dtype, tf1_params
 from jax_echo.task import EchoConfig, split_windows
 
 # The longest unrolled window (time steps x layers) compiled with Inductor's C++ wrapper.
 CPP_WRAPPER_CELL_STEPS = 64
-_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-_DEVICES = {"cpu": "cpu", "gpu": "cuda"}
 _MODULES = {"tutorial": nn.RNN, "basic_rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 Weights = dict[str, torch.Tensor]  # TF1's flat layout
 State = tuple[Any, ...]  # per layer h, or (c, h)
@@ -60,24 +49,28 @@ class EchoRNN(nn.Module):
 
 
 class _WindowLoop:
-    """The tutorial's loop over windows around a row's ``_train(x, y) -> loss`` (from the
-    carried state, which it carries on) and ``_zero_state()``, on the row's device and dtype."""
+    """A row's ``Trainer`` methods, on host values, around its ``_train(x, y) -> loss`` (from the
+    carried state, which it carries on), ``_zero_state()`` and ``_logits(x_BxL)`` (from zeros),
+    on the row's device and dtype."""
 
-    cfg: EchoConfig
-    dtype: torch.dtype
-    device: torch.device
     state: Any
+
+    def __init__(self, cfg: EchoConfig, dtype: Any, device: str):
+        """The row's torch dtype and device, or a ``ValueError`` naming what it cannot run."""
+        self.cfg, dtype = cfg, checked_dtype("PyTorch", cfg, dtype, device)
+        if device == "gpu" and not torch.cuda.is_available():
+            raise ValueError("device='gpu' but PyTorch sees no CUDA device")
+        self.dtype = getattr(torch, dtype.name)
+        self.device = torch.device("cuda" if device == "gpu" else "cpu")
 
     def _tensor(self, a: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.tensor(np.asarray(a), dtype=dtype or self.dtype, device=self.device)
 
     def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0) -> float:
-        """One training step from the carried state; the loss, on the host."""
         del epoch, window  # no dropout: every peer refuses keep_prob < 1
         return self._train(self._tensor(x_BxT), self._tensor(y_BxT, torch.int64)).item()
 
     def train_epoch(self, x_BxL: Any, y_BxL: Any, *, epoch: int = 0) -> np.ndarray:
-        """Every window of a series from a zero state; the losses (N,), on the host."""
         del epoch  # no dropout: every peer refuses keep_prob < 1
         T = self.cfg.truncated_backprop_length
         x_NxBxT = split_windows(self._tensor(x_BxL), T).contiguous()
@@ -86,21 +79,28 @@ class _WindowLoop:
         losses = [self._train(x, y) for x, y in zip(x_NxBxT, y_NxBxT, strict=True)]
         return torch.stack(losses).cpu().numpy()
 
+    @torch.no_grad()
+    def predict_epoch(self, x_BxL: Any) -> np.ndarray:
+        T = self.cfg.truncated_backprop_length
+        x_BxNT = self._tensor(x_BxL)[:, : self.cfg.num_batches * T]
+        pred_BxNT = self._logits(x_BxNT).argmax(-1).to(torch.int32).cpu().numpy()
+        return split_windows(pred_BxNT, T)
+
 
 class EagerTrainer(_WindowLoop):
-    """The ``torch-eager`` row: the module and ``optim.Adagrad``, in PyTorch eager; built as
-    every peer is (``jax_echo.peers``), on CUDA for ``device="gpu"``."""
+    """The ``torch-eager`` row: ``EchoRNN`` and ``optim.Adagrad`` with TF1's settings, one step per
+    window in PyTorch eager, the state carried with ``.detach()``; on CUDA for ``device="gpu"``."""
 
     name = "torch-eager"
 
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
-        self.cfg, self.dtype, self.device = cfg, *_checked(cfg, dtype, device)
-        flat = params_to_dict(params_from_dict(params, cfg))
+        super().__init__(cfg, dtype, device)
+        tf1 = params_from_dict(params, cfg)
         with torch.random.fork_rng(devices=[]):  # the GRU's default init, without global effects
             torch.manual_seed(cfg.seed)
             self.model = EchoRNN(cfg).to(self.device, self.dtype)
         with torch.no_grad():
-            for name, value in _torch_weights(cfg, flat).items():
+            for name, value in _torch_weights(cfg, tf1).items():
                 self.model.get_parameter(name).copy_(torch.from_numpy(value))
         for name, parameter in self.model.named_parameters():
             parameter.requires_grad_(not name.startswith("rnn.bias_hh"))
@@ -124,22 +124,15 @@ class EagerTrainer(_WindowLoop):
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        if isinstance(state, tuple):
-            return loss.detach(), tuple(s.detach() for s in state)
-        return loss.detach(), state.detach()
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        return loss.detach(), state
 
     def _train(self, x_BxT: torch.Tensor, y_BxT: torch.Tensor) -> torch.Tensor:
         loss, self.state = self._step(x_BxT, y_BxT, self.state)
         return loss
 
-    @torch.no_grad()
-    def predict_epoch(self, x_BxL: Any) -> np.ndarray:
-        """Predicted symbols (N, B, T), int32: the whole series from a zero state, no training."""
-        T = self.cfg.truncated_backprop_length
-        x_BxNT = self._tensor(x_BxL)[:, : self.cfg.num_batches * T]
-        logits_BxNTxC, _ = self.model(x_BxNT, self._zero_state())
-        pred_BxNT = logits_BxNTxC.argmax(-1).to(torch.int32).cpu().numpy()
-        return split_windows(pred_BxNT, T)
+    def _logits(self, x_BxL: torch.Tensor) -> torch.Tensor:
+        return self.model(x_BxL, self._zero_state())[0]
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -175,14 +168,14 @@ class CompiledTrainer(EagerTrainer):
 
 
 class WindowCompiledTrainer(_WindowLoop):
-    """The ``torch-compile-window`` row: one training window as one compiled graph.
+    """The ``torch-compile-window`` row, PyTorch at its best: one training window as one graph.
 
     ``window_step(cfg)``, a pure function of the weights, Adagrad's accumulators, the state and
-    the window, compiled by ``torch.compile(fullgraph=True)``: a window is one call, no graph
-    break. Up to ``CPP_WRAPPER_CELL_STEPS`` cell steps (time steps x layers) Inductor's C++
-    wrapper launches the kernels (faster; g++ compiles a wrapper as long as the unrolled window);
-    on a GPU the graph is a CUDA graph (``mode="reduce-overhead"``). Forms tried and left out
-    (the update in place, the input projection hoisted, several windows a call) are measured by
+    the window in TF1's math and layout (every cell, the GRU included), compiled by
+    ``torch.compile(fullgraph=True)``: a window is one call, no graph break. Up to
+    ``CPP_WRAPPER_CELL_STEPS`` cell steps (time steps x layers) Inductor's C++ wrapper launches the
+    kernels (faster; g++ compiles a wrapper as long as the unrolled window); on a GPU the graph is
+    a CUDA graph (``mode="reduce-overhead"``). Forms tried and left out are measured by
     ``benchmarks/torch_window.py`` (docs/performance.md). Each trainer compiles from a clean
     Dynamo cache, as ``CompiledTrainer`` does.
     """
@@ -190,7 +183,7 @@ class WindowCompiledTrainer(_WindowLoop):
     name = "torch-compile-window"
 
     def __init__(self, cfg: EchoConfig, params: Any, dtype: Any = np.float32, device: str = "cpu"):
-        self.cfg, self.dtype, self.device = cfg, *_checked(cfg, dtype, device)
+        super().__init__(cfg, dtype, device)
         flat = params_to_dict(params_from_dict(params, cfg))
         self.weights = {k: self._tensor(v) for k, v in flat.items()}
         self.accumulators = {k: torch.full_like(v, 0.1) for k, v in self.weights.items()}
@@ -217,31 +210,17 @@ class WindowCompiledTrainer(_WindowLoop):
         )
         return loss.clone() if self._graphs else loss
 
-    @torch.no_grad()
-    def predict_epoch(self, x_BxL: Any) -> np.ndarray:
-        """Predicted symbols (N, B, T), int32: the whole series from a zero state, eagerly."""
-        T = self.cfg.truncated_backprop_length
-        x_BxNT = self._tensor(x_BxL)[:, : self.cfg.num_batches * T]
-        logits_NTxBxC, _ = window_logits(self.cfg, self.weights, self._zero_state(), x_BxNT)
-        pred_BxNT = logits_NTxBxC.argmax(-1).T.to(torch.int32).cpu().numpy()
-        return split_windows(pred_BxNT, T)
+    def _logits(self, x_BxL: torch.Tensor) -> torch.Tensor:  # eagerly
+        logits_LxBxC, _ = window_logits(self.cfg, self.weights, self._zero_state(), x_BxL)
+        return logits_LxBxC.transpose(0, 1)
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """The weights as a flat TF1-layout dict."""
         return {k: v.detach().cpu().numpy().copy() for k, v in self.weights.items()}
 
     def close(self) -> None:
         del self.weights, self.accumulators, self.state, self._step
         torch.compiler.reset()
-
-
-def _checked(cfg: EchoConfig, dtype: Any, device: str) -> tuple[torch.dtype, torch.device]:
-    """The row's torch dtype and device, or a ``ValueError`` naming what it cannot run."""
-    dtype = checked_dtype("PyTorch", cfg, dtype, device)
-    if device == "gpu" and not torch.cuda.is_available():
-        raise ValueError("device='gpu' but PyTorch sees no CUDA device")
-    return _DTYPES[dtype], torch.device(_DEVICES[device])
 
 
 # --- the window as functions of tensors, TF1's math and layout ----------------------------------
@@ -254,7 +233,11 @@ def window_logits(
     steps = list(x_BxT.T.unsqueeze(-1).unbind(0))  # T tensors (B, 1)
     final = []
     for k in range(cfg.num_layers):
-        layer, steps = _LAYERS[cfg.cell](layer_weights(cfg, weights, k), state[k], steps)
+        w, layer, out = layer_weights(cfg, weights, k), state[k], []
+        for x_BxI in steps:
+            layer = _CELL_STEPS[cfg.cell](w, layer, x_BxI)
+            out.append(layer[1] if cfg.cell == "lstm" else layer)
+        steps = out
         final.append(layer)
     logits_TxBxC = torch.stack(steps) @ weights["W2"] + weights["b2"].reshape(-1)
     return logits_TxBxC, tuple(final)
@@ -301,55 +284,43 @@ def layer_weights(cfg: EchoConfig, weights: Weights, k: int) -> tuple:
     return weights[f"cell_{k}/kernel"], weights[f"cell_{k}/bias"]
 
 
-def _tanh_layer(w, h_BxS, steps):
+def _tanh_step(w: tuple, h_BxS: torch.Tensor, x_BxI: torch.Tensor) -> torch.Tensor:
     kernel, bias = w
-    out = []
-    for x_BxI in steps:
-        h_BxS = torch.tanh(torch.cat([x_BxI, h_BxS], -1) @ kernel + bias)
-        out.append(h_BxS)
-    return h_BxS, out
+    return torch.tanh(torch.cat([x_BxI, h_BxS], -1) @ kernel + bias)
 
 
-def _lstm_layer(w, state, steps):
+def _lstm_step(w: tuple, state: State, x_BxI: torch.Tensor) -> State:
     kernel, bias = w
     c_BxS, h_BxS = state
-    out = []
-    for x_BxI in steps:
-        i, j, f, o = (torch.cat([x_BxI, h_BxS], -1) @ kernel + bias).chunk(4, -1)
-        c_BxS = c_BxS * torch.sigmoid(f + LSTM_FORGET_BIAS) + torch.sigmoid(i) * torch.tanh(j)
-        h_BxS = torch.tanh(c_BxS) * torch.sigmoid(o)
-        out.append(h_BxS)
-    return (c_BxS, h_BxS), out
+    i, j, f, o = (torch.cat([x_BxI, h_BxS], -1) @ kernel + bias).chunk(4, -1)
+    c_BxS = c_BxS * torch.sigmoid(f + LSTM_FORGET_BIAS) + torch.sigmoid(i) * torch.tanh(j)
+    return c_BxS, torch.tanh(c_BxS) * torch.sigmoid(o)
 
 
-def _gru_layer(w, h_BxS, steps):
+def _gru_step(w: tuple, h_BxS: torch.Tensor, x_BxI: torch.Tensor) -> torch.Tensor:
     """TF1's GRUCell: the reset gate scales the state before the candidate's matmul."""
     gates_kernel, gates_bias, candidate_kernel, candidate_bias = w
-    out = []
-    for x_BxI in steps:
-        gates = torch.cat([x_BxI, h_BxS], -1) @ gates_kernel + gates_bias
-        r_BxS, u_BxS = torch.sigmoid(gates).chunk(2, -1)
-        candidate_input = torch.cat([x_BxI, r_BxS * h_BxS], -1)
-        c_BxS = torch.tanh(candidate_input @ candidate_kernel + candidate_bias)
-        h_BxS = u_BxS * h_BxS + (1 - u_BxS) * c_BxS
-        out.append(h_BxS)
-    return h_BxS, out
+    gates = torch.cat([x_BxI, h_BxS], -1) @ gates_kernel + gates_bias
+    r_BxS, u_BxS = torch.sigmoid(gates).chunk(2, -1)
+    candidate_input = torch.cat([x_BxI, r_BxS * h_BxS], -1)
+    c_BxS = torch.tanh(candidate_input @ candidate_kernel + candidate_bias)
+    return u_BxS * h_BxS + (1 - u_BxS) * c_BxS
 
 
-_LAYERS = {
-    "tutorial": _tanh_layer,
-    "basic_rnn": _tanh_layer,
-    "lstm": _lstm_layer,
-    "gru": _gru_layer,
+# One layer's step: (layer_weights, state, x_BxI) -> state, whose h is the step's output.
+_CELL_STEPS = {
+    "tutorial": _tanh_step,
+    "basic_rnn": _tanh_step,
+    "lstm": _lstm_step,
+    "gru": _gru_step,
 }
 
 
 def zero_state(cfg: EchoConfig, dtype: torch.dtype, device: torch.device) -> State:
     """Per layer ``h`` (B, S), or ``(c, h)`` for the LSTM: zeros."""
-
-    def zeros():
-        return torch.zeros(cfg.batch_size, cfg.state_size, dtype=dtype, device=device)
-
+    zeros = functools.partial(
+        torch.zeros, cfg.batch_size, cfg.state_size, dtype=dtype, device=device
+    )
     return tuple(
         (zeros(), zeros()) if cfg.cell == "lstm" else zeros() for _ in range(cfg.num_layers)
     )
@@ -358,16 +329,13 @@ def zero_state(cfg: EchoConfig, dtype: torch.dtype, device: torch.device) -> Sta
 # --- TF1's flat layout <-> PyTorch's parameters -------------------------------------------------
 
 
-def _torch_weights(cfg: EchoConfig, flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """PyTorch parameter name -> value for TF1-layout ``flat`` (only W2, b2 for the GRU)."""
-    weights = {"linear.weight": flat["W2"].T, "linear.bias": flat["b2"].reshape(-1)}
+def _torch_weights(cfg: EchoConfig, tf1: Params) -> dict[str, np.ndarray]:
+    """PyTorch parameter name -> value for TF1's ``Params`` (only W2, b2 for the GRU)."""
+    weights = {"linear.weight": tf1.W2.T, "linear.bias": tf1.b2.reshape(-1)}
     if cfg.cell == "gru":
         return weights
-    for k in range(cfg.num_layers):
-        kernel, bias = layer_weights(cfg, flat, k)
-        if cfg.cell == "lstm":  # TF1's gate columns to PyTorch's gate order
-            order = _lstm_gate_order(cfg.state_size)
-            kernel, bias = kernel[:, order], bias[order]
+    for k, (kernel, bias) in enumerate(tf1.cells):
+        kernel, bias = kernel[:, _gate_order(cfg)], bias.reshape(-1)[_gate_order(cfg)]
         I = input_width(k, cfg.state_size)
         weights |= {
             f"rnn.weight_ih_l{k}": kernel[:I].T,
@@ -380,33 +348,26 @@ def _torch_weights(cfg: EchoConfig, flat: dict[str, np.ndarray]) -> dict[str, np
 
 def _tf1_weights(cfg: EchoConfig, torch_weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The inverse of ``_torch_weights`` for the exact cells: TF1's flat layout."""
-    flat = {}
+    layers = []
     for k in range(cfg.num_layers):
         w_ih, w_hh = torch_weights[f"rnn.weight_ih_l{k}"], torch_weights[f"rnn.weight_hh_l{k}"]
-        kernel = np.concatenate([w_ih, w_hh], axis=1).T
         bias_hh = torch_weights[f"rnn.bias_hh_l{k}"]
         # bias_hh is frozen at the constant, so this adds exact zeros.
         bias = torch_weights[f"rnn.bias_ih_l{k}"] + (bias_hh - _frozen_bias_hh(cfg, bias_hh.dtype))
-        if cfg.cell == "lstm":  # the gate permutation is its own inverse
-            order = _lstm_gate_order(cfg.state_size)
-            kernel, bias = kernel[:, order], bias[order]
-        if cfg.cell == "tutorial":
-            flat |= {"W": kernel, "b": bias[None]}
-        else:
-            flat |= {f"cell_{k}/kernel": kernel, f"cell_{k}/bias": bias}
-    flat |= {"W2": torch_weights["linear.weight"].T, "b2": torch_weights["linear.bias"][None]}
-    return {name: np.ascontiguousarray(value) for name, value in flat.items()}
+        kernel = np.concatenate([w_ih, w_hh], axis=1).T
+        layers.append((kernel[:, _gate_order(cfg)], bias[_gate_order(cfg)]))
+    return tf1_params(cfg, layers, torch_weights["linear.weight"].T, torch_weights["linear.bias"])
 
 
-def _lstm_gate_order(S: int) -> np.ndarray:
-    """Indices taking TF1's gate blocks (i, j, f, o) to PyTorch's (i, f, g, o), and back."""
-    return np.concatenate([np.arange(g * S, (g + 1) * S) for g in (0, 2, 1, 3)])
+def _gate_order(cfg: EchoConfig) -> np.ndarray | slice:
+    """Indices taking TF1's LSTM gate blocks (i, j, f, o) to PyTorch's (i, f, g, o), and back."""
+    if cfg.cell != "lstm":
+        return slice(None)
+    return np.arange(4 * cfg.state_size).reshape(4, -1)[[0, 2, 1, 3]].reshape(-1)
 
 
 def _frozen_bias_hh(cfg: EchoConfig, dtype: Any) -> np.ndarray:
-    """``bias_hh``'s constant: zeros, TF1's forget bias in the LSTM's forget slice (S:2S)."""
-    G = 4 if cfg.cell == "lstm" else 1
-    bias_hh = np.zeros(G * cfg.state_size, dtype)
-    if cfg.cell == "lstm":
-        bias_hh[cfg.state_size : 2 * cfg.state_size] = LSTM_FORGET_BIAS
-    return bias_hh
+    """``bias_hh``'s constant: zeros, TF1's forget bias in the LSTM's forget block (PyTorch's f)."""
+    if cfg.cell != "lstm":
+        return np.zeros(cfg.state_size, dtype)
+    return np.repeat(np.array([0, LSTM_FORGET_BIAS, 0, 0], dtype), cfg.state_size)

@@ -20,7 +20,6 @@ _LAZY = {
     "evaluate": "tf_echo.train",
     "fit": "tf_echo.train",
     "make_trainer": "tf_echo.train",
-    "save_tf_checkpoint": "tf_echo.train",
     "write_tf_run": "tf_echo.train",
 }
 

@@ -10,6 +10,7 @@ epsilon, ``var -= grad * lr * rsqrt(accum)``). Variables are named by their flat
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import tensorflow as tf
 from jax_echo import xla_flags
 from jax_echo.cells import LSTM_FORGET_BIAS, flat_names, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
+from jax_echo.tf_checkpoint import params_to_tf_checkpoint
 from tf_echo.state import stacked_state, zero_state
 
 # Windows of at most this many steps are unrolled in Python, as static_rnn builds them (XLA fuses
@@ -312,6 +314,10 @@ class FunctionTrainer:
             flat = params_to_dict(params_from_dict(values, self.cfg))
             for name, var in targets.items():
                 var.assign(np.asarray(flat[name], self.dtype))
+
+    def save_tf_checkpoint(self, path: str | os.PathLike) -> str:
+        """The weights as the author's checkpoint, Adagrad's slots at 0.1; ``path``."""
+        return params_to_tf_checkpoint(self.params, self.cfg, path)
 
     def close(self) -> None:
         """Nothing to free: the variables go with the trainer."""

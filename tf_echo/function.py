@@ -20,7 +20,7 @@ from jax_echo import xla_flags
 from jax_echo.cells import LSTM_FORGET_BIAS, flat_names, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
 from jax_echo.tf_checkpoint import params_to_tf_checkpoint
-from tf_echo.state import stacked_state, zero_state
+from tf_echo.state import state_layers, zero_state
 
 # Windows of at most this many steps are unrolled in Python, as static_rnn builds them (XLA fuses
 # across steps); longer ones run a while loop, whose compile time does not grow with the window
@@ -284,17 +284,14 @@ class FunctionTrainer:
         x_BxL, y_BxL = self._cast(x_BxL, y_BxL)
         return self._windows(x_BxL), self._windows(y_BxL)
 
+    def _state_in(self, state: Any) -> tuple:
+        return state_layers(self.cfg, state, self.dtype)
+
     def _cast(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(x, self.dtype), np.asarray(y, np.int32)
 
     def _windows(self, a_BxL: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(split_windows(a_BxL, self.cfg.truncated_backprop_length))
-
-    def _state_in(self, state: Any) -> tuple:
-        """A per-layer state tuple of array-likes as NumPy arrays in the trainer's dtype."""
-        lstm = self.cfg.cell == "lstm"
-        state_Lx2xBxS = stacked_state(self.cfg, state, self.dtype)
-        return tuple(tuple(layer) if lstm else layer for layer in state_Lx2xBxS)
 
     # --- Weights in and out -------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from jax_echo.cells import params_from_dict, params_to_dict
 from jax_echo.io import CheckpointError
 from jax_echo.task import EchoConfig, split_windows
 from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names, write_with_saver
-from tf_echo.state import stacked_state, zero_state
+from tf_echo.state import state_layers, zero_state
 
 tf1 = tf.compat.v1
 
@@ -274,12 +274,12 @@ class GraphTrainer:
     def _feed(self, x_BxT, state, y_BxT=None, dropout=True) -> dict:
         """The feed of one window; the state goes into the placeholders as the author feeds it."""
         cfg = self.cfg
-        state_Lx2xBxS = stacked_state(cfg, state, self.dtype)
+        layers = state_layers(cfg, state, self.dtype)
         feed = {self.batchX_placeholder: x_BxT}
         if cfg.cell == "lstm" and cfg.num_layers == 1:
-            feed[self.cell_state], feed[self.hidden_state] = state_Lx2xBxS[0]
+            feed[self.cell_state], feed[self.hidden_state] = layers[0]
         else:
-            feed[self.init_state] = state_Lx2xBxS[0] if cfg.num_layers == 1 else state_Lx2xBxS
+            feed[self.init_state] = layers[0] if cfg.num_layers == 1 else layers
         if y_BxT is not None:
             feed[self.batchY_placeholder] = y_BxT
         if self.keep_prob is not None and not dropout:
@@ -288,11 +288,8 @@ class GraphTrainer:
 
     def _layers(self, current_state) -> tuple:
         """A fetched ``current_state`` as one entry per layer, ``(c, h)`` for the LSTM."""
-        if self.cfg.num_layers == 1:
-            current_state = (current_state,)
-        if self.cfg.cell == "lstm":
-            return tuple((c, h) for c, h in current_state)
-        return tuple(current_state)
+        one_layer = self.cfg.num_layers == 1
+        return state_layers(self.cfg, [current_state] if one_layer else current_state, self.dtype)
 
     # --- Weights in and out -------------------------------------------------------------------
 

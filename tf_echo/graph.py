@@ -64,7 +64,7 @@ class GraphTrainer:
             self._build(flat, tf.as_dtype(self.dtype))
         self.sess = tf1.Session(graph=self.graph)
         self.sess.run(self._init)
-        self._assign(self._assign_params, flat)
+        self._load(self.variables, flat)
         self._carried = zero_state(self.cfg, self.dtype)  # train_window's state
 
     # --- The author's programs ----------------------------------------------------------------
@@ -98,9 +98,6 @@ class GraphTrainer:
         self._accumulators = {
             name: optimizer.get_slot(var, "accumulator") for name, var in self.variables.items()
         }
-        # Assigning weights and accumulators (the given weights, to resume, to compare).
-        self._assign_params = _assigners(self.variables, tf_dtype)
-        self._assign_accumulators = _assigners(self._accumulators, tf_dtype)
         self._init = tf1.global_variables_initializer()
 
     def _build_part1(self, flat, tf_dtype):
@@ -305,8 +302,8 @@ class GraphTrainer:
         return self.sess.run((self.variables, self._accumulators))
 
     def set_state(self, params: Any, accumulators: Any) -> None:
-        self._assign(self._assign_params, params)
-        self._assign(self._assign_accumulators, accumulators)
+        self._load(self.variables, params)
+        self._load(self._accumulators, accumulators)
 
     def save_tf_checkpoint(self, path: str | os.PathLike) -> str:
         """The weights and Adagrad's slots as the author's checkpoint (TF1's Saver); ``path``."""
@@ -337,19 +334,12 @@ class GraphTrainer:
         with self.graph.as_default():
             return tf1.train.Saver()
 
-    def _assign(self, assigners: dict, values: Any) -> None:
+    def _load(self, variables: dict, values: Any) -> None:
+        """Writes flat TF1-layout ``values`` into ``variables`` in one ``session.run``, as TF1's
+        ``Variable.load`` does: their initializers run, fed the values as initial ones."""
         flat = params_to_dict(params_from_dict(values, self.cfg))
-        ops = [op for _, op in assigners.values()]
-        self.sess.run(ops, {value: flat[name] for name, (value, _) in assigners.items()})
+        feed = {var.initializer.inputs[1]: flat[name] for name, var in variables.items()}
+        self.sess.run([var.initializer for var in variables.values()], feed)
 
     def close(self) -> None:
         self.sess.close()
-
-
-def _assigners(variables: dict[str, Any], tf_dtype: tf.DType) -> dict[str, tuple[Any, Any]]:
-    """A ``(value placeholder, assign op)`` per variable, by flat name."""
-    assigners = {}
-    for name, var in variables.items():
-        value = tf1.placeholder(tf_dtype, var.shape)
-        assigners[name] = (value, var.assign(value))
-    return assigners

@@ -84,7 +84,7 @@ class GraphTrainer:
             losses = self._build_cells(flat, tf_dtype)
         by_name = {v.op.name: v for v in tf1.global_variables()}  # before the optimizer's slots
         self.variables = {
-            flat: by_name[tf1_name] for flat, tf1_name in tf1_variable_names(cfg).items()
+            name: by_name[tf1_name] for name, tf1_name in tf1_variable_names(cfg).items()
         }
         self.total_loss = tf.reduce_mean(losses)
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from jax_echo import runlog
-from jax_echo.cells import Params, init_params, params_from_dict, params_to_dict
+from jax_echo.cells import Params, init_params, params_from_dict
 from jax_echo.evaluate import evaluate_params
 from jax_echo.io import TF_CHECKPOINT
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
@@ -70,7 +70,7 @@ def fit(
         return trainer.accumulators
 
     def train_epoch(params, opt_state, x, y, epoch):
-        trainer.set_state(params_to_dict(params), opt_state)
+        trainer.set_state(params, opt_state)
         losses = trainer.train_epoch(x, y, epoch=epoch)
         params, opt_state = trainer.get_state()
         return params_from_dict(params, cfg), opt_state, losses
@@ -91,7 +91,7 @@ def fit(
             overwrite=opts.overwrite,
         )
         # The trainer holds the run's state from here on, also where no epoch is left.
-        trainer.set_state(params_to_dict(begin.params), begin.opt_state)
+        trainer.set_state(begin.params, begin.opt_state)
         return begin
 
     def finish(params, history):

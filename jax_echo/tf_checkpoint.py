@@ -2,9 +2,8 @@
 
 ``tf.compat.v1.train.Saver`` stores each variable under its graph name, which the author's
 programs (``tf_echo.graph``) leave to TF1: unnamed ``tf.Variable``s are ``Variable``,
-``Variable_1``, ... in creation order (part 1: ``W``, ``b``, ``W2``, ``b2``; parts 2-6 create
-``W2`` and ``b2`` before the cell), a cell's weights live in the scopes ``rnn`` (``static_rnn`` or
-``dynamic_rnn``), ``multi_rnn_cell/cell_{k}`` and the cell's own. So, by flat name:
+``Variable_1``, ... in creation order, and a cell's weights live in the scopes ``rnn``
+(``static_rnn`` or ``dynamic_rnn``), ``multi_rnn_cell/cell_{k}`` and the cell's own. By flat name:
 
     part 1       W Variable, b Variable_1, W2 Variable_2, b2 Variable_3
     parts 2-6    W2 Variable, b2 Variable_1, and
@@ -86,10 +85,8 @@ def tf1_variable_names(cfg: EchoConfig, part: int | None = None) -> dict[str, st
 def params_from_tf_checkpoint(
     path: str | os.PathLike, cfg: EchoConfig, *, part: int | None = None
 ) -> Params:
-    """The weights of a TF1 checkpoint of ``cfg``'s program, as ``Params`` in its dtype.
-
-    Reads what ``tf.compat.v1.train.Saver().save(sess, path)`` wrote from the author's program;
-    Adagrad's slots (``<name>/Adagrad``) and ``global_step`` are ignored.
+    """The weights of a TF1 checkpoint of ``cfg``'s program (``Saver().save(sess, path)``), as
+    ``Params`` in its dtype; Adagrad's slots (``<name>/Adagrad``) and ``global_step`` are ignored.
 
     Args:
       path: the checkpoint prefix (``model.ckpt``), or a directory with a ``checkpoint`` file.
@@ -106,7 +103,7 @@ def params_from_tf_checkpoint(
     try:
         reader = tf.train.load_checkpoint(os.fspath(path))
     except (tf.errors.OpError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first_line = (str(e).strip() or type(e).__name__).splitlines()[0]
         raise CheckpointError(
             f"{path} is not a readable TensorFlow checkpoint: {first_line}"
         ) from e
@@ -131,9 +128,8 @@ def params_to_tf_checkpoint(
 ) -> str:
     """Writes ``params`` as the TF1 checkpoint the author's program restores; returns ``path``.
 
-    ``tf.compat.v1.train.Saver`` writes them with TF1's names (``tf1_variable_names``), in the
-    params' dtype, with Adagrad's slots at their start value (0.1): restored into the author's
-    graph, they train as fresh weights would. ``write_with_saver`` replaces a checkpoint whole.
+    TF1's ``Saver`` writes them with TF1's names, in the params' dtype, with Adagrad's slots at
+    their start value (0.1): restored, they train as fresh weights would.
 
     Args:
       params: ``Params`` or a flat TF1-layout dict, checked against ``cfg``.
@@ -170,9 +166,8 @@ def write_with_saver(saver: Any, sess: Any, path: str | os.PathLike) -> str:
 
     TF1's two files (``path.index`` and its data) cannot be replaced in one rename: Saver writes
     them into a temporary directory beside ``path``, then ``io.atomic_write`` moves each into
-    place, the data first, the index last, and an older checkpoint's extra shards are removed. A
-    failed save leaves an existing checkpoint untouched; only a crash between the moves
-    (microseconds) could leave the new data beside the old index.
+    place, the index last, and an older checkpoint's extra shards are removed. A failed save
+    leaves an existing checkpoint untouched; only a crash between the moves could mix the two.
     """
     prefix = Path(path)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -184,8 +179,7 @@ def write_with_saver(saver: Any, sess: Any, path: str | os.PathLike) -> str:
         targets = {f: prefix.with_name(prefix.name + f.name.removeprefix("ckpt")) for f in written}
         for f, target in targets.items():  # the index last, and then the directory synced
             data = f.read_bytes()
-            last = f.suffix == ".index"
-            atomic_write(target, lambda out, data=data: out.write(data), sync_dir=last)
+            atomic_write(target, lambda out, data=data: out.write(data), sync_dir=f == written[-1])
         new = {target.name for target in targets.values()}
         for old in prefix.parent.glob(f"{glob.escape(prefix.name)}.data-*"):
             if old.name not in new:  # a shard of an older checkpoint that had more of them

@@ -1,11 +1,9 @@
 """tf-echo: the TensorFlow reference for jax-echo, for every part of the tutorial series.
 
-``GraphTrainer`` is the author's TF1 program (``tf.compat.v1`` graph and session), and
-``FunctionTrainer`` modern TF2 (``tf.function``, optionally XLA): ``ReferenceTrainer``s
-(``jax_echo.registry``) from given weights in TF1's flat layout, computing everything in
-TensorFlow; ``jax_echo`` only supplies the task, the weight layout and the files. TensorFlow
-loads on first use of these names, without its start-up lines, so ``tf-echo --help`` (and its
-error without the ``tf`` extra) does not wait for it.
+``GraphTrainer`` (the author's TF1 program) and ``FunctionTrainer`` (TF2, optionally XLA) are
+``ReferenceTrainer``s (``jax_echo.registry``) computing everything in TensorFlow from given
+weights; ``jax_echo`` only supplies the task, the weight layout and the files. TensorFlow loads
+on first use of these names, quietly, so ``tf-echo --help`` does not wait for it.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ _LAZY = {
     "evaluate": "tf_echo.train",
     "fit": "tf_echo.train",
     "make_trainer": "tf_echo.train",
-    "save_tf_checkpoint": "tf_echo.train",
     "write_tf_run": "tf_echo.train",
 }
 

@@ -1,9 +1,8 @@
 """``tf-echo train | eval``: arguments onto ``tf_echo.fit``, ``write_tf_run`` and ``evaluate``.
 
-The tutorial run in TensorFlow with ``jax-echo``'s options and files (``history.json``'s wall
-time has no ``compile`` part: TensorFlow traces inside the others), and the accuracy of saved
-weights computed by TensorFlow. Without the ``tf`` extra a command is one ``error:`` line naming
-it (exit code 2); ``--help`` does not load TensorFlow.
+``jax-echo``'s options and files (``history.json``'s wall time has no ``compile`` part:
+TensorFlow traces inside the others). Without the ``tf`` extra a command is one ``error:`` line
+naming it (exit code 2); ``--help`` does not load TensorFlow.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ epsilon, ``var -= grad * lr * rsqrt(accum)``). Variables are named by their flat
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ import tensorflow as tf
 from jax_echo import xla_flags
 from jax_echo.cells import LSTM_FORGET_BIAS, flat_names, params_from_dict, params_to_dict
 from jax_echo.task import EchoConfig, split_windows
-from tf_echo.state import stacked_state, zero_state
+from jax_echo.tf_checkpoint import params_to_tf_checkpoint
+from tf_echo.state import state_layers, zero_state
 
 # Windows of at most this many steps are unrolled in Python, as static_rnn builds them (XLA fuses
 # across steps); longer ones run a while loop, whose compile time does not grow with the window
@@ -99,8 +101,6 @@ class FunctionTrainer:
       jit_compile: compile the ``tf.function``s with XLA.
       per_epoch: ``train_epoch`` is one ``tf.function`` over all windows; otherwise a Python loop
         over the per-window ``tf.function``.
-
-    Dropout masks of the k-th window this trainer trains come from ``(cfg.seed, k)``.
     """
 
     def __init__(
@@ -135,10 +135,10 @@ class FunctionTrainer:
         self._seed = tf.constant(cfg.seed, tf.int64)
         self._windows_trained = tf.Variable(0, dtype=tf.int64)  # counts the dropout draws
 
-        B, T, S = cfg.batch_size, cfg.truncated_backprop_length, cfg.state_size
-        h_spec = tf.TensorSpec([B, S], self.dtype)
-        layer_spec = (h_spec, h_spec) if cfg.cell == "lstm" else h_spec
-        state_spec = tuple(layer_spec for _ in range(cfg.num_layers))
+        self._carried = self._zero_state()  # train_window's state
+
+        B, T = cfg.batch_size, cfg.truncated_backprop_length
+        state_spec = tf.nest.map_structure(tf.TensorSpec.from_tensor, self._carried)
         x_spec = tf.TensorSpec([B, T], self.dtype)
         y_spec = tf.TensorSpec([B, T], tf.int32)
         x_windows = tf.TensorSpec([None, B, T], self.dtype)
@@ -154,9 +154,8 @@ class FunctionTrainer:
         self._train_step = compiled(self._train_window, state_spec, x_spec, y_spec)
         self._train_epoch = compiled(self._train_all_windows, x_windows, y_windows)
         self._forward = compiled(self._logits_and_state, state_spec, x_spec)
-        self._loss_and_grads = compiled(self._loss_and_gradients, state_spec, x_spec, y_spec)
+        self._loss_and_grads = compiled(self._loss_state_and_gradients, state_spec, x_spec, y_spec)
         self._predict_epoch = compiled(self._predict_all_windows, x_windows)
-        self._carried = self._zero_state()  # train_window's state
 
     # --- The model, in TF ops -----------------------------------------------------------------
 
@@ -200,27 +199,21 @@ class FunctionTrainer:
         logits_TBxC = self._dense(outs_TBxS, W2, b2)
         return tf.reshape(logits_TBxC, [T, B, cfg.num_classes]), state
 
-    def _loss(self, state, x_BxT, y_BxT, dropout_seed=None):
-        logits_TxBxC, state = self._logits_and_state(state, x_BxT, dropout_seed)
-        losses_TxB = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.transpose(y_BxT), logits=logits_TxBxC
-        )
-        return tf.reduce_mean(losses_TxB), state
-
-    def _loss_and_gradients(self, state, x_BxT, y_BxT):
-        variables = list(self._variables.values())
+    def _loss_state_and_gradients(self, state, x_BxT, y_BxT, dropout_seed=None):
         with tf.GradientTape() as tape:
-            loss, _ = self._loss(state, x_BxT, y_BxT)
-        return loss, tape.gradient(loss, variables)
+            logits_TxBxC, state = self._logits_and_state(state, x_BxT, dropout_seed)
+            losses_TxB = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.transpose(y_BxT), logits=logits_TxBxC
+            )
+            loss = tf.reduce_mean(losses_TxB)
+        return loss, state, tape.gradient(loss, list(self._variables.values()))
 
     def _train_window(self, state, x_BxT, y_BxT):
         dropout_seed = None
         if self.cfg.keep_prob < 1:
             dropout_seed = tf.stack([self._seed, self._windows_trained.assign_add(1)])
-        variables = list(self._variables.values())
-        with tf.GradientTape() as tape:
-            loss, state = self._loss(state, x_BxT, y_BxT, dropout_seed)
-        grads = tape.gradient(loss, variables)
+        loss, state, grads = self._loss_state_and_gradients(state, x_BxT, y_BxT, dropout_seed)
+        variables = self._variables.values()
         for var, accum, grad in zip(variables, self._accumulators.values(), grads, strict=True):
             accum.assign_add(grad * grad)
             var.assign_sub(grad * self._learning_rate * tf.math.rsqrt(accum))
@@ -249,8 +242,7 @@ class FunctionTrainer:
         return _numpy(state), loss.numpy()
 
     def train_window(self, x_BxT: Any, y_BxT: Any, *, epoch: int = 0, window: int = 0):
-        """One window from the carried state (zeros at first, kept as tensors), carried on; the
-        loss."""
+        """One window from the carried state (zeros at first, kept as tensors); the loss."""
         del epoch, window  # dropout masks come from the windows trained so far
         self._carried, loss = self._train_step(self._carried, *self._cast(x_BxT, y_BxT))
         return loss.numpy()
@@ -273,7 +265,7 @@ class FunctionTrainer:
         return np.swapaxes(logits_TxBxC.numpy(), 0, 1), _numpy(state)
 
     def loss_and_gradients(self, x_BxT: Any, y_BxT: Any, state: Any) -> tuple[np.ndarray, dict]:
-        loss, grads = self._loss_and_grads(self._state_in(state), *self._cast(x_BxT, y_BxT))
+        loss, _, grads = self._loss_and_grads(self._state_in(state), *self._cast(x_BxT, y_BxT))
         return loss.numpy(), {n: g.numpy() for n, g in zip(self._variables, grads, strict=True)}
 
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:
@@ -292,17 +284,14 @@ class FunctionTrainer:
         x_BxL, y_BxL = self._cast(x_BxL, y_BxL)
         return self._windows(x_BxL), self._windows(y_BxL)
 
+    def _state_in(self, state: Any) -> tuple:
+        return state_layers(self.cfg, state, self.dtype)
+
     def _cast(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(x, self.dtype), np.asarray(y, np.int32)
 
     def _windows(self, a_BxL: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(split_windows(a_BxL, self.cfg.truncated_backprop_length))
-
-    def _state_in(self, state: Any) -> tuple:
-        """A per-layer state tuple of array-likes as NumPy arrays in the trainer's dtype."""
-        lstm = self.cfg.cell == "lstm"
-        state_Lx2xBxS = stacked_state(self.cfg, state, self.dtype)
-        return tuple(tuple(layer) if lstm else layer for layer in state_Lx2xBxS)
 
     # --- Weights in and out -------------------------------------------------------------------
 
@@ -322,6 +311,10 @@ class FunctionTrainer:
             flat = params_to_dict(params_from_dict(values, self.cfg))
             for name, var in targets.items():
                 var.assign(np.asarray(flat[name], self.dtype))
+
+    def save_tf_checkpoint(self, path: str | os.PathLike) -> str:
+        """The weights as the author's checkpoint, Adagrad's slots at 0.1; ``path``."""
+        return params_to_tf_checkpoint(self.params, self.cfg, path)
 
     def close(self) -> None:
         """Nothing to free: the variables go with the trainer."""

@@ -1,23 +1,17 @@
 """The tutorial series' TensorFlow 1.x programs, faithfully, through ``tf.compat.v1``.
 
-Part 1 is the hand-written tanh RNN (placeholders for the window and the state, ``unstack`` over
-time, ``concat([x_t, state])``, tanh); parts 2-6 use TF1's cells (``BasicRNNCell``,
-``BasicLSTMCell``, a ``MultiRNNCell`` of ``LSTMCell``s, ``GRUCell``, each optionally in a
-``DropoutWrapper``) through ``static_rnn``, or ``dynamic_rnn`` with ``dynamic=True`` (parts 5-6).
-Then the per-step cross-entropy, ``reduce_mean``, ``AdagradOptimizer(lr).minimize`` and one
-``session.run`` per window, the final state fed back as the next window's. Each graph has its own
-``tf.Graph`` and session, so eager execution stays on for the rest of the process.
-
-The published code's corrections are docs/tutorial.md's. Dropout's keep probability is a
-``placeholder_with_default`` that ``forward``, ``loss_and_gradients`` and ``predict_epoch`` feed
-1.0, and dropout runs repeat (a graph-level seed, ``cfg.seed``; ``parallel_iterations=1`` under
-``dynamic_rnn``); part 1 with ``keep_prob < 1`` drops its outputs as ``DropoutWrapper`` would.
-Names are the author's (``batchX_placeholder``, ``current_state``, ...; TF1's variable names as
-``jax_echo.tf_checkpoint`` lists them), so ``save_tf_checkpoint`` writes the author's checkpoint.
+Part 1 is the hand-written tanh RNN; parts 2-6 use TF1's cells (each optionally in a
+``DropoutWrapper``) through ``static_rnn``, or ``dynamic_rnn`` with ``dynamic=True`` (parts 5-6);
+then ``AdagradOptimizer(lr).minimize`` and one ``session.run`` per window, the final state fed back
+as the next window's. Each program has its own ``tf.Graph`` and session, so eager execution stays
+on for the rest of the process. The published code's corrections are docs/tutorial.md's; dropout's
+keep probability is a ``placeholder_with_default`` fed 1.0 to predict and inspect. Names are the
+author's, TF1's variable names too (``jax_echo.tf_checkpoint``), so checkpoints are the author's.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from typing import Any
@@ -32,7 +26,7 @@ from jax_echo.cells import params_from_dict, params_to_dict
 from jax_echo.io import CheckpointError
 from jax_echo.task import EchoConfig, split_windows
 from jax_echo.tf_checkpoint import params_from_tf_checkpoint, tf1_variable_names, write_with_saver
-from tf_echo.state import stacked_state, zero_state
+from tf_echo.state import state_layers, zero_state
 
 tf1 = tf.compat.v1
 
@@ -70,8 +64,8 @@ class GraphTrainer:
             self._build(flat, tf.as_dtype(self.dtype))
         self.sess = tf1.Session(graph=self.graph)
         self.sess.run(self._init)
-        self._assign(self._assign_params, flat)
-        self._carried = self._zero_state()  # train_window's state
+        self._load(self.variables, flat)
+        self._carried = zero_state(self.cfg, self.dtype)  # train_window's state
 
     # --- The author's programs ----------------------------------------------------------------
 
@@ -88,7 +82,10 @@ class GraphTrainer:
             losses = self._build_part1(flat, tf_dtype)
         else:
             losses = self._build_cells(flat, tf_dtype)
-        self.variables = _variables_by_flat_name(cfg)  # before the optimizer adds its slots
+        by_name = {v.op.name: v for v in tf1.global_variables()}  # before the optimizer's slots
+        self.variables = {
+            name: by_name[tf1_name] for name, tf1_name in tf1_variable_names(cfg).items()
+        }
         self.total_loss = tf.reduce_mean(losses)
 
         # TF1 turns a Python float learning rate into a float32 tensor; in float64 that
@@ -101,9 +98,6 @@ class GraphTrainer:
         self._accumulators = {
             name: optimizer.get_slot(var, "accumulator") for name, var in self.variables.items()
         }
-        # Assigning weights and accumulators (the given weights, to resume, to compare).
-        self._assign_params = _assigners(self.variables, tf_dtype)
-        self._assign_accumulators = _assigners(self._accumulators, tf_dtype)
         self._init = tf1.global_variables_initializer()
 
     def _build_part1(self, flat, tf_dtype):
@@ -133,14 +127,7 @@ class GraphTrainer:
         if self.keep_prob is not None:  # as DropoutWrapper: the output, never the carried state
             states_series = [tf.nn.dropout(s, rate=1 - self.keep_prob) for s in states_series]
 
-        logits_series = [tf.matmul(state, self.W2) + self.b2 for state in states_series]
-        self.predictions_series = [tf.nn.softmax(logits) for logits in logits_series]
-        self.logits_BxTxC = tf.stack(logits_series, axis=1)
-        losses = [
-            tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels)
-            for logits, labels in zip(logits_series, labels_series, strict=True)
-        ]
-        return losses
+        return self._per_step_losses(states_series, labels_series, self.W2, self.b2)
 
     def _build_cells(self, flat, tf_dtype):
         """Parts 2-6 with TF1's cells; the losses."""
@@ -196,13 +183,18 @@ class GraphTrainer:
             states_series, self.current_state = tf1.nn.static_rnn(
                 cell, inputs_series, rnn_tuple_state
             )
-            logits_series = [tf.matmul(state, W2) + b2 for state in states_series]
-            self.predictions_series = [tf.nn.softmax(logits) for logits in logits_series]
-            self.logits_BxTxC = tf.stack(logits_series, axis=1)
-            losses = [
-                tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels)
-                for logits, labels in zip(logits_series, labels_series, strict=True)
-            ]
+            losses = self._per_step_losses(states_series, labels_series, W2, b2)
+        return losses
+
+    def _per_step_losses(self, states_series, labels_series, W2, b2):
+        """The output layer and the losses, one op per time step (part 1, ``static_rnn``)."""
+        logits_series = [tf.matmul(state, W2) + b2 for state in states_series]
+        self.predictions_series = [tf.nn.softmax(logits) for logits in logits_series]
+        self.logits_BxTxC = tf.stack(logits_series, axis=1)
+        losses = [
+            tf.nn.sparse_softmax_cross_entropy_with_logits(logits=logits, labels=labels)
+            for logits, labels in zip(logits_series, labels_series, strict=True)
+        ]
         return losses
 
     def _make_cell(self, tf_dtype):
@@ -241,7 +233,7 @@ class GraphTrainer:
         del epoch  # TensorFlow's own random stream draws the dropout masks
         x_NxBxT = split_windows(np.asarray(x_BxL), self.cfg.truncated_backprop_length)
         y_NxBxT = split_windows(np.asarray(y_BxL), self.cfg.truncated_backprop_length)
-        current_state = self._zero_state()
+        current_state = zero_state(self.cfg, self.dtype)
         losses = np.empty(len(x_NxBxT), self.dtype)
         for batch_idx, (batchX, batchY) in enumerate(zip(x_NxBxT, y_NxBxT, strict=True)):
             current_state, losses[batch_idx] = self.train_step(current_state, batchX, batchY)
@@ -263,7 +255,7 @@ class GraphTrainer:
 
     def predict_epoch(self, x_BxL: Any) -> np.ndarray:
         """Predictions (N, B, T) over a series with the current weights, state carried."""
-        current_state = self._zero_state()
+        current_state = zero_state(self.cfg, self.dtype)
         preds = []
         for batchX in split_windows(np.asarray(x_BxL), self.cfg.truncated_backprop_length):
             predictions_series, current_state = self.sess.run(
@@ -276,19 +268,15 @@ class GraphTrainer:
 
     # --- Feeding and fetching the state -------------------------------------------------------
 
-    def _zero_state(self) -> tuple:
-        return zero_state(self.cfg, self.dtype)
-
     def _feed(self, x_BxT, state, y_BxT=None, dropout=True) -> dict:
         """The feed of one window; the state goes into the placeholders as the author feeds it."""
         cfg = self.cfg
-        lstm = cfg.cell == "lstm"
-        state_Lx2xBxS = stacked_state(cfg, state, self.dtype)
+        layers = state_layers(cfg, state, self.dtype)
         feed = {self.batchX_placeholder: x_BxT}
-        if lstm and cfg.num_layers == 1:
-            feed[self.cell_state], feed[self.hidden_state] = state_Lx2xBxS[0]
+        if cfg.cell == "lstm" and cfg.num_layers == 1:
+            feed[self.cell_state], feed[self.hidden_state] = layers[0]
         else:
-            feed[self.init_state] = state_Lx2xBxS[0] if cfg.num_layers == 1 else state_Lx2xBxS
+            feed[self.init_state] = layers[0] if cfg.num_layers == 1 else layers
         if y_BxT is not None:
             feed[self.batchY_placeholder] = y_BxT
         if self.keep_prob is not None and not dropout:
@@ -297,11 +285,8 @@ class GraphTrainer:
 
     def _layers(self, current_state) -> tuple:
         """A fetched ``current_state`` as one entry per layer, ``(c, h)`` for the LSTM."""
-        if self.cfg.num_layers == 1:
-            current_state = (current_state,)
-        if self.cfg.cell == "lstm":
-            return tuple((c, h) for c, h in current_state)
-        return tuple(current_state)
+        one_layer = self.cfg.num_layers == 1
+        return state_layers(self.cfg, [current_state] if one_layer else current_state, self.dtype)
 
     # --- Weights in and out -------------------------------------------------------------------
 
@@ -317,18 +302,16 @@ class GraphTrainer:
         return self.sess.run((self.variables, self._accumulators))
 
     def set_state(self, params: Any, accumulators: Any) -> None:
-        self._assign(self._assign_params, params)
-        self._assign(self._assign_accumulators, accumulators)
+        self._load(self.variables, params)
+        self._load(self._accumulators, accumulators)
 
     def save_tf_checkpoint(self, path: str | os.PathLike) -> str:
-        """Saves the weights and Adagrad slots with TF1's ``Saver``: the author's checkpoint
-        (``path.index``, ``path.data-*``), replaced whole (``write_with_saver``); ``path``."""
-        return write_with_saver(self._saver(), self.sess, path)
+        """The weights and Adagrad's slots as the author's checkpoint (TF1's Saver); ``path``."""
+        return write_with_saver(self._saver, self.sess, path)
 
     def restore_tf_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restores a TF1 checkpoint of this program with TF1's ``Saver``, its weights checked
-        first (``params_from_tf_checkpoint``); Adagrad's slots where it has them, else 0.1. The
-        carried state is kept."""
+        """Restores a checkpoint of this program, its weights checked first, with TF1's
+        ``Saver``; Adagrad's slots where it has them, else 0.1."""
         params = params_from_tf_checkpoint(path, self.cfg)
         dtypes = {np.asarray(value).dtype for value in params_to_dict(params).values()}
         if dtypes != {self.dtype}:
@@ -337,7 +320,7 @@ class GraphTrainer:
                 f"runs in {self.dtype}: build the trainer with the checkpoint's dtype"
             )
         held = tf.train.load_checkpoint(os.fspath(path)).get_variable_to_shape_map()
-        saver = self._saver()
+        saver = self._saver
         slots = list(self._accumulators.values())
         with self.graph.as_default():
             if any(slot.op.name not in held for slot in slots):
@@ -345,38 +328,18 @@ class GraphTrainer:
                 saver = tf1.train.Saver(list(self.variables.values()))
             saver.restore(self.sess, os.fspath(path))
 
+    @functools.cached_property
     def _saver(self):
         """TF1's ``Saver`` of every variable, built into the graph on first use."""
-        if not hasattr(self, "_tf1_saver"):
-            with self.graph.as_default():
-                self._tf1_saver = tf1.train.Saver()
-        return self._tf1_saver
+        with self.graph.as_default():
+            return tf1.train.Saver()
 
-    def _assign(self, assigners: dict, values: Any) -> None:
+    def _load(self, variables: dict, values: Any) -> None:
+        """Writes flat TF1-layout ``values`` into ``variables`` in one ``session.run``, as TF1's
+        ``Variable.load`` does: their initializers run, fed the values as initial ones."""
         flat = params_to_dict(params_from_dict(values, self.cfg))
-        ops = [op for _, op in assigners.values()]
-        self.sess.run(ops, {value: flat[name] for name, (value, _) in assigners.items()})
+        feed = {var.initializer.inputs[1]: flat[name] for name, var in variables.items()}
+        self.sess.run([var.initializer for var in variables.values()], feed)
 
     def close(self) -> None:
         self.sess.close()
-
-
-def _assigners(variables: dict[str, Any], tf_dtype: tf.DType) -> dict[str, tuple[Any, Any]]:
-    """A ``(value placeholder, assign op)`` per variable, by flat name."""
-    assigners = {}
-    for name, var in variables.items():
-        value = tf1.placeholder(tf_dtype, var.shape)
-        assigners[name] = (value, var.assign(value))
-    return assigners
-
-
-def _variables_by_flat_name(cfg: EchoConfig) -> dict[str, Any]:
-    """The graph's weights by flat name, under the author's names (``tf1_variable_names``)."""
-    names = tf1_variable_names(cfg)
-    by_name = {v.op.name: v for v in tf1.global_variables()}
-    if set(by_name) != set(names.values()):
-        raise RuntimeError(
-            f"the TF1 program's variables {sorted(by_name)} are not the author's names "
-            f"{sorted(names.values())}"
-        )
-    return {flat_name: by_name[tf1_name] for flat_name, tf1_name in names.items()}

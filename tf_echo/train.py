@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -11,12 +12,11 @@ from typing import Any
 import numpy as np
 
 from jax_echo import runlog
-from jax_echo.cells import Params, init_params, params_from_dict, params_to_dict
+from jax_echo.cells import Params, init_params, params_from_dict
 from jax_echo.evaluate import evaluate_params
 from jax_echo.io import TF_CHECKPOINT
 from jax_echo.registry import DYNAMIC_RNN_PARTS, TF_IMPLEMENTATIONS, tf_impl
 from jax_echo.task import EchoConfig, prediction_accuracies
-from jax_echo.tf_checkpoint import params_to_tf_checkpoint
 from jax_echo.train import EpochVerbs, RunOptions, Start, run_epochs, run_options, start_run
 from tf_echo.function import FunctionTrainer
 from tf_echo.graph import GraphTrainer
@@ -34,7 +34,7 @@ def make_trainer(
 ):
     """A trainer for one of ``IMPLEMENTATIONS`` from the given weights. ``device`` places the
     TF1 graph (TF2 trainers run in the caller's ``tf.device`` scope); ``dynamic``: the TF1
-    program runs its cells through ``dynamic_rnn`` (parts 5-6)."""
+    program's ``dynamic_rnn`` (parts 5-6)."""
     if impl == "graph":
         return GraphTrainer(cfg, params, dtype, device, dynamic=dynamic)
     if impl in IMPLEMENTATIONS:
@@ -59,7 +59,7 @@ def fit(
     TensorFlow draws its own dropout masks: with ``keep_prob < 1`` a resumed run is not
     bit-identical to an uninterrupted one. The final weights are also saved in ``out_dir`` as the
     author's TF1 checkpoint, ``model.ckpt``, before ``options.finish``. ``dynamic``: the TF1
-    program runs its cells through ``dynamic_rnn``.
+    program's ``dynamic_rnn``.
     """
     opts = run_options(options, **changes)
     initial = init_params(cfg) if params is None else params_from_dict(params, cfg)
@@ -70,7 +70,7 @@ def fit(
         return trainer.accumulators
 
     def train_epoch(params, opt_state, x, y, epoch):
-        trainer.set_state(params_to_dict(params), opt_state)
+        trainer.set_state(params, opt_state)
         losses = trainer.train_epoch(x, y, epoch=epoch)
         params, opt_state = trainer.get_state()
         return params_from_dict(params, cfg), opt_state, losses
@@ -91,12 +91,12 @@ def fit(
             overwrite=opts.overwrite,
         )
         # The trainer holds the run's state from here on, also where no epoch is left.
-        trainer.set_state(params_to_dict(begin.params), begin.opt_state)
+        trainer.set_state(begin.params, begin.opt_state)
         return begin
 
     def finish(params, history):
         with opts.timer("files"):
-            save_tf_checkpoint(trainer, cfg, Path(opts.out_dir, TF_CHECKPOINT))
+            trainer.save_tf_checkpoint(Path(opts.out_dir, TF_CHECKPOINT))
         if opts.finish is not None:
             opts.finish(params, history)
 
@@ -104,18 +104,6 @@ def fit(
         return run_epochs(cfg, verbs, dataclasses.replace(opts, finish=finish), start=start)
     finally:
         trainer.close()
-
-
-def save_tf_checkpoint(trainer: Any, cfg: EchoConfig, path: str | os.PathLike) -> str:
-    """A trainer's weights as the author's TF1 checkpoint at ``path``; returns ``path``.
-
-    ``GraphTrainer`` saves with its own ``Saver``, Adagrad's slots as they are; the TF2 trainers
-    through ``params_to_tf_checkpoint``, with the slots at 0.1. Either restores into the author's
-    program (``GraphTrainer.restore_tf_checkpoint``) and reads into ``jax_echo``.
-    """
-    if isinstance(trainer, GraphTrainer):
-        return trainer.save_tf_checkpoint(path)
-    return params_to_tf_checkpoint(trainer.params, cfg, path)
 
 
 def evaluate(
@@ -136,7 +124,7 @@ def evaluate(
     params = params_from_dict(params, cfg)
     dtype = np.asarray(params.W2).dtype
     trainer = make_trainer(impl, cfg, params, dtype, dynamic=part in DYNAMIC_RNN_PARTS)
-    try:
+    with contextlib.closing(trainer):
         if source == "tf-checkpoint" and isinstance(trainer, GraphTrainer):
             trainer.restore_tf_checkpoint(path)
         return evaluate_params(
@@ -149,8 +137,6 @@ def evaluate(
             predict_epoch=trainer.predict_epoch,
             implementation=f"tf-{impl}",
         )
-    finally:
-        trainer.close()
 
 
 def write_tf_run(
@@ -162,8 +148,8 @@ def write_tf_run(
     part: int,
     stopwatch: runlog.Stopwatch,
 ) -> None:
-    """``runlog.write_run`` for a TensorFlow run (predictions from a new trainer of ``impl``),
-    then the summary and the files written, on stdout."""
+    """``runlog.write_run`` for a TensorFlow run (the plot's predictions by a new trainer of
+    ``impl``), then the summary and the files written, on stdout."""
     import tensorflow as tf
 
     info = {
@@ -176,10 +162,8 @@ def write_tf_run(
 
     def predict_last_window(params, x):
         trainer = make_trainer(impl, cfg, params, dynamic=part in DYNAMIC_RNN_PARTS)
-        try:
+        with contextlib.closing(trainer):
             return trainer.predict_epoch(x)[-1]
-        finally:
-            trainer.close()
 
     seconds = runlog.write_run(out, cfg, params, history, info, predict_last_window, stopwatch)
     print(runlog.summary_line(history, seconds))

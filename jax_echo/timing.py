@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +74,13 @@ class Session:
     def windows_per_call(self) -> int:
         return self.cfg.num_batches if self.row.per_epoch else 1
 
+    @functools.cached_property
+    def windows(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Epoch 0's windows ``(x_BxT, y_BxT)``, split once, outside the timed calls."""
+        T = self.cfg.truncated_backprop_length
+        xs, ys = (np.ascontiguousarray(split_windows(a, T)) for a in (self.x, self.y))
+        return list(zip(xs, ys, strict=True))
+
     def _first(self, call: Callable[[], Any]) -> Any:
         if self.first_call_seconds is not None:
             return call()
@@ -93,11 +101,10 @@ class Session:
         """The row's timed call, waited for: epoch 0, or epoch 0's next window (wrapping round)."""
         if self.row.per_epoch:
             return block(self.trainer.train_epoch(self.x, self.y))
-        T = self.cfg.truncated_backprop_length
-        xs, ys = (list(np.ascontiguousarray(split_windows(a, T))) for a in (self.x, self.y))
-        i = self._window % len(xs)
+        i = self._window % len(self.windows)
         self._window += 1
-        return block(self.trainer.train_window(xs[i], ys[i], epoch=0, window=i))
+        x_BxT, y_BxT = self.windows[i]
+        return block(self.trainer.train_window(x_BxT, y_BxT, epoch=0, window=i))
 
     def round(self) -> np.ndarray:
         """One epoch of timed calls (one call, or one per window): the last call's losses."""
